@@ -1,0 +1,264 @@
+"""Learned feature bottleneck: encoder -> quantise -> CompressAI entropy coder -> decoder.
+
+Knows nothing of Detectron2, so the detection and classification sides share it as is.
+Training (``forward``) returns likelihoods so the rate joins the loss; inference (``compress`` /
+``decompress``) produces and consumes real bit strings.
+"""
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from torch import nn
+from torch.nn import functional as F
+
+CODECS = ("factorized", "hyperprior", "passthrough")
+# Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
+_SCALES = torch.exp(torch.linspace(math.log(0.11), math.log(256), 64)).tolist()
+
+
+@dataclass
+class CodecOutput:
+    """Training-path result: the reconstructed feature and the likelihoods of each coded latent."""
+
+    x_hat: torch.Tensor
+    likelihoods: Dict[str, torch.Tensor]
+
+
+@dataclass
+class CodedFeature:
+    """One image's coded feature: its bit strings and the shapes needed to decode them."""
+
+    strings: List[bytes]
+    latent_shape: Tuple[int, int]  # (h, w) of the first latent (y)
+    output_shape: Tuple[int, int]  # (H, W) of the reconstructed feature
+
+
+def _conv(cin, cout, k=3, stride=1):
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _deconv(cin, cout, k=3, stride=2):
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+class FeatureCodec(nn.Module):
+    """Bottleneck from ``in_channels`` (the edge's split feature) to ``out_channels`` (what the cloud
+    tail expects at the split), through a quantised latent of ``latent_channels`` at 1/``downsample``
+    of the feature's resolution. ``name="passthrough"`` is lossless: it sends the float32 feature.
+    ``half`` ("edge"/"cloud") leaves out the decoder/encoder that the other side holds."""
+
+    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96,
+                 downsample=2, name="factorized", half="both"):
+        super().__init__()
+        if name not in CODECS:
+            raise ValueError(f"Unknown codec {name!r}; choose one of {CODECS} (MODEL.ECCENTRIC.CODEC.NAME).")
+        if downsample not in (1, 2, 4):
+            raise ValueError(f"CODEC.DOWNSAMPLE must be 1, 2 or 4, got {downsample}.")
+        if name == "passthrough" and in_channels != out_channels:
+            raise ValueError(
+                f"A passthrough codec needs the edge and cloud to agree on channels at the split "
+                f"(edge {in_channels}, cloud {out_channels}): use a learned codec (factorized/hyperprior)."
+            )
+        self.name = name
+        self.config = dict(name=name, in_channels=in_channels, out_channels=out_channels,
+                           latent_channels=latent_channels, hidden_channels=hidden_channels,
+                           downsample=downsample)
+        self._stale = True  # entropy tables must be (re)built before real coding
+        # The CDF tables are derived from the weights and have data-dependent shapes: they are not
+        # saved, and are rebuilt (deterministically) after loading.
+        self._register_state_dict_hook(_drop_tables)
+        self._register_load_state_dict_pre_hook(self._fill_tables)
+        if name == "passthrough":
+            return
+        n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
+        enc = [_conv(in_channels, h), nn.LeakyReLU(inplace=True)]
+        for _ in range(steps):
+            enc += [_conv(h, h, stride=2), nn.LeakyReLU(inplace=True)]
+        dec = [_conv(n, h), nn.LeakyReLU(inplace=True)]
+        for _ in range(steps):
+            dec += [_deconv(h, h), nn.LeakyReLU(inplace=True)]
+        if half != "cloud":
+            self.encoder = nn.Sequential(*enc, _conv(h, n))
+        if half != "edge":
+            self.decoder = nn.Sequential(*dec, _conv(h, out_channels))
+        if name == "factorized":
+            self.entropy_bottleneck = EntropyBottleneck(n)
+        else:
+            if half != "cloud":
+                self.h_a = nn.Sequential(_conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2),
+                                         nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
+            self.h_s = nn.Sequential(_deconv(n, n, 5), nn.LeakyReLU(inplace=True), _deconv(n, n, 5),
+                                     nn.LeakyReLU(inplace=True), _conv(n, n), nn.Softplus())
+            self.entropy_bottleneck = EntropyBottleneck(n)
+            self.gaussian_conditional = GaussianConditional(_SCALES)
+
+    # ------------------------------------------------------------------ training path
+    def forward(self, x):
+        """Noisy quantisation in training, hard quantisation in eval; returns x_hat and likelihoods."""
+        if self.name == "passthrough":
+            return CodecOutput(x, {})
+        if self.training:
+            self._stale = True
+        y = self.encoder(x)
+        if self.name == "factorized":
+            y_hat, lik = self.entropy_bottleneck(y)
+            likelihoods = {"y": lik}
+        else:
+            z = self.h_a(y)
+            z_hat, z_lik = self.entropy_bottleneck(z)
+            scales = self._fit(self.h_s(z_hat), y.shape[-2:])
+            y_hat, y_lik = self.gaussian_conditional(y, scales)
+            likelihoods = {"y": y_lik, "z": z_lik}
+        return CodecOutput(self._fit(self.decoder(y_hat), x.shape[-2:]), likelihoods)
+
+    @staticmethod
+    def rate_bits(likelihoods):
+        """Estimated size in bits of all latents in the batch (from likelihoods)."""
+        if not likelihoods:
+            return torch.zeros(())
+        return sum(-torch.log2(lik).sum() for lik in likelihoods.values())
+
+    def aux_loss(self):
+        """CompressAI's quantile loss of the factorised prior (zero for passthrough)."""
+        if self.name == "passthrough":
+            return torch.zeros(())
+        return self.entropy_bottleneck.loss()
+
+    # ------------------------------------------------------------------ real coding
+    def update(self, force=True):
+        """Build the entropy coder's CDF tables from the current weights (CompressAI ``update``),
+        on the CPU, so an edge on CPU and a cloud on GPU build identical tables."""
+        for name in ("entropy_bottleneck", "gaussian_conditional"):
+            module = getattr(self, name, None)
+            if module is None:
+                continue
+            device = module._offset.device
+            module.cpu()
+            if name == "entropy_bottleneck":
+                module.update(force=force)
+            else:
+                module.update_scale_table(_SCALES, force=force)
+            module.to(device)
+        self._stale = False
+
+    def update_if_stale(self):
+        if self._stale or (self.name != "passthrough" and self.entropy_bottleneck._offset.numel() == 0):
+            self.update(force=True)
+
+    @torch.no_grad()
+    def compress(self, x) -> List[CodedFeature]:
+        """Encode a batch of features into one :class:`CodedFeature` per image."""
+        out_hw = tuple(x.shape[-2:])
+        if self.name == "passthrough":
+            return [CodedFeature([_tensor_bytes(xi)], out_hw, out_hw) for xi in x]
+        self.update_if_stale()
+        y = self.encoder(x)
+        y_hw = tuple(y.shape[-2:])
+        if self.name == "factorized":
+            strings = [[s] for s in self.entropy_bottleneck.compress(y)]
+        else:
+            z = self.h_a(y)
+            z_strings = self.entropy_bottleneck.compress(z)
+            z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+            scales = self._fit(self.h_s(z_hat), y_hw)
+            indexes = self.gaussian_conditional.build_indexes(scales)
+            y_strings = self.gaussian_conditional.compress(y, indexes)
+            strings = [[ys, zs] for ys, zs in zip(y_strings, z_strings)]
+        return [CodedFeature(s, y_hw, out_hw) for s in strings]
+
+    @torch.no_grad()
+    def decompress_latent(self, coded: List[CodedFeature]):
+        """Decode a batch of same-shape coded features to the quantised latent y_hat."""
+        self.update_if_stale()
+        y_hw = coded[0].latent_shape
+        device = self._device()
+        if self.name == "factorized":
+            return self.entropy_bottleneck.decompress([c.strings[0] for c in coded], y_hw).to(device)
+        z_hw = _hyper_shape(y_hw)
+        z_hat = self.entropy_bottleneck.decompress([c.strings[1] for c in coded], z_hw)
+        scales = self._fit(self.h_s(z_hat.to(device)), y_hw)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        return self.gaussian_conditional.decompress([c.strings[0] for c in coded], indexes.cpu()).to(device)
+
+    @torch.no_grad()
+    def decompress(self, coded: List[CodedFeature]):
+        """Decode a batch of same-shape coded features to the cloud-side feature tensor."""
+        if self.name == "passthrough":
+            return torch.stack([_bytes_tensor(c.strings[0], self.config["in_channels"], c.output_shape)
+                                for c in coded]).to(self._device())
+        y_hat = self.decompress_latent(coded)
+        return self._fit(self.decoder(y_hat), coded[0].output_shape)
+
+    def expected_strings(self):
+        """How many bit strings one image's payload holds."""
+        return 2 if self.name == "hyperprior" else 1
+
+    def latent_shape_ok(self, latent_hw, output_hw):
+        """Whether a (latent, output) shape pair is one this codec can produce."""
+        ds = self.config["downsample"] if self.name != "passthrough" else 1
+        return all(lat == -(-out // ds) for lat, out in zip(latent_hw, output_hw))
+
+    def fingerprint(self) -> bytes:
+        """8 bytes that identify this codec: its config and the entropy model both halves hold."""
+        self.update_if_stale()
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for name in ("entropy_bottleneck", "gaussian_conditional", "h_s"):
+            module = getattr(self, name, None)
+            if module is None:
+                continue
+            for key, t in sorted(module.state_dict().items()):
+                h.update(key.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.digest()[:8]
+
+    # ------------------------------------------------------------------ helpers
+    def _fill_tables(self, state_dict, prefix, *args):
+        for name, module in self.named_children():
+            for buf in _TABLES:
+                if hasattr(module, buf) and isinstance(getattr(module, buf), torch.Tensor):
+                    state_dict.setdefault(f"{prefix}{name}.{buf}", getattr(module, buf))
+        self._stale = True
+
+    def _device(self):
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @staticmethod
+    def _fit(t, hw):
+        """Crop (or zero-pad) the spatial size of ``t`` to ``hw``: transposed convs round up."""
+        dh, dw = hw[0] - t.shape[-2], hw[1] - t.shape[-1]
+        if dh == 0 and dw == 0:
+            return t
+        return F.pad(t, (0, dw, 0, dh))
+
+
+_TABLES = ("_offset", "_quantized_cdf", "_cdf_length")
+
+
+def _drop_tables(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix) and k.rsplit(".", 1)[-1] in _TABLES]:
+        del state_dict[key]
+
+
+def _hyper_shape(hw):
+    return tuple(-(-(-(-s // 2)) // 2) for s in hw)
+
+
+def _tensor_bytes(t):
+    buf = io.BytesIO()
+    buf.write(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return buf.getvalue()
+
+
+def _bytes_tensor(data, channels, hw):
+    import numpy as np
+
+    expected = channels * hw[0] * hw[1] * 4
+    if len(data) != expected:
+        raise ValueError(f"passthrough feature holds {len(data)} bytes, expected {expected}")
+    return torch.from_numpy(np.frombuffer(data, dtype=np.float32).copy()).reshape(channels, *hw)

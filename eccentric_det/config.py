@@ -1,0 +1,122 @@
+"""``cfg.MODEL.ECCENTRIC``: every knob of the edge/cloud split, the codec, offloading and training."""
+import os
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+
+def add_eccentric_config(cfg):
+    """Add ``cfg.MODEL.ECCENTRIC`` (and ``cfg.TEST.ECCENTRIC``) to a Detectron2 config, in place."""
+    _C = cfg
+    _C.MODEL.ECCENTRIC = CN()
+    E = _C.MODEL.ECCENTRIC
+    # Where the cloud takes over: the edge runs up to and including this stage ("stem", "res2", "res3", "res4").
+    E.SPLIT_AT = "res2"
+    # FPN levels that lie before the split are dropped from the cloud (never sent): MODEL.FPN.IN_FEATURES
+    # must then start at the split stage. "drop" is the only policy; it is checked when the model is built.
+    E.PRE_SPLIT_LEVELS = "drop"
+    # Which half this process builds: "both" (training, in-process evaluation), "edge" (a device) or "cloud" (a server).
+    E.HALF = "both"
+    # What an offloaded image sends: "features" (Adaptive ECC: coded edge features) or "image" (Independent ECC: JPEG).
+    E.OFFLOAD_MODE = "features"
+    # JPEG quality of the image sent in "image" mode (OpenCV, 0-100).
+    E.JPEG_QUALITY = 90
+
+    # KnowledgeAdaptedROIHeads: add zero-initialised residual 1x1 adapters on the ROI input levels.
+    E.ROI_ADAPTER = True
+
+    E.EDGE = CN()
+    # The edge network. DEPTH 0 means "the same ResNet as MODEL.RESNETS"; otherwise these keys describe the edge
+    # ResNet in full (any width: 18/34 may use narrow stages here, unlike MODEL.RESNETS).
+    E.EDGE.RESNETS = CN()
+    E.EDGE.RESNETS.DEPTH = 0
+    # Edge stem width.
+    E.EDGE.RESNETS.STEM_OUT_CHANNELS = 64
+    # Edge res2 width (res3..res5 double it).
+    E.EDGE.RESNETS.RES2_OUT_CHANNELS = 64
+    # Bottleneck width per group (R-50 and deeper only).
+    E.EDGE.RESNETS.WIDTH_PER_GROUP = 64
+    # Groups of the 3x3 bottleneck conv (R-50 and deeper only).
+    E.EDGE.RESNETS.NUM_GROUPS = 1
+    # Edge normalisation ("BN", "FrozenBN", "GN", "SyncBN", "").
+    E.EDGE.RESNETS.NORM = "FrozenBN"
+    # Put the stride in the 1x1 conv of bottleneck blocks (MSRA weights: True; torchvision weights: False).
+    E.EDGE.RESNETS.STRIDE_IN_1X1 = True
+    # Does the edge run a small detector of its own (Independent and Dynamic ECC)? Its heads read the same trunk.
+    E.EDGE.DETECTOR = False
+    # FPN width of the edge detector.
+    E.EDGE.FPN_OUT_CHANNELS = 64
+    # FC width of the edge detector's box head.
+    E.EDGE.BOX_FC_DIM = 256
+    # Checkpoint that initialises the edge (trunk and detector), loaded after MODEL.WEIGHTS; "" keeps MODEL.WEIGHTS.
+    E.EDGE.WEIGHTS = ""
+
+    E.CODEC = CN()
+    # "factorized" (CompressAI EntropyBottleneck), "hyperprior" (scale hyperprior) or "passthrough" (lossless float32).
+    E.CODEC.NAME = "factorized"
+    # Channels of the latent that is quantised and entropy coded.
+    E.CODEC.LATENT_CHANNELS = 32
+    # Channels of the encoder's and decoder's hidden layers.
+    E.CODEC.HIDDEN_CHANNELS = 96
+    # Spatial downsampling of the latent relative to the split feature (1, 2 or 4).
+    E.CODEC.DOWNSAMPLE = 2
+    # Weight of the rate term (bits per input pixel) in the training loss.
+    E.CODEC.RATE_WEIGHT = 0.01
+
+    E.OFFLOAD = CN()
+    # "always" (every image to the cloud), "never" (edge only) or "dynamic" (the edge decides per image).
+    E.OFFLOAD.POLICY = "always"
+    # Dynamic ECC: offload when the gate's "edge needs help" probability is at least this.
+    E.OFFLOAD.THRESHOLD = 0.5
+    # Detections of the edge below this score are ignored by the gate's statistics.
+    E.OFFLOAD.MIN_SCORE = 0.05
+
+    E.DISTILL = CN()
+    # Training mode: "task" (plain), "kd" (teacher -> edge detector), "adapt" (cloud consumes the edge's features).
+    E.DISTILL.MODE = "task"
+    # Teacher config file (any Detectron2 config; resolved against cwd, then the shipped configs); frozen.
+    E.DISTILL.TEACHER_CONFIG = ""
+    # Teacher weights.
+    E.DISTILL.TEACHER_WEIGHTS = ""
+    # Softmax temperature of ROI logit distillation.
+    E.DISTILL.TEMPERATURE = 2.0
+    # Weight of ROI classification-logit distillation (KL, times T^2).
+    E.DISTILL.LOGIT_WEIGHT = 1.0
+    # Weight of ROI box-regression distillation (smooth L1 to the teacher's deltas).
+    E.DISTILL.BOX_WEIGHT = 0.5
+    # Weight of feature matching (MSE to the teacher's features at the split level and FPN levels).
+    E.DISTILL.FEATURE_WEIGHT = 1.0
+    # Weight of the ground-truth task losses while distilling/adapting.
+    E.DISTILL.TASK_WEIGHT = 1.0
+    # Parameter-name prefixes kept frozen while training (e.g. the edge during adaptation).
+    E.DISTILL.FREEZE = []
+
+    _C.TEST.ECCENTRIC = CN()
+    # Count edge and cloud FLOPs with fvcore during evaluation (per half, per image).
+    _C.TEST.ECCENTRIC.FLOPS = True
+    # Images used for the FLOP count (FLOPs barely change between images of one size).
+    _C.TEST.ECCENTRIC.FLOPS_IMAGES = 2
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def resolve_config_file(path):
+    """``path`` as given if it exists, else relative to the configs shipped with eccentric_det."""
+    if os.path.isfile(path):
+        return path
+    shipped = os.path.join(CONFIG_DIR, path)
+    if os.path.isfile(shipped):
+        return shipped
+    raise FileNotFoundError(f"Config file {path!r} not found, neither as given nor under {CONFIG_DIR}. "
+                            f"Pass a path to a .yaml file, e.g. configs/FashionDet/adaptive_ecc.yaml.")
+
+
+def get_eccentric_cfg(config_file=None, opts=()):
+    """A Detectron2 config with ``add_eccentric_config`` applied, merged from a file and overrides."""
+    cfg = get_cfg()
+    add_eccentric_config(cfg)
+    if config_file:
+        cfg.merge_from_file(resolve_config_file(config_file))
+    cfg.merge_from_list(list(opts))
+    return cfg

@@ -1,0 +1,89 @@
+"""Dataset registration: FashionDet (``fashion_det_{train,val}``) and availability checks for any dataset.
+
+COCO is registered by Detectron2 itself (``coco_2017_*`` under ``$DETECTRON2_DATASETS/coco``).
+Registration never touches the disk; missing files surface as a ``FileNotFoundError`` that says
+what to run, when the dataset is first loaded (or through :func:`check_dataset_available`).
+"""
+import logging
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from .fashion_det import FASHION_CLASSES, SPLITS
+
+logger = logging.getLogger(__name__)
+
+_FASHION_ROOTS = {}  # registered FashionDet dataset name -> (root, split)
+_PREPARE = "python datasets/prepare_fashion_det.py"
+
+
+def default_fashion_det_root():
+    """``$DETECTRON2_DATASETS/fashion_det`` (``./datasets/fashion_det`` when the variable is unset)."""
+    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "fashion_det")
+
+
+def _fashion_paths(root, split):
+    return os.path.join(root, "annotations", f"fashion_det_{split}.json"), os.path.join(root, split)
+
+
+def _check_fashion_det(name, root, split):
+    json_file, image_root = _fashion_paths(root, split)
+    done = os.path.join(root, "DONE")
+    missing = [p for p in (image_root, json_file, done) if not os.path.exists(p)]
+    if not missing:
+        return
+    fix = (f"Generate it with `{_PREPARE} --out {root}` (about 30 s on 2 CPU cores), or set DETECTRON2_DATASETS "
+           "to the directory that holds fashion_det/.")
+    if os.path.isdir(image_root):
+        raise FileNotFoundError(f"FashionDet dataset '{name}' at {root} is incomplete (missing "
+                                f"{', '.join(missing)}): its generation was interrupted. {fix}")
+    raise FileNotFoundError(f"FashionDet dataset '{name}' not found: missing {', '.join(missing)}. {fix}")
+
+
+def register_fashion_det(root=None, prefix="fashion_det"):
+    """Register ``{prefix}_train`` and ``{prefix}_val`` (COCO format) from ``root`` (default
+    :func:`default_fashion_det_root`). Re-registering a name with the same paths is a no-op; with
+    other paths it replaces the old registration."""
+    root = default_fashion_det_root() if root is None else os.fspath(root)
+    for split in SPLITS:
+        name = f"{prefix}_{split}"
+        json_file, image_root = _fashion_paths(root, split)
+        if name in DatasetCatalog.list():
+            meta = MetadataCatalog.get(name)
+            if meta.get("json_file") == json_file and meta.get("image_root") == image_root:
+                continue
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+        def load(name=name, split=split, json_file=json_file, image_root=image_root):
+            _check_fashion_det(name, root, split)
+            return load_coco_json(json_file, image_root, name)
+
+        DatasetCatalog.register(name, load)
+        MetadataCatalog.get(name).set(thing_classes=list(FASHION_CLASSES), json_file=json_file,
+                                      image_root=image_root, evaluator_type="coco")
+        _FASHION_ROOTS[name] = (root, split)
+
+
+def check_dataset_available(name):
+    """Raise ``FileNotFoundError`` (naming the missing path and the fix) unless the files of the
+    registered dataset ``name`` exist; ``KeyError`` if ``name`` is not registered."""
+    if name not in DatasetCatalog.list():
+        raise KeyError(f"Dataset '{name}' is not registered (import eccentric_det.data to register FashionDet).")
+    if name in _FASHION_ROOTS:
+        _check_fashion_det(name, *_FASHION_ROOTS[name])
+        return
+    meta = MetadataCatalog.get(name)
+    for key in ("json_file", "image_root", "dirname", "gt_dir", "image_dir", "panoptic_root", "panoptic_json"):
+        path = meta.get(key)
+        if path and not os.path.exists(path):
+            where = ("COCO must be laid out as $DETECTRON2_DATASETS/coco/{train2017,val2017,annotations}"
+                     if name.startswith("coco") else "Set DETECTRON2_DATASETS to where the data lives")
+            raise FileNotFoundError(f"Dataset '{name}': missing {key} {path}. {where}; see datasets/README.md.")
+
+
+try:
+    register_fashion_det()
+except Exception as e:  # registration must never break an import
+    logger.warning("FashionDet registration failed: %s", e)

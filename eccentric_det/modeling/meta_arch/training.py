@@ -1,0 +1,130 @@
+"""The training objective of EccentricRCNN, chosen by ``MODEL.ECCENTRIC.DISTILL.MODE``.
+
+* ``task``: ground-truth losses of the cloud (through the codec) and of the edge detector, plus
+  lambda x rate and CompressAI's auxiliary quantile loss.
+* ``kd``: knowledge distillation teacher -> edge detector: task losses, ROI logits with temperature,
+  box deltas, and FPN feature hints (through 1x1 hint projections).
+* ``adapt``: knowledge adaptation edge -> cloud: the cloud side learns to consume the edge's coded
+  features: feature matching against the frozen teacher at the split and FPN levels, ROI logit
+  distillation, task losses, plus lambda x rate.
+"""
+import torch
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss, rate_loss
+from ...distill.teacher import build_teacher
+from ..backbone.split_resnet import SplitFeature
+from ..roi_heads.knowledge_adapted import teacher_box_outputs
+
+MODES = ("task", "kd", "adapt")
+
+
+class EccentricLosses:
+    """Computes the loss dict for one batch; holds the frozen teacher outside the model's state."""
+
+    def __init__(self, cfg):
+        E = cfg.MODEL.ECCENTRIC
+        D = E.DISTILL
+        if D.MODE not in MODES:
+            raise ValueError(f"MODEL.ECCENTRIC.DISTILL.MODE must be one of {MODES}, got {D.MODE!r}")
+        if D.MODE != "task" and not D.TEACHER_CONFIG:
+            raise ValueError(f"DISTILL.MODE {D.MODE!r} needs a teacher: set MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG "
+                             f"(and TEACHER_WEIGHTS)")
+        if D.MODE == "kd" and not E.EDGE.DETECTOR:
+            raise ValueError("DISTILL.MODE 'kd' distils into the edge detector: set MODEL.ECCENTRIC.EDGE.DETECTOR True")
+        self.mode, self.T = D.MODE, D.TEMPERATURE
+        self.w_logit, self.w_box, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.BOX_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
+        self.rate_weight = E.CODEC.RATE_WEIGHT
+        self.freeze = tuple(D.FREEZE)
+        self.teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, cfg.MODEL.DEVICE) if D.MODE != "task" else None
+        self._teacher_bottom_up = {}
+        if self.teacher is not None:
+            bottom_up = self.teacher.backbone.bottom_up
+            if E.SPLIT_AT not in bottom_up._out_features:  # feature matching at the split needs it too
+                bottom_up._out_features = list(bottom_up._out_features) + [E.SPLIT_AT]
+            bottom_up.register_forward_hook(
+                lambda m, i, o: self._teacher_bottom_up.update(o))
+
+    def teacher_fpn_channels(self):
+        return self.teacher.backbone.output_shape()[self.teacher.backbone._out_features[0]].channels
+
+    def keep_frozen_in_eval(self, model):
+        """Freeze parameters under ``DISTILL.FREEZE`` prefixes and keep their norm layers in eval mode."""
+        if not self.freeze:
+            return
+        for name, p in model.named_parameters():
+            if name.startswith(self.freeze):
+                p.requires_grad_(False)
+        for name, m in model.named_modules():
+            if name.startswith(self.freeze):
+                m.eval()
+
+    def __call__(self, model, batched_inputs):
+        images = model.preprocess_image(batched_inputs)
+        gt = [x["instances"].to(model.device) for x in batched_inputs] if "instances" in batched_inputs[0] else None
+        losses, teacher_out = {}, None
+        if self.teacher is not None:
+            teacher_out = self._run_teacher(images)
+        trunk = None
+        if model.offload_mode == "features":
+            trunk = model.split_backbone.edge_forward(images.tensor)
+        if self.mode != "kd":
+            losses.update(self._cloud_losses(model, images, trunk, gt, teacher_out))
+        if model.edge_detector is not None and self.mode != "adapt":
+            losses.update(self._edge_losses(model, images, trunk, gt, teacher_out))
+        return losses
+
+    def _run_teacher(self, images):
+        self._teacher_bottom_up.clear()
+        with torch.no_grad():
+            feats = self.teacher.backbone(images.tensor)
+        return {"fpn": feats, "bottom_up": dict(self._teacher_bottom_up)}
+
+    def _scaled(self, d, w, prefix=""):
+        return {prefix + k: v * w for k, v in d.items()}
+
+    def _cloud_losses(self, model, images, trunk, gt, teacher_out):
+        if trunk is None:  # Independent ECC: the cloud is a plain detector on images
+            features = model.backbone(images.tensor)
+            likelihoods = {}
+        else:
+            codec_out = model.codec(trunk[model.split_backbone.split_at])
+            likelihoods = codec_out.likelihoods
+            features = model.backbone(SplitFeature(codec_out.x_hat))
+        proposals, rpn_losses = model.proposal_generator(images, features, gt)
+        _, det_losses = model.roi_heads(images, features, proposals, gt)
+        losses = self._scaled({**rpn_losses, **det_losses}, self.w_task)
+        if trunk is not None:
+            num_pixels = sum(h * w for h, w in images.image_sizes)
+            bpp = rate_loss(likelihoods, num_pixels)
+            losses["loss_rate"] = self.rate_weight * bpp
+            losses["loss_aux"] = model.codec.aux_loss()
+            get_event_storage().put_scalar("rate_bpp", float(bpp))
+        if self.mode == "adapt":
+            split = model.split_backbone.split_at
+            student = {split: codec_out.x_hat, **features}
+            teacher = {split: teacher_out["bottom_up"][split], **teacher_out["fpn"]}
+            losses["loss_feature_match"] = self.w_feat * feature_matching_loss(student, teacher, list(student))
+            losses.update(self._roi_kd(model.roi_heads, teacher_out["fpn"], prefix=""))
+        return losses
+
+    def _edge_losses(self, model, images, trunk, gt, teacher_out):
+        features, _, task = model.edge_detector(images, trunk if trunk is not None else images.tensor, gt)
+        losses = self._scaled(task, self.w_task, prefix="edge_")
+        if self.mode == "kd":
+            hints = {k: model.kd_hint[k](v) for k, v in features.items()}
+            losses["edge_loss_feature_hint"] = self.w_feat * feature_matching_loss(hints, teacher_out["fpn"], list(hints))
+            losses.update(self._roi_kd(model.edge_detector.roi_heads, teacher_out["fpn"], prefix="edge_"))
+        return losses
+
+    def _roi_kd(self, student_heads, teacher_features, prefix):
+        boxes, (s_logits, s_deltas) = student_heads.last_boxes, student_heads.last_outputs
+        t_logits, t_deltas = teacher_box_outputs(self.teacher.roi_heads, teacher_features, boxes)
+        return {prefix + "loss_kd_logits": self.w_logit * logit_kd_loss(s_logits, t_logits, self.T),
+                prefix + "loss_kd_boxes": self.w_box * box_kd_loss(s_deltas, t_deltas, t_logits)}
+
+
+def build_kd_hints(edge_fpn_channels, teacher_fpn_channels, levels):
+    """1x1 projections from the edge's FPN width to the teacher's, for feature hints (FitNets)."""
+    return nn.ModuleDict({k: nn.Conv2d(edge_fpn_channels, teacher_fpn_channels, 1) for k in levels})
