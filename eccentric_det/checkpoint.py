@@ -80,3 +80,10 @@ def load_model(cfg):
     if cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
         load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
     return model.eval()
+
+
+def export_checkpoint(state_dict, path):
+    """Save weights only, floating-point tensors as fp16 (they load back into fp32 models)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    small = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
+    torch.save({"model": small, "__author__": "eccentric_det"}, path)

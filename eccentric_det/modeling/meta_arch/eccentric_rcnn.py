@@ -63,6 +63,8 @@ class EccentricRCNN(GeneralizedRCNN):
         self.offload_mode, self.policy, self.threshold = offload_mode, policy, threshold
         self.jpeg_quality, self.half, self.size_divisibility = jpeg_quality, half, size_divisibility
         self.losses, self.kd_hint = losses, kd_hint
+        if losses is not None:
+            losses.freeze_parameters(self)
 
     @classmethod
     def from_config(cls, cfg):

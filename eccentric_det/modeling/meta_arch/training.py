@@ -13,6 +13,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss, rate_loss
+from ...config import get_eccentric_cfg
 from ...distill.teacher import build_teacher
 from ..backbone.split_resnet import SplitFeature
 from ..roi_heads.knowledge_adapted import teacher_box_outputs
@@ -37,25 +38,36 @@ class EccentricLosses:
         self.w_logit, self.w_box, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.BOX_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
         self.rate_weight = E.CODEC.RATE_WEIGHT
         self.freeze = tuple(D.FREEZE)
-        self.teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, cfg.MODEL.DEVICE) if D.MODE != "task" else None
+        self._cfg = cfg
+        self._teacher = None  # built on the first training step, so evaluation never loads it
         self._teacher_bottom_up = {}
-        if self.teacher is not None:
-            bottom_up = self.teacher.backbone.bottom_up
-            if E.SPLIT_AT not in bottom_up._out_features:  # feature matching at the split needs it too
-                bottom_up._out_features = list(bottom_up._out_features) + [E.SPLIT_AT]
-            bottom_up.register_forward_hook(
-                lambda m, i, o: self._teacher_bottom_up.update(o))
+
+    @property
+    def teacher(self):
+        if self._teacher is None and self.mode != "task":
+            D = self._cfg.MODEL.ECCENTRIC.DISTILL
+            self._teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, self._cfg.MODEL.DEVICE)
+            bottom_up = self._teacher.backbone.bottom_up
+            split = self._cfg.MODEL.ECCENTRIC.SPLIT_AT
+            if split not in bottom_up._out_features:  # feature matching at the split needs it too
+                bottom_up._out_features = list(bottom_up._out_features) + [split]
+            bottom_up.register_forward_hook(lambda m, i, o: self._teacher_bottom_up.update(o))
+        return self._teacher
 
     def teacher_fpn_channels(self):
-        return self.teacher.backbone.output_shape()[self.teacher.backbone._out_features[0]].channels
+        D = self._cfg.MODEL.ECCENTRIC.DISTILL
+        return get_eccentric_cfg(D.TEACHER_CONFIG).MODEL.FPN.OUT_CHANNELS
+
+    def freeze_parameters(self, model):
+        """Freeze the parameters under ``DISTILL.FREEZE`` prefixes (before the optimizer is built)."""
+        for name, p in model.named_parameters():
+            if self.freeze and name.startswith(self.freeze):
+                p.requires_grad_(False)
 
     def keep_frozen_in_eval(self, model):
-        """Freeze parameters under ``DISTILL.FREEZE`` prefixes and keep their norm layers in eval mode."""
+        """Keep the modules under ``DISTILL.FREEZE`` prefixes (their BatchNorm statistics) in eval mode."""
         if not self.freeze:
             return
-        for name, p in model.named_parameters():
-            if name.startswith(self.freeze):
-                p.requires_grad_(False)
         for name, m in model.named_modules():
             if name.startswith(self.freeze):
                 m.eval()
@@ -64,7 +76,7 @@ class EccentricLosses:
         images = model.preprocess_image(batched_inputs)
         gt = [x["instances"].to(model.device) for x in batched_inputs] if "instances" in batched_inputs[0] else None
         losses, teacher_out = {}, None
-        if self.teacher is not None:
+        if self.mode != "task":
             teacher_out = self._run_teacher(images)
         trunk = None
         if model.offload_mode == "features":

@@ -1,0 +1,72 @@
+"""Every shipped config loads and builds; each half holds none of the other's parameters."""
+import glob
+import os
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+import eccentric_det  # noqa: F401
+from eccentric_det.checkpoint import half_state_dict, save_halves
+from eccentric_det.config import CONFIG_DIR, get_eccentric_cfg
+
+from .helpers import image_input
+
+CONFIGS = sorted(os.path.relpath(p, CONFIG_DIR) for p in glob.glob(os.path.join(CONFIG_DIR, "**", "*.yaml"),
+                                                                     recursive=True))
+DETECTION = [c for c in CONFIGS if not c.startswith("Classification") and "cls_" not in c]
+QUICK = "quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml"
+INFER = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "",
+         "MODEL.ECCENTRIC.DISTILL.MODE", "task", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads(name):
+    get_eccentric_cfg(name)
+
+
+@pytest.mark.parametrize("name", DETECTION)
+def test_detection_config_builds(name):
+    cfg = get_eccentric_cfg(name, INFER)
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_wrong_key_names_the_key():
+    with pytest.raises(KeyError, match="MODEL.ECCENTRIC.NOPE"):
+        get_eccentric_cfg(QUICK, ["MODEL.ECCENTRIC.NOPE", 1])
+    with pytest.raises(FileNotFoundError, match="not found"):
+        get_eccentric_cfg("no/such.yaml")
+
+
+def build_half(half, weights=""):
+    cfg = get_eccentric_cfg(QUICK, INFER + ["MODEL.ECCENTRIC.HALF", half, "MODEL.WEIGHTS", weights,
+                                            "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", 0.0])
+    from eccentric_det.checkpoint import load_model
+
+    return load_model(cfg)
+
+
+def test_halves_are_disjoint_and_complete(tmp_path):
+    torch.manual_seed(0)
+    full = build_half("both")
+    edge_sd, cloud_sd = half_state_dict(full, "edge"), half_state_dict(full, "cloud")
+    shared = set(edge_sd) & set(cloud_sd)
+    assert shared and all(".codec.entropy_bottleneck." in k for k in shared)
+    assert not any(k.startswith(("roi_heads.", "proposal_generator.", "backbone.fpn")) for k in edge_sd)
+    assert not any(k.startswith(("edge_detector.", "offload_gate.", "backbone.bottom_up.stem.")) for k in cloud_sd)
+    assert not any(".codec.decoder." in k for k in edge_sd) and not any(".codec.encoder." in k for k in cloud_sd)
+    assert set(edge_sd) | set(cloud_sd) == set(full.state_dict())
+    paths = save_halves(full, tmp_path)
+    edge, cloud = build_half("edge", paths["edge"]), build_half("cloud", paths["cloud"])
+    # a device builds only its half: no module of the other side exists at all
+    assert set(edge.state_dict()) == set(edge_sd) and set(cloud.state_dict()) == set(cloud_sd)
+    assert edge.roi_heads is None and cloud.edge_detector is None
+    inp = image_input(128, 128, seed=5)
+    with torch.no_grad():
+        expected = full([inp])[0]["instances"]
+        decision = edge.edge_step([inp])[0]
+        assert decision.offload and decision.instances is not None
+        got = cloud.cloud([decision.payload.to_bytes()])[0]["instances"]
+    assert torch.equal(expected.pred_boxes.tensor, got.pred_boxes.tensor)
+    assert torch.equal(expected.scores, got.scores)

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Fit the Dynamic ECC offload gate (recall-rate boosting) and write a checkpoint that carries it.
+
+    python tools/fit_offload_gate.py --config-file configs/FashionDet/adaptive_ecc.yaml \
+        --weights output/fashion_det/adaptive_ecc/model_final.pth --dataset fashion_det_train \
+        --recall 0.9 --output checkpoints/fashion_det/dynamic_ecc.pth
+"""
+import argparse
+import json
+
+import eccentric_det  # noqa: F401
+from eccentric_det.calibration import calibrate_offload_gate
+from eccentric_det.checkpoint import export_checkpoint, load_model
+from eccentric_det.config import get_eccentric_cfg
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--dataset", default="fashion_det_train")
+    parser.add_argument("--max-images", type=int, default=300)
+    parser.add_argument("--recall", type=float, default=0.9, help="recall of 'needs the cloud' images to reach")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[])
+    args = parser.parse_args()
+    cfg = get_eccentric_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu",
+                                               "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""] + args.opts)
+    model = load_model(cfg)
+    fit = calibrate_offload_gate(cfg, model, args.dataset, args.max_images, args.recall)
+    export_checkpoint(model.state_dict(), args.output)
+    print(json.dumps({k: fit[k] for k in ("threshold", "offload_rate", "recall", "needs_cloud_fraction")}, indent=1))
+    print(f"wrote {args.output}; set MODEL.ECCENTRIC.OFFLOAD.THRESHOLD {fit['threshold']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
