@@ -62,6 +62,8 @@ def add_eccentric_config(cfg):
     E.CODEC.DOWNSAMPLE = 2
     # Weight of the rate term (bits per input pixel) in the training loss.
     E.CODEC.RATE_WEIGHT = 0.01
+    # Learning-rate multiplier of the codec's parameters (the entropy model learns slowly under SGD).
+    E.CODEC.LR_FACTOR = 10.0
 
     E.OFFLOAD = CN()
     # "always" (every image to the cloud), "never" (edge only) or "dynamic" (the edge decides per image).

@@ -29,7 +29,7 @@ def fit(codec, x, steps=80):
     for _ in range(steps):
         out = codec(x)
         bpp = codec.rate_bits(out.likelihoods) / x[0, 0].numel()
-        loss = 100 * torch.nn.functional.mse_loss(out.x_hat, x) + 0.05 * bpp + codec.aux_loss()
+        loss = 100 * torch.nn.functional.mse_loss(out.x_hat, x) + 0.05 * bpp
         opt.zero_grad()
         loss.backward()
         opt.step()

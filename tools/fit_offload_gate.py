@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Fit the Dynamic ECC offload gate (recall-rate boosting) and write a checkpoint that carries it.
+"""Fit the Dynamic ECC offload gate (recall-rate boosting) and write it as a small edge checkpoint
+(``offload_gate.*`` only; load it with MODEL.ECCENTRIC.EDGE.WEIGHTS over the model's own weights).
 
     python tools/fit_offload_gate.py --config-file configs/FashionDet/adaptive_ecc.yaml \
-        --weights output/fashion_det/adaptive_ecc/model_final.pth --dataset fashion_det_train \
-        --recall 0.9 --output checkpoints/fashion_det/dynamic_ecc.pth
+        --weights checkpoints/fashion_det/adaptive_ecc.pth --dataset fashion_det_train \
+        --recall 0.9 --output checkpoints/fashion_det/offload_gate.pth
 """
 import argparse
 import json
@@ -28,7 +29,7 @@ def main():
                                                "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""] + args.opts)
     model = load_model(cfg)
     fit = calibrate_offload_gate(cfg, model, args.dataset, args.max_images, args.recall)
-    export_checkpoint(model.state_dict(), args.output)
+    export_checkpoint({k: v for k, v in model.state_dict().items() if k.startswith("offload_gate.")}, args.output)
     print(json.dumps({k: fit[k] for k in ("threshold", "offload_rate", "recall", "needs_cloud_fraction")}, indent=1))
     print(f"wrote {args.output}; set MODEL.ECCENTRIC.OFFLOAD.THRESHOLD {fit['threshold']:.4f}")
 

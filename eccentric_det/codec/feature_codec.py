@@ -96,6 +96,9 @@ class FeatureCodec(nn.Module):
                                      nn.LeakyReLU(inplace=True), _conv(n, n), nn.Softplus())
             self.entropy_bottleneck = EntropyBottleneck(n)
             self.gaussian_conditional = GaussianConditional(_SCALES)
+        # The coder's range (CompressAI's "quantiles") is found by bisection on the learned density at
+        # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
+        self.entropy_bottleneck.quantiles.requires_grad_(False)
 
     # ------------------------------------------------------------------ training path
     def forward(self, x):
@@ -123,13 +126,8 @@ class FeatureCodec(nn.Module):
             return torch.zeros(())
         return sum(-torch.log2(lik).sum() for lik in likelihoods.values())
 
-    def aux_loss(self):
-        """CompressAI's quantile loss of the factorised prior (zero for passthrough)."""
-        if self.name == "passthrough":
-            return torch.zeros(())
-        return self.entropy_bottleneck.loss()
-
     # ------------------------------------------------------------------ real coding
+    @torch.no_grad()
     def update(self, force=True):
         """Build the entropy coder's CDF tables from the current weights (CompressAI ``update``),
         on the CPU, so an edge on CPU and a cloud on GPU build identical tables."""
@@ -140,7 +138,7 @@ class FeatureCodec(nn.Module):
             device = module._offset.device
             module.cpu()
             if name == "entropy_bottleneck":
-                module.update(force=force)
+                module.update(force=force, update_quantiles=True)
             else:
                 module.update_scale_table(_SCALES, force=force)
             module.to(device)

@@ -1,7 +1,7 @@
 """The training objective of EccentricRCNN, chosen by ``MODEL.ECCENTRIC.DISTILL.MODE``.
 
 * ``task``: ground-truth losses of the cloud (through the codec) and of the edge detector, plus
-  lambda x rate and CompressAI's auxiliary quantile loss.
+  lambda x rate.
 * ``kd``: knowledge distillation teacher -> edge detector: task losses, ROI logits with temperature,
   box deltas, and FPN feature hints (through 1x1 hint projections).
 * ``adapt``: knowledge adaptation edge -> cloud: the cloud side learns to consume the edge's coded
@@ -111,7 +111,6 @@ class EccentricLosses:
             num_pixels = sum(h * w for h, w in images.image_sizes)
             bpp = rate_loss(likelihoods, num_pixels)
             losses["loss_rate"] = self.rate_weight * bpp
-            losses["loss_aux"] = model.codec.aux_loss()
             get_event_storage().put_scalar("rate_bpp", float(bpp))
         if self.mode == "adapt":
             split = model.split_backbone.split_at
