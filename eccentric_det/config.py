@@ -118,7 +118,13 @@ def get_eccentric_cfg(config_file=None, opts=()):
     """A Detectron2 config with ``add_eccentric_config`` applied, merged from a file and overrides."""
     cfg = get_cfg()
     add_eccentric_config(cfg)
-    if config_file:
-        cfg.merge_from_file(resolve_config_file(config_file))
-    cfg.merge_from_list(list(opts))
+    for source, merge in ((config_file, lambda: cfg.merge_from_file(resolve_config_file(config_file))),
+                          ("the command-line overrides", lambda: cfg.merge_from_list(list(opts)))):
+        if not source:
+            continue
+        try:
+            merge()
+        except (AssertionError, KeyError) as e:  # yacs reports an unknown key with an assertion
+            raise KeyError(f"{e} (in {source}): check the key's spelling; eccentric_det's keys are documented "
+                           f"in eccentric_det/config.py and need add_eccentric_config(cfg)") from None
     return cfg

@@ -14,13 +14,13 @@ from .helpers import image_input
 
 CONFIGS = sorted(os.path.relpath(p, CONFIG_DIR) for p in glob.glob(os.path.join(CONFIG_DIR, "**", "*.yaml"),
                                                                      recursive=True))
-DETECTION = [c for c in CONFIGS if not c.startswith("Classification") and "cls_" not in c]
+DETECTION = [c for c in CONFIGS if not c.startswith("Classification") and "cls_" not in c]  # classification: tests/test_classification.py
 QUICK = "quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml"
 INFER = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "",
          "MODEL.ECCENTRIC.DISTILL.MODE", "task", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", DETECTION)
 def test_config_loads(name):
     get_eccentric_cfg(name)
 

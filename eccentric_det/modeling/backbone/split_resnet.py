@@ -8,7 +8,6 @@ edge's channels at the split to the channels the cloud tail expects there.
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
-from torch import nn
 
 from ...codec import FeatureCodec
 from .resnet_stages import STAGES, build_resnet_parts, freeze_parts, stage_index
@@ -79,12 +78,17 @@ class SplitResNet(Backbone):
         return self.cloud_forward(out.x_hat)
 
 
-class EdgeHalfBackbone(nn.Module):
+class EdgeHalfBackbone(Backbone):
     """Holds the edge half of a split backbone under the same name (``backbone.bottom_up``)."""
 
     def __init__(self, bottom_up):
         super().__init__()
         self.bottom_up = bottom_up
+        self._out_features = []
+
+    def forward(self, x):
+        raise RuntimeError("the edge half (MODEL.ECCENTRIC.HALF 'edge') has no cloud backbone: "
+                           "use model.edge_step()/model.edge()")
 
 
 def build_split_resnet(cfg, input_shape, out_features):

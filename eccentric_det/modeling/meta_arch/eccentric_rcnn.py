@@ -56,7 +56,7 @@ class EccentricRCNN(GeneralizedRCNN):
             raise ValueError(f"MODEL.ECCENTRIC.OFFLOAD_MODE must be one of {OFFLOAD_MODES}, got {offload_mode!r}")
         if policy not in POLICIES:
             raise ValueError(f"MODEL.ECCENTRIC.OFFLOAD.POLICY must be one of {POLICIES}, got {policy!r}")
-        if policy != "always" and edge_detector is None:
+        if policy != "always" and edge_detector is None and half != "cloud":
             raise ValueError(f"OFFLOAD.POLICY {policy!r} needs the edge's own detector: set "
                              f"MODEL.ECCENTRIC.EDGE.DETECTOR True")
         self.edge_detector, self.offload_gate = edge_detector, offload_gate
