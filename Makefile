@@ -14,9 +14,8 @@ data: install
 test: install
 	$(PY) -m pytest -q tests
 
-demo: data
-	$(PY) tools/demo.py --config-file configs/FashionDet/dynamic_ecc.yaml --video-input default \
-	  --output output/demo --opts MODEL.WEIGHTS checkpoints/fashion_det/dynamic_ecc.pth
+demo: install
+	$(PY) tools/demo.py --config-file configs/FashionDet/dynamic_ecc.yaml --video-input default --output output/demo
 
 bench: install
 	$(PY) benchmarks/bench_split.py --output output/bench_split.json

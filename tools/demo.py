@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Edge-cloud split detection on a video, a webcam or images (Detectron2's demo/demo.py conventions).
+
+    python tools/demo.py --config-file configs/FashionDet/dynamic_ecc.yaml --video-input default --output output/demo
+    python tools/demo.py --config-file ... --input 'photos/*.jpg' --output output/demo_images
+    python tools/demo.py --config-file ... --video-input my.mp4 --cloud-url http://cloud:8000 --offload-threshold 0.3
+
+Each frame shows its boxes and classes, EDGE or CLOUD (who answered), the bytes sent and running
+totals; a JSONL log holds one record per frame and the summary is printed at the end.
+"""
+import argparse
+import sys
+
+from detectron2.utils.logger import setup_logger
+
+from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, ensure_default_video, format_summary,
+                                run_on_images, run_on_video, setup_cfg)
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default="configs/FashionDet/dynamic_ecc.yaml", metavar="FILE")
+    p.add_argument("--webcam", action="store_true", help="take frames from webcam 0")
+    p.add_argument("--video-input", help="a video file, or 'default' for the embedded demo video (built on first use)")
+    p.add_argument("--input", nargs="+", help="images: paths or globs, e.g. 'directory/*.jpg'")
+    p.add_argument("--output", help="a folder (or a file name) for the annotated video/images, the log and the "
+                                    "summary; without it the frames are shown in a window")
+    p.add_argument("--confidence-threshold", type=float, default=0.5, help="lowest score shown and logged")
+    p.add_argument("--offload-threshold", type=float,
+                   help="offload a frame when the edge's 'needs the cloud' score is at least this "
+                        "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
+    p.add_argument("--cloud-url", help="a running cloud server (tools/cloud_server.py; POST {url}/v1/detect); "
+                                       "default: the model's cloud half in this process")
+    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    return p
+
+
+def run(args):
+    if sum(bool(x) for x in (args.input, args.video_input, args.webcam)) != 1:
+        raise DemoError("give exactly one of --input, --video-input, --webcam")
+    video = ensure_default_video() if args.video_input == "default" else args.video_input
+    cfg = setup_cfg(args.config_file, args.opts)
+    cloud = HttpCloud(args.cloud_url) if args.cloud_url else None
+    predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold)
+    if args.input:
+        return run_on_images(predictor, args.input, args.output)
+    return run_on_video(predictor, 0 if args.webcam else video, args.output)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logger(name="eccentric_det")
+    try:
+        summary = run(args)
+    except DemoError as e:
+        sys.exit(f"demo.py: error: {e}")
+    print(format_summary(summary))
+
+
+if __name__ == "__main__":
+    main()
