@@ -1,0 +1,101 @@
+"""``cfg.SERVING``: the edge-cloud runtime's knobs, and building one half of a model for serving."""
+import logging
+import os
+import pickle
+
+import torch
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+from ..checkpoint import load_model
+from ..config import add_eccentric_config, resolve_config_file
+
+logger = logging.getLogger(__name__)
+HALVES = ("edge", "cloud")
+
+
+def add_serving_config(cfg):
+    """Add ``cfg.SERVING`` (cloud server, edge client, Ray Serve) to a config, in place."""
+    _C = cfg
+    _C.SERVING = CN()
+    S = _C.SERVING
+    # Address the cloud server binds to: loopback unless told otherwise (0.0.0.0 exposes it to the network).
+    S.HOST = "127.0.0.1"
+    # TCP port of the cloud server.
+    S.PORT = 8000
+    # Most payloads the cloud runs as one batch (1 turns dynamic batching off).
+    S.MAX_BATCH_SIZE = 8
+    # Longest time (ms) a batch that is not full waits for more requests, once the model is free for it.
+    S.MAX_WAIT_MS = 10
+    # Requests waiting for the model beyond this many are refused with 503 (the client retries later).
+    S.MAX_QUEUE = 256
+    # Largest request body (bytes) the server reads; larger ones get 413.
+    S.MAX_BODY_BYTES = 4 * 1024 * 1024
+    # Shared secret sent as "Authorization: Bearer <token>"; "" turns the check off. The environment
+    # variable ECCENTRIC_TOKEN is used when this is "" (keeps the secret out of command lines).
+    S.TOKEN = ""
+    # Edge client: seconds to wait for one cloud answer (connect, send, receive).
+    S.TIMEOUT_S = 10.0
+    # Edge client: extra attempts after a failed one (unreachable, timeout, 502/503/504).
+    S.RETRIES = 3
+    # Edge client: wait before retry k is BACKOFF_S * 2**k seconds.
+    S.BACKOFF_S = 0.2
+
+    S.RAY = CN()
+    # Fixed number of replicas (used when MAX_REPLICAS is 0).
+    S.RAY.NUM_REPLICAS = 1
+    # Autoscaling: fewest replicas (used when MAX_REPLICAS > 0).
+    S.RAY.MIN_REPLICAS = 1
+    # Autoscaling: most replicas; 0 turns autoscaling off.
+    S.RAY.MAX_REPLICAS = 0
+    # Autoscaling: requests in flight per replica that the autoscaler aims for.
+    S.RAY.TARGET_ONGOING_REQUESTS = 8
+    # Requests a replica accepts at once (Ray queues the rest); keep >= MAX_BATCH_SIZE so batches can fill.
+    S.RAY.MAX_ONGOING_REQUESTS = 32
+    # CPUs reserved per replica.
+    S.RAY.NUM_CPUS = 1.0
+    # GPUs reserved per replica (set MODEL.DEVICE cuda too).
+    S.RAY.NUM_GPUS = 0.0
+
+
+def get_serving_cfg(config_file, half, weights="", opts=()):
+    """A config for one serving process: eccentric + serving keys, merged from ``config_file`` and
+    ``opts``, building only ``half`` ("edge" or "cloud") with ``weights``: that half's checkpoint from
+    :func:`eccentric_det.checkpoint.save_halves`, or a whole trained model ("" keeps MODEL.WEIGHTS)."""
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    cfg = get_cfg()
+    add_eccentric_config(cfg)
+    add_serving_config(cfg)
+    try:
+        cfg.merge_from_file(resolve_config_file(config_file))
+        cfg.merge_from_list(list(opts))
+    except (AssertionError, KeyError) as e:  # yacs reports an unknown key with an assertion
+        raise KeyError(f"{e}: check the key's spelling; the keys are documented in eccentric_det/config.py and "
+                       f"eccentric_det/serving/config.py") from None
+    cfg.MODEL.ECCENTRIC.HALF = half
+    cfg.MODEL.ECCENTRIC.DISTILL.MODE = "task"  # a serving process never trains
+    if weights:
+        cfg.MODEL.WEIGHTS = weights
+        cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS = ""  # a half checkpoint holds the trained edge already
+    if not cfg.SERVING.TOKEN:
+        cfg.SERVING.TOKEN = os.environ.get("ECCENTRIC_TOKEN", "")
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("No CUDA device: serving on CPU (MODEL.DEVICE cpu).")
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    return cfg
+
+
+def load_half(cfg):
+    """The eval model of ``cfg`` (one half), refusing a checkpoint saved for the other half."""
+    half, path = cfg.MODEL.ECCENTRIC.HALF, cfg.MODEL.WEIGHTS
+    if path.endswith(".pth") and os.path.isfile(path):
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True).get("half")
+        except pickle.UnpicklingError:  # not a plain-tensor checkpoint, so not one of save_halves
+            saved = None
+        if saved is not None and saved != half:
+            raise ValueError(f"{path} holds the {saved} half, but this process serves the {half} half: pass "
+                             f"{half}.pth (eccentric_det.checkpoint.save_halves writes both)")
+    return load_model(cfg)

@@ -1,0 +1,131 @@
+"""CloudRuntime: the cloud half of a model behind a dynamic batcher.
+
+Requests from any thread or event loop queue up; one worker thread takes up to ``max_batch_size``
+of them and runs them through ``model.cloud`` as one batch. A batch that is not full waits at most
+``max_wait_ms`` for more, counted from when the model is free: counting from the first arrival
+instead lets closed-loop clients settle into half-full batches that alternate (those queued during
+the last batch start at once, without the ones whose answers are still on the way).
+A payload the model rejects fails alone, never its batch-mates.
+"""
+import asyncio
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+from detectron2.data import MetadataCatalog
+
+from ..codec import PayloadError
+from .config import load_half
+from .detections import instances_to_dict
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+_STOP = object()
+
+
+class Overloaded(RuntimeError):
+    """The request queue is full (or the runtime is closed): try again later."""
+
+
+def class_names_of(cfg):
+    """``thing_classes`` of the config's first test dataset, or None."""
+    return MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes") if cfg.DATASETS.TEST else None
+
+
+def run_batch(model, payloads, class_names=None):
+    """JSON-ready detections of each payload, or the :class:`PayloadError` that the model raised for it."""
+    try:
+        outputs = model.cloud(payloads)
+    except PayloadError as e:
+        if len(payloads) == 1:
+            return [e]
+        return [run_batch(model, [p], class_names)[0] for p in payloads]
+    return [{**instances_to_dict(o["instances"], class_names), "cloud_ms": o["cloud_ms"],
+             "batch_size": len(payloads)} for o in outputs]
+
+
+class CloudRuntime:
+    """Thread-safe batched access to a cloud-half model. ``submit(payload) -> Future`` of the
+    detections dict; ``await detect(payload)`` from async code; ``close()`` when done."""
+
+    def __init__(self, model, max_batch_size=8, max_wait_ms=10.0, max_queue=256, class_names=None):
+        if max_batch_size < 1:
+            raise ValueError(f"SERVING.MAX_BATCH_SIZE must be >= 1, got {max_batch_size}")
+        self.model, self.class_names = model, class_names
+        self.fingerprint = model.fingerprint()
+        self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_ms / 1e3
+        self.metrics = Metrics(max_batch_size)
+        self._queue = queue.Queue(maxsize=max_queue)
+        self._closed, self._lock = False, threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="eccentric-batcher", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Load the cloud half of ``cfg`` (see :func:`~eccentric_det.serving.config.get_serving_cfg`)."""
+        S = cfg.SERVING
+        return cls(load_half(cfg), S.MAX_BATCH_SIZE, S.MAX_WAIT_MS, S.MAX_QUEUE, class_names_of(cfg))
+
+    def submit(self, payload) -> Future:
+        """Queue a :class:`~eccentric_det.codec.Payload`; raises :class:`Overloaded` when the queue is full."""
+        future = Future()
+        with self._lock:
+            if self._closed:
+                raise Overloaded("the cloud runtime is shutting down")
+            try:
+                self._queue.put_nowait((payload, future))
+            except queue.Full:
+                raise Overloaded(f"{self._queue.maxsize} requests are already waiting (SERVING.MAX_QUEUE)") from None
+        return future
+
+    async def detect(self, payload):
+        return await asyncio.wrap_future(self.submit(payload))
+
+    def health(self):
+        return {"status": "ok", "half": "cloud", "fingerprint": self.fingerprint.hex(),
+                "offload_mode": self.model.offload_mode, "max_batch_size": self.max_batch_size,
+                "queued": self._queue.qsize()}
+
+    def close(self):
+        """Finish the queued requests, then stop the worker."""
+        with self._lock:
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join()
+
+    def _next_batch(self):
+        """Up to max_batch_size queued requests, and whether the runtime was told to stop."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch, deadline = [first], time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _loop(self):
+        stop = False
+        while not stop:
+            batch, stop = self._next_batch()
+            batch = [item for item in batch if item[1].set_running_or_notify_cancel()]  # drop cancelled ones
+            if not batch:
+                continue
+            self.metrics.batch(len(batch))
+            try:
+                results = run_batch(self.model, [payload for payload, _ in batch], self.class_names)
+            except Exception as e:  # a failing model fails this batch, not the server
+                logger.exception("cloud batch of %d failed", len(batch))
+                results = [e] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
