@@ -1,0 +1,67 @@
+"""``cfg.MODEL.CLS`` and ``cfg.DATA_CLS``: the timm split classifier and its data, beside ``cfg.MODEL.ECCENTRIC``.
+
+The codec (``MODEL.ECCENTRIC.CODEC``), offloading (``OFFLOAD_MODE``, ``OFFLOAD.POLICY``/``THRESHOLD``), the half
+a process builds (``HALF``), training modes (``DISTILL``), ``MODEL.WEIGHTS``, ``MODEL.ECCENTRIC.EDGE.WEIGHTS``,
+``DATASETS``, ``SOLVER`` and ``OUTPUT_DIR`` keep their detection meaning.
+"""
+from detectron2.config import CfgNode as CN
+
+from ..config import get_eccentric_cfg, resolve_config_file
+
+
+def add_classification_config(cfg):
+    """Add ``cfg.MODEL.CLS`` and ``cfg.DATA_CLS`` to a config made by ``get_eccentric_cfg``, in place."""
+    cfg.MODEL.CLS = CN()
+    C = cfg.MODEL.CLS
+    # The cloud timm model (any name timm.create_model knows; built without pretrained weights).
+    C.TIMM_NAME = "resnet18"
+    # Extra keyword arguments of timm.create_model for the cloud model (e.g. channels, img_size, class_token).
+    C.TIMM_KWARGS = CN(new_allowed=True)
+    # The edge timm model; "" means the same model (and kwargs) as the cloud.
+    C.EDGE_TIMM_NAME = ""
+    # Extra keyword arguments of timm.create_model for the edge model (used when EDGE_TIMM_NAME is set).
+    C.EDGE_TIMM_KWARGS = CN(new_allowed=True)
+    # Where the cloud takes over: an index into the cloud model's feature_info (forward_intermediates' indices).
+    C.SPLIT_INDEX = 2
+    # The edge's feature_info index sent to the cloud (same stride as SPLIT_INDEX); -1 means SPLIT_INDEX.
+    C.EDGE_SPLIT_INDEX = -1
+    # Number of classes of both heads.
+    C.NUM_CLASSES = 10
+    # Input channels (1: grayscale, 3: RGB).
+    C.IN_CHANS = 3
+    # Side of the square network input; images of another size are resized (bilinear) before the network.
+    C.IMAGE_SIZE = 224
+    # Per-channel mean of the 0-255 input (RGB order), subtracted before the network.
+    C.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    # Per-channel std of the 0-255 input, divided out after the mean.
+    C.PIXEL_STD = [58.395, 57.12, 57.375]
+    # Dynamic ECC: before evaluating, fit MODEL.ECCENTRIC.OFFLOAD.THRESHOLD (on 1 - the edge's max softmax) so that
+    # this fraction of the held-out images the edge gets wrong is offloaded (recall-rate boosting); 0: keep it.
+    C.GATE_RECALL = 0.0
+
+    cfg.DATA_CLS = CN()
+    D = cfg.DATA_CLS
+    # Dataset root; "" means the dataset's default (Debian's /usr/share/datasets/fashion-mnist for Fashion-MNIST,
+    # $DETECTRON2_DATASETS (default ./datasets) holding cifar-10-batches-py for CIFAR-10).
+    D.ROOT = ""
+    # The last HOLDOUT images of the training split are never trained on: they calibrate the Dynamic ECC gate.
+    D.HOLDOUT = 5000
+    # Train on the first TRAIN_LIMIT images of the training split (after the holdout is removed); 0 means all.
+    D.TRAIN_LIMIT = 0
+    # Evaluate on the first TEST_LIMIT test images; 0 means all.
+    D.TEST_LIMIT = 0
+    # Augment training images by random horizontal flips.
+    D.FLIP = False
+    # Batch size of evaluation on the cloud and of gate calibration (the edge runs one image at a time).
+    D.TEST_BATCH_SIZE = 256
+    return cfg
+
+
+def get_cls_cfg(config_file=None, opts=()):
+    """A config with ``MODEL.ECCENTRIC``, ``MODEL.CLS`` and ``DATA_CLS``, merged from a file and overrides."""
+    cfg = get_eccentric_cfg()
+    add_classification_config(cfg)
+    if config_file:
+        cfg.merge_from_file(resolve_config_file(config_file))
+    cfg.merge_from_list(list(opts))
+    return cfg

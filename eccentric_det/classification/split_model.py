@@ -1,0 +1,337 @@
+"""SplitTimmClassifier: a timm classifier whose work is split between an edge device and the cloud.
+
+* ``edge_half`` (:class:`TimmEdge`): the edge timm model run to its split feature with ``forward_intermediates``
+  (pruned there with ``prune_intermediate_layers`` unless it also answers on its own).
+* ``codec`` (:class:`FeatureCodec`, built for ``half`` "edge", "cloud" or "both"): encoder on the edge, decoder on
+  the cloud. Edge and cloud may be different timm models: the decoder maps the edge's channels to the cloud's.
+* ``cloud_half`` (:class:`TimmCloud`): the cloud timm model from the split on, then its head.
+* ``edge_step(images) -> list[EdgeDecision]``, ``edge(images) -> list[Payload]``, ``cloud(payloads) -> logits``
+  move real bytes; ``forward`` is the training path (likelihoods instead of bytes).
+
+Only timm's public API is used: ``create_model``, ``feature_info``, ``forward_intermediates``,
+``prune_intermediate_layers``, ``forward_features`` and ``forward_head``.
+"""
+import copy
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+import timm
+import torch
+from detectron2.config import configurable
+from timm.models import FeatureInfo
+from torch import nn
+from torch.nn import functional as F
+
+from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError
+
+OFFLOAD_MODES = ("features", "image")
+POLICIES = ("always", "never", "dynamic")
+HALVES = ("both", "edge", "cloud")
+PNG_FINGERPRINT = b"PNG" + bytes(5)  # image payloads are plain PNG: any cloud of the right input size reads them
+
+
+@dataclass
+class ClsOutput:
+    """Training-path result of :meth:`SplitTimmClassifier.forward`."""
+
+    logits: Optional[torch.Tensor]  # the cloud's (None for an edge-only model)
+    edge_logits: Optional[torch.Tensor]  # the edge's own head (None when it has none)
+    likelihoods: Dict[str, torch.Tensor]
+    features: Dict[str, torch.Tensor]  # "split": the decoded feature the cloud consumes, "final": before the head
+
+
+@dataclass
+class EdgeDecision:
+    """The edge's answer for one image."""
+
+    payload: Optional[Payload]  # None when the image stays on the edge
+    logits: Optional[torch.Tensor]  # the edge's own logits [K] (None without its own head)
+    offload: bool
+    score: float  # "needs the cloud": 1 - the edge's max softmax (1.0 without its own head)
+    edge_ms: float
+
+
+def create_timm(name, num_classes, in_chans, kwargs=None, device=None):
+    """``timm.create_model`` without pretrained weights (``device="meta"``: structure only)."""
+    with torch.device(device or "cpu"):
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                 **dict(kwargs or {}))
+
+
+def feature_info(model):
+    """timm's FeatureInfo over every feature ``forward_intermediates`` can return."""
+    if not hasattr(model, "forward_intermediates"):
+        raise ValueError(f"{type(model).__name__} has no forward_intermediates: timm cannot split it")
+    return FeatureInfo(model.feature_info, list(range(len(model.feature_info))))
+
+
+class ImageNormalizer(nn.Module):
+    """Images [B, C, H, W] with 0-255 values -> normalised network input at ``image_size``."""
+
+    def __init__(self, pixel_mean, pixel_std, image_size):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.image_size = tuple(image_size)
+
+    def forward(self, images):
+        x = (images.to(self.mean.device, torch.float32) - self.mean) / self.std
+        if tuple(x.shape[-2:]) != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
+        return x
+
+
+def _flat_children(model):
+    """(name, module) of the model's children, Sequential/ModuleList flattened one level (as timm's features_only)."""
+    for name, child in model.named_children():
+        if isinstance(child, (nn.Sequential, nn.ModuleList)):
+            for sub, m in child.named_children():
+                yield f"{name}.{sub}", m
+        else:
+            yield name, child
+
+
+@torch.no_grad()
+def trace_split(model, index, input_shape):
+    """Prune a copy of ``model`` at feature ``index`` and run it once: the names of the children that
+    compute that feature (see :func:`_flat_children`) and the feature's shape [C, h, w]."""
+    ref = copy.deepcopy(model).eval()
+    ref.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True)
+    called = []
+    hooks = [m.register_forward_hook(lambda *_, n=n: called.append(n))
+             for n, m in _flat_children(ref) if not isinstance(m, nn.Identity)]
+    feat = ref.forward_intermediates(torch.zeros(1, *input_shape), indices=[index], intermediates_only=True)[0]
+    for h in hooks:
+        h.remove()
+    return list(dict.fromkeys(called)), tuple(feat.shape[1:])
+
+
+class TimmEdge(nn.Module):
+    """Edge half: the edge timm model up to feature ``split_index`` and, with ``own_head``, on to its own logits."""
+
+    def __init__(self, model, split_index, own_head):
+        super().__init__()
+        if not own_head:
+            model.prune_intermediate_layers(indices=[split_index], prune_norm=True, prune_head=True)
+        self.model, self.split_index, self.own_head = model, split_index, own_head
+
+    def forward(self, x):
+        """(feature at the split, own logits or None) for a normalised batch."""
+        if not self.own_head:
+            return self.model.forward_intermediates(x, indices=[self.split_index], intermediates_only=True)[0], None
+        final, (feat,) = self.model.forward_intermediates(x, indices=[self.split_index])
+        return feat, self.model.forward_head(final)
+
+
+class TimmCloud(nn.Module):
+    """Cloud half: the cloud timm model from feature ``split_index`` on (from the image when it is None).
+    The modules that compute the split feature are replaced by ``nn.Identity`` (the cloud does not hold
+    them), so ``forward_features`` runs the rest. Token models (ViT) continue on the feature's tokens."""
+
+    def __init__(self, model, split_index, input_shape):
+        super().__init__()
+        self.split_index, self.tokens = split_index, hasattr(model, "num_prefix_tokens")
+        self.feature_shape = None
+        if split_index is not None:
+            if self.tokens and model.num_prefix_tokens:
+                raise ValueError(f"{type(model).__name__} has {model.num_prefix_tokens} prefix (class/register) "
+                                 f"tokens, which a spatial payload cannot carry: create it with class_token=False, "
+                                 f"global_pool='avg' (MODEL.CLS.TIMM_KWARGS)")
+            names, self.feature_shape = trace_split(model, split_index, input_shape)
+            for name in names:
+                model.set_submodule(name, nn.Identity())
+        self.model = model
+
+    def forward(self, x):
+        """(final features, logits) from the decoded split feature (or the normalised image)."""
+        m = self.model
+        if self.tokens and self.split_index is not None:
+            final = m.norm(m.blocks(x.flatten(2).transpose(1, 2)))
+        else:
+            final = m.forward_features(x)
+        return final, m.forward_head(final)
+
+
+class SplitTimmClassifier(nn.Module):
+    """See the module docstring. ``offload_mode`` "image" is the cloud-only baseline: the edge sends the image as
+    PNG and the cloud runs the whole cloud model. ``policy``: "always" offload, "never" (the edge's own head
+    answers) or "dynamic" (offload when 1 - the edge's max softmax is at least ``threshold``)."""
+
+    @configurable
+    def __init__(self, *, cloud_name, edge_name="", split_index=2, edge_split_index=-1, num_classes=10, in_chans=3,
+                 image_size=(224, 224), pixel_mean=(123.675, 116.28, 103.53), pixel_std=(58.395, 57.12, 57.375),
+                 codec=None, offload_mode="features", policy="always", threshold=0.5, half="both",
+                 cloud_kwargs=None, edge_kwargs=None):
+        super().__init__()
+        for key, value, allowed in (("OFFLOAD_MODE", offload_mode, OFFLOAD_MODES), ("OFFLOAD.POLICY", policy, POLICIES),
+                                    ("HALF", half, HALVES)):
+            if value not in allowed:
+                raise ValueError(f"MODEL.ECCENTRIC.{key} must be one of {allowed}, got {value!r}")
+        if offload_mode == "image" and policy != "always":
+            raise ValueError("OFFLOAD_MODE 'image' (cloud-only) has no edge model: OFFLOAD.POLICY must be 'always'")
+        self.offload_mode, self.policy, self.threshold, self.half = offload_mode, policy, threshold, half
+        self.in_chans, self.image_size = in_chans, tuple(image_size)
+        self.cloud_spec = (cloud_name, num_classes, in_chans, cloud_kwargs)  # to count the unsplit model's FLOPs
+        self.normalizer = ImageNormalizer(pixel_mean, pixel_std, image_size)
+        input_shape = (in_chans, *self.image_size)
+        if not edge_name:
+            edge_name, edge_kwargs = cloud_name, cloud_kwargs
+        edge_index = split_index if edge_split_index < 0 else edge_split_index
+        features = offload_mode == "features"
+        uses_cloud = policy != "never"
+        self.edge_half = self.cloud_half = self.codec = None
+        # Each half builds its own model; the other half's model is built on the meta device, for feature_info only.
+        edge_model = cloud_model = None
+        if features:
+            edge_device = "meta" if half == "cloud" else None
+            edge_model = create_timm(edge_name, num_classes, in_chans, edge_kwargs, edge_device)
+        if uses_cloud:
+            cloud_device = "meta" if half == "edge" else None
+            cloud_model = create_timm(cloud_name, num_classes, in_chans, cloud_kwargs, cloud_device)
+        if features and uses_cloud:
+            edge_info, cloud_info = feature_info(edge_model), feature_info(cloud_model)
+            if edge_info.reduction(edge_index) != cloud_info.reduction(split_index):
+                raise ValueError(f"the edge's split feature {edge_index} (stride {edge_info.reduction(edge_index)}) "
+                                 f"and the cloud's {split_index} (stride {cloud_info.reduction(split_index)}) differ: "
+                                 f"set MODEL.CLS.EDGE_SPLIT_INDEX to a feature of the same stride")
+            self.codec = FeatureCodec(edge_info.channels(edge_index), cloud_info.channels(split_index),
+                                      half=half, **(codec or {}))
+        if features and half != "cloud":
+            self.edge_half = TimmEdge(edge_model, edge_index, own_head=policy != "always")
+        if uses_cloud and half != "edge":
+            self.cloud_half = TimmCloud(cloud_model, split_index if features else None, input_shape)
+
+    @classmethod
+    def from_config(cls, cfg):
+        C, E = cfg.MODEL.CLS, cfg.MODEL.ECCENTRIC
+        return {
+            "cloud_name": C.TIMM_NAME, "edge_name": C.EDGE_TIMM_NAME, "split_index": C.SPLIT_INDEX,
+            "edge_split_index": C.EDGE_SPLIT_INDEX, "num_classes": C.NUM_CLASSES, "in_chans": C.IN_CHANS,
+            "image_size": (C.IMAGE_SIZE, C.IMAGE_SIZE),
+            "pixel_mean": C.PIXEL_MEAN, "pixel_std": C.PIXEL_STD,
+            "codec": {"name": E.CODEC.NAME, "latent_channels": E.CODEC.LATENT_CHANNELS,
+                      "hidden_channels": E.CODEC.HIDDEN_CHANNELS, "downsample": E.CODEC.DOWNSAMPLE},
+            "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
+            "half": E.HALF, "cloud_kwargs": dict(C.TIMM_KWARGS), "edge_kwargs": dict(C.EDGE_TIMM_KWARGS),
+        }
+
+    @property
+    def device(self):
+        return self.normalizer.mean.device
+
+    def fingerprint(self):
+        """8 bytes shared by the edge and cloud halves of one trained model."""
+        return PNG_FINGERPRINT if self.offload_mode == "image" else self.codec.fingerprint()
+
+    # ------------------------------------------------------------------ training path
+    def forward(self, images, run_cloud=True):
+        """Images [B, C, H, W] (0-255) -> :class:`ClsOutput`; ``run_cloud=False`` stops after the edge."""
+        x = self.normalizer(images)
+        if self.edge_half is None:
+            final, logits = self.cloud_half(x)
+            return ClsOutput(logits, None, {}, {"final": final})
+        feat, edge_logits = self.edge_half(x)
+        if self.cloud_half is None or not run_cloud:
+            return ClsOutput(None, edge_logits, {}, {})
+        coded = self.codec(feat)
+        final, logits = self.cloud_half(coded.x_hat)
+        return ClsOutput(logits, edge_logits, coded.likelihoods, {"split": coded.x_hat, "final": final})
+
+    # ------------------------------------------------------------------ edge
+    @torch.no_grad()
+    def edge_step(self, images, force_offload=False) -> List[EdgeDecision]:
+        """Run the edge on each image on its own, as a device would: its own answer, the offload
+        decision, and the payload of each image it sends."""
+        if self.half == "cloud":
+            raise RuntimeError("this is a cloud-half model (MODEL.ECCENTRIC.HALF 'cloud'): it has no edge side")
+        return [self._edge_one(img, force_offload) for img in images]
+
+    def edge(self, images) -> List[Payload]:
+        """The payload of every image (as if every image were offloaded)."""
+        return [d.payload for d in self.edge_step(images, force_offload=True)]
+
+    def _edge_one(self, image, force_offload):
+        t0 = time.perf_counter()
+        size = tuple(image.shape[-2:])
+        if self.offload_mode == "image":
+            payload = Payload(KIND_IMAGE, PNG_FINGERPRINT, size, size, [encode_png(image)])
+            return EdgeDecision(payload, None, True, 1.0, (time.perf_counter() - t0) * 1e3)
+        feat, logits = self.edge_half(self.normalizer(image[None]))
+        score = 1.0
+        if logits is not None:
+            logits = logits[0]
+            score = 1.0 - float(F.softmax(logits.float(), dim=0).max())
+        offload = force_offload or self.policy == "always" or (
+            self.policy == "dynamic" and score >= self.threshold)
+        payload = None
+        if offload:
+            coded = self.codec.compress(feat)[0]
+            payload = Payload(KIND_FEATURES, self.fingerprint(), size, size, coded.strings, coded.latent_shape,
+                              coded.output_shape)
+        return EdgeDecision(payload, logits, offload, score, (time.perf_counter() - t0) * 1e3)
+
+    # ------------------------------------------------------------------ cloud
+    @torch.no_grad()
+    def cloud(self, payloads):
+        """Logits [N, K] for payloads (``Payload`` or bytes), in order; same-shape payloads run as one batch.
+        Raises :class:`PayloadError` for a payload this model cannot decode."""
+        if self.cloud_half is None:
+            raise RuntimeError("this model has no cloud side (MODEL.ECCENTRIC.HALF 'edge' or OFFLOAD.POLICY 'never')")
+        fp = self.fingerprint()
+        parsed = [p if isinstance(p, Payload) else Payload.from_bytes(p, fp) for p in payloads]
+        for p in parsed:
+            self._check(p, fp)
+        groups = {}
+        for i, p in enumerate(parsed):
+            groups.setdefault((p.image_size, p.latent_shape, p.feature_shape), []).append(i)
+        out = [None] * len(parsed)
+        for idx in groups.values():
+            for i, row in zip(idx, self._cloud_batch([parsed[i] for i in idx])):
+                out[i] = row
+        return torch.stack(out)
+
+    def _check(self, p, fp):
+        if p.fingerprint != fp:
+            raise PayloadError(f"payload was made by another model (fingerprint {p.fingerprint.hex()}, this "
+                               f"model is {fp.hex()}): deploy edge and cloud halves of the same checkpoint")
+        want = KIND_FEATURES if self.offload_mode == "features" else KIND_IMAGE
+        if p.kind != want:
+            raise PayloadError(f"payload kind {p.kind} does not match this model's OFFLOAD_MODE {self.offload_mode!r}")
+        if p.kind == KIND_FEATURES:
+            if len(p.strings) != self.codec.expected_strings():
+                raise PayloadError(f"payload holds {len(p.strings)} strings, this codec expects "
+                                   f"{self.codec.expected_strings()}")
+            if (tuple(p.feature_shape) != self.cloud_half.feature_shape[1:]
+                    or not self.codec.latent_shape_ok(p.latent_shape, p.feature_shape)):
+                raise PayloadError(f"payload shapes (feature {p.feature_shape}, latent {p.latent_shape}) are "
+                                   f"inconsistent with this model (feature {self.cloud_half.feature_shape[1:]})")
+
+    def _cloud_batch(self, payloads):
+        if payloads[0].kind == KIND_IMAGE:
+            x = self.normalizer(torch.stack([self._decode_png(p) for p in payloads]))
+        else:
+            try:
+                x = self.codec.decompress([CodedFeature(p.strings, p.latent_shape, p.feature_shape) for p in payloads])
+            except (ValueError, RuntimeError) as e:
+                raise PayloadError(f"payload could not be entropy-decoded: {e}") from e
+        return self.cloud_half(x)[1]
+
+    def _decode_png(self, p):
+        img = cv2.imdecode(np.frombuffer(p.strings[0], np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None or tuple(img.shape[:2]) != tuple(p.image_size) or (img.ndim == 3) != (self.in_chans == 3):
+            raise PayloadError(f"payload image is not a decodable {self.in_chans}-channel PNG of size {p.image_size}")
+        hwc = img.reshape(*img.shape[:2], -1)[:, :, ::-1]  # BGR -> RGB
+        return torch.from_numpy(hwc.transpose(2, 0, 1).copy())
+
+
+def encode_png(image):
+    """A [C, H, W] uint8-valued image (RGB order for 3 channels) as PNG bytes, at maximum compression."""
+    hwc = image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)[:, :, ::-1]  # RGB -> BGR
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the image as PNG")
+    return buf.tobytes()

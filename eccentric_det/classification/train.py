@@ -1,0 +1,284 @@
+"""Training, Dynamic ECC gate fitting and evaluation of SplitTimmClassifier (``tools/train_cls.py`` calls :func:`main`).
+
+Training modes (``MODEL.ECCENTRIC.DISTILL.MODE``), with the loss functions of the detection side:
+
+* ``task``: cross-entropy of every head the model has (the cloud's through the codec, the edge's own),
+  plus lambda x rate (bits per input pixel).
+* ``kd``: teacher -> edge: the edge head's cross-entropy and temperature KD to the frozen teacher's logits.
+* ``adapt``: the cloud consumes the edge's coded features: feature matching to the teacher at the split and
+  before the head, KD to its logits, cross-entropy, plus lambda x rate. ``DISTILL.FREEZE`` keeps the edge fixed.
+
+The optimiser is AdamW (``SOLVER.BASE_LR``, ``WEIGHT_DECAY``, Detectron2's norm/bias parameter groups, the codec
+at ``MODEL.ECCENTRIC.CODEC.LR_FACTOR`` x the LR) under Detectron2's LR schedule (``SOLVER.LR_SCHEDULER_NAME``,
+``WARMUP_*``, ``MAX_ITER``); ``SOLVER.IMS_PER_BATCH`` images per step.
+"""
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from detectron2.solver import build_lr_scheduler
+from detectron2.solver.build import get_default_optimizer_params
+from torch.nn import functional as F
+
+from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss
+from ..evaluation.eccentric_evaluator import FORMAT, cost_table, finite_json, summarize
+from ..evaluation.flops import count_gflops
+from ..modeling.offload import threshold_for_recall
+from .checkpoint import edge_state, load_state, load_weights, read_state, save_weights
+from .config import get_cls_cfg
+from .data import batches, test_data, train_and_holdout
+from .split_model import SplitTimmClassifier, create_timm, encode_png
+
+logger = logging.getLogger(__name__)
+MODES = ("task", "kd", "adapt")
+
+
+def build_cls_teacher(config_file, weights, device="cpu"):
+    """A frozen unsplit classifier (a config with ``OFFLOAD_MODE`` "image", e.g. the cloud teacher's)."""
+    cfg = get_cls_cfg(config_file)
+    if cfg.MODEL.ECCENTRIC.OFFLOAD_MODE != "image":
+        raise ValueError(f"teacher config {config_file} must describe an unsplit model (OFFLOAD_MODE 'image')")
+    teacher = SplitTimmClassifier(cfg).to(device)
+    if weights:
+        missing = load_weights(teacher, weights)
+        if missing:
+            raise ValueError(f"teacher weights {weights} lack {len(missing)} tensors of {config_file}")
+    else:
+        logger.warning("Teacher %s has no weights (DISTILL.TEACHER_WEIGHTS is empty): it is random.", config_file)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class ClsLosses:
+    """The loss dict of one batch for ``DISTILL.MODE``; holds the frozen teacher outside the model's state."""
+
+    def __init__(self, cfg):
+        E, D = cfg.MODEL.ECCENTRIC, cfg.MODEL.ECCENTRIC.DISTILL
+        if D.MODE not in MODES:
+            raise ValueError(f"MODEL.ECCENTRIC.DISTILL.MODE must be one of {MODES}, got {D.MODE!r}")
+        if D.MODE != "task" and not D.TEACHER_CONFIG:
+            raise ValueError(f"DISTILL.MODE {D.MODE!r} needs a teacher: set MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG")
+        self.mode, self.T, self.split_index = D.MODE, D.TEMPERATURE, cfg.MODEL.CLS.SPLIT_INDEX
+        self.w_logit, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
+        self.rate_weight = E.CODEC.RATE_WEIGHT
+        self.teacher = None
+        if D.MODE != "task":
+            self.teacher = build_cls_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, cfg.MODEL.DEVICE)
+
+    def _teacher(self, images):
+        t = self.teacher
+        final, (feat,) = t.cloud_half.model.forward_intermediates(t.normalizer(images), indices=[self.split_index])
+        return t.cloud_half.model.forward_head(final), {"split": feat, "final": final}
+
+    def __call__(self, model, images, labels):
+        if self.mode == "kd" and (model.edge_half is None or not model.edge_half.own_head):
+            raise ValueError("DISTILL.MODE 'kd' trains the edge's own head: set OFFLOAD.POLICY 'never' or 'dynamic'")
+        out = model(images, run_cloud=self.mode != "kd")
+        losses = {}
+        if out.logits is not None:
+            losses["loss_cls"] = self.w_task * F.cross_entropy(out.logits, labels)
+        if out.edge_logits is not None and self.mode != "adapt":
+            losses["edge_loss_cls"] = self.w_task * F.cross_entropy(out.edge_logits, labels)
+        if model.codec is not None and out.logits is not None:
+            losses["loss_rate"] = self.rate_weight * rate_loss(out.likelihoods, images.shape[0] * images[0, 0].numel())
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_logits, t_feats = self._teacher(images)
+            if self.mode == "kd":
+                losses["edge_loss_kd"] = self.w_logit * logit_kd_loss(out.edge_logits, t_logits, self.T)
+            else:
+                losses["loss_kd"] = self.w_logit * logit_kd_loss(out.logits, t_logits, self.T)
+                losses["loss_feature_match"] = self.w_feat * feature_matching_loss(out.features, t_feats, list(t_feats))
+        return losses
+
+
+def freeze(model, prefixes):
+    """Freeze parameters under ``prefixes`` (DISTILL.FREEZE); returns the modules to keep in eval mode."""
+    prefixes = tuple(prefixes)
+    if not prefixes:
+        return []
+    for name, p in model.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+    return [m for name, m in model.named_modules() if name.startswith(prefixes)]
+
+
+def param_groups(cfg, model):
+    """Detectron2's parameter groups (weight decay of norms and biases), each split into its codec and other
+    parameters, the codec's at ``CODEC.LR_FACTOR`` x the LR."""
+    codec = {id(p) for n, p in model.named_parameters() if n.startswith("codec.")}
+    groups = []
+    for group in get_default_optimizer_params(model, base_lr=cfg.SOLVER.BASE_LR,
+                                              weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+                                              weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS):
+        for is_codec in (False, True):
+            members = [p for p in group["params"] if (id(p) in codec) == is_codec]
+            if members:
+                factor = cfg.MODEL.ECCENTRIC.CODEC.LR_FACTOR if is_codec else 1.0
+                groups.append({**group, "params": members, "lr": group["lr"] * factor})
+    return groups
+
+
+def train(cfg, model, data, losses=None):
+    """``SOLVER.MAX_ITER`` steps on ``data`` (:class:`ClsData`); returns each step's float losses."""
+    losses = losses or ClsLosses(cfg)
+    frozen = freeze(model, cfg.MODEL.ECCENTRIC.DISTILL.FREEZE)
+    optimizer = torch.optim.AdamW(param_groups(cfg, model), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    gen = torch.Generator().manual_seed(max(cfg.SEED, 0))
+    stream = batches(data, cfg.SOLVER.IMS_PER_BATCH, gen, flip=cfg.DATA_CLS.FLIP)
+    model.train()
+    for m in frozen:
+        m.eval()
+    device, history, t0 = model.device, [], time.perf_counter()
+    for it in range(cfg.SOLVER.MAX_ITER):
+        images, labels = next(stream)
+        loss_dict = losses(model, images.to(device), labels.to(device))
+        total = sum(loss_dict.values())
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        scheduler.step()
+        history.append({k: v.item() for k, v in loss_dict.items()})
+        if (it + 1) % 20 == 0 or it + 1 == cfg.SOLVER.MAX_ITER:
+            logger.info("iter %d/%d  lr %.2e  %.2f s/it  total %.4f  %s", it + 1, cfg.SOLVER.MAX_ITER,
+                        optimizer.param_groups[0]["lr"], (time.perf_counter() - t0) / (it + 1), total.item(),
+                        "  ".join(f"{k} {v:.4f}" for k, v in history[-1].items()))
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def edge_confidence(model, data, batch_size=256):
+    """The edge's "needs the cloud" score (1 - max softmax) and its correctness on every image of ``data``."""
+    scores, correct = [], []
+    for start in range(0, len(data), batch_size):
+        images, labels = data.images[start:start + batch_size], data.labels[start:start + batch_size]
+        _, logits = model.edge_half(model.normalizer(images))
+        p = F.softmax(logits.float(), dim=1).cpu()
+        scores.append(1 - p.max(1).values)
+        correct.append(p.argmax(1) == labels)
+    return torch.cat(scores).numpy(), torch.cat(correct).numpy()
+
+
+def fit_gate(model, data, recall, batch_size=256):
+    """Recall-rate boosting: the threshold at which the edge offloads ``recall`` of the images of ``data`` it
+    gets wrong, set as ``model.threshold``. Returns the threshold and what it implies on ``data``."""
+    model.eval()
+    scores, correct = edge_confidence(model, data, batch_size)
+    if correct.all():
+        raise ValueError(f"the edge gets all {len(correct)} held-out images right: nothing to fit the gate on")
+    threshold = threshold_for_recall(scores, ~correct, recall)
+    model.threshold = threshold
+    offload = scores >= threshold
+    return {"threshold": threshold, "offload_rate": float(offload.mean()), "edge_top1": float(100 * correct.mean()),
+            "recall": float((offload & ~correct).sum() / (~correct).sum())}
+
+
+@torch.no_grad()
+def split_gflops(model):
+    """GFLOPs of one image, as the detection side counts them (``eccentric_det.evaluation.flops``): ``edge`` (all
+    the edge runs for an offloaded image), ``encoder`` (the part of it that runs only when offloading), ``cloud``
+    (the cloud's work for an offloaded image) and ``cloud_only`` (the unsplit cloud model on the image)."""
+    model.eval()
+    x = model.normalizer(torch.zeros(1, model.in_chans, *model.image_size))
+    full = create_timm(*model.cloud_spec).to(x.device).eval()
+    g = {"edge": 0.0, "encoder": 0.0, "cloud": 0.0, "cloud_only": count_gflops(full, (x,))}
+    if model.edge_half is None:
+        g["cloud"] = g["cloud_only"]
+        return g
+    g["edge"] = count_gflops(lambda t: [o for o in model.edge_half(t) if o is not None], (x,), model.edge_half)
+    codec = model.codec
+    if codec is None:
+        return g
+    feat = model.edge_half(x)[0]
+    if codec.name != "passthrough":
+        y = codec.encoder(feat)
+        g["encoder"] = count_gflops(codec.encoder, (feat,))
+        g["cloud"] = count_gflops(codec.decoder, (y,))
+        if codec.name == "hyperprior":  # the edge also runs h_s, to code y with the scales the cloud will see
+            z = codec.h_a(y)
+            g["encoder"] += count_gflops(codec.h_a, (y,)) + count_gflops(codec.h_s, (z,))
+            g["cloud"] += count_gflops(codec.h_s, (z,))
+    g["edge"] += g["encoder"]
+    g["cloud"] += count_gflops(lambda t: list(model.cloud_half(t)), (codec(feat).x_hat,), model.cloud_half)
+    return g
+
+
+def config_summary(cfg):
+    """What identifies an operating point in eccentric_metrics.json."""
+    C, E = cfg.MODEL.CLS, cfg.MODEL.ECCENTRIC
+    return {"task": "classification", "weights": cfg.MODEL.WEIGHTS, "edge_weights": E.EDGE.WEIGHTS,
+            "timm_name": C.TIMM_NAME, "edge_timm_name": C.EDGE_TIMM_NAME or C.TIMM_NAME, "split_index": C.SPLIT_INDEX,
+            "input_size_test": [C.IMAGE_SIZE, C.IMAGE_SIZE], "offload_mode": E.OFFLOAD_MODE,
+            "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD, "codec": E.CODEC.NAME}
+
+
+@torch.no_grad()
+def evaluate(cfg, model, data, output_dir=""):
+    """Edge (one image at a time) -> real payload bytes -> cloud (batched) on every image of ``data``.
+    Returns top-1 (%), bytes per image, offload rate, per-half ms and GFLOPs (:func:`summarize` of the detection
+    side) and the mean size of the images as PNG; writes ``output_dir/eccentric_metrics.json`` as detection does."""
+    model.eval()
+    records, bs = [], cfg.DATA_CLS.TEST_BATCH_SIZE
+    for start in range(0, len(data), bs):
+        images, labels = data.images[start:start + bs], data.labels[start:start + bs]
+        decisions = model.edge_step(images)
+        sent = {i: d.payload.to_bytes() for i, d in enumerate(decisions) if d.offload}
+        cloud, cloud_ms = {}, 0.0
+        if sent:
+            t0 = time.perf_counter()
+            cloud = dict(zip(sent, model.cloud(list(sent.values())).cpu()))
+            cloud_ms = (time.perf_counter() - t0) * 1e3 / len(sent)
+        for i, d in enumerate(decisions):
+            pred = int((cloud[i] if d.offload else d.logits).argmax())
+            records.append({"image_id": start + i, "label": int(labels[i]), "pred": pred,
+                            "pixels": int(images[i, 0].numel()), "bytes": len(sent.get(i, b"")),
+                            "offloaded": d.offload, "score": d.score, "edge_ms": d.edge_ms,
+                            "cloud_ms": cloud_ms if d.offload else 0.0})
+    metrics = {"top1": 100.0 * float(np.mean([r["pred"] == r["label"] for r in records])),
+               **summarize(records, split_gflops(model)),
+               "png_bytes_mean": float(np.mean([len(encode_png(img)) for img in data.images]))}
+    if model.policy == "dynamic":
+        metrics["offload_threshold"] = model.threshold
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "eccentric_metrics.json"), "w") as f:
+            json.dump(finite_json({"format": FORMAT, "dataset": data.name, "config": config_summary(cfg),
+                                   "metrics": metrics, "images": records}), f, indent=1)
+    logger.info("Results on %s: top-1 %.2f%%, image as PNG %.1f bytes\n%s", data.name, metrics["top1"],
+                metrics["png_bytes_mean"], cost_table(metrics))
+    return metrics
+
+
+def load_initial_weights(cfg, model):
+    """``MODEL.WEIGHTS`` into the whole model, then ``MODEL.ECCENTRIC.EDGE.WEIGHTS`` into the edge half (see
+    :func:`edge_state`: an unsplit checkpoint of the edge's timm model also serves)."""
+    if cfg.MODEL.WEIGHTS:
+        load_weights(model, cfg.MODEL.WEIGHTS)
+    path = cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
+    if path and model.edge_half is not None:
+        load_state(model, edge_state(read_state(path)), path)
+
+
+def main(cfg, eval_only=False):
+    """Build, train (unless ``eval_only`` or ``SOLVER.MAX_ITER`` is 0), save and reload ``OUTPUT_DIR/model_final.pth``,
+    fit the Dynamic ECC gate on the held-out images (``MODEL.CLS.GATE_RECALL``), evaluate on ``DATASETS.TEST[0]``."""
+    torch.manual_seed(max(cfg.SEED, 0))
+    model = SplitTimmClassifier(cfg).to(cfg.MODEL.DEVICE)
+    load_initial_weights(cfg, model)
+    if not eval_only and cfg.SOLVER.MAX_ITER:
+        train(cfg, model, train_and_holdout(cfg)[0])
+        path = save_weights(model, os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+        load_weights(model, path)  # evaluate what was saved (float16)
+    if model.policy == "dynamic" and cfg.MODEL.CLS.GATE_RECALL:
+        holdout = train_and_holdout(cfg)[1]
+        fit = fit_gate(model, holdout, cfg.MODEL.CLS.GATE_RECALL, cfg.DATA_CLS.TEST_BATCH_SIZE)
+        logger.info("Offload gate fitted on %d held-out images: %s (deploy with MODEL.ECCENTRIC.OFFLOAD.THRESHOLD "
+                    "%.6g, MODEL.CLS.GATE_RECALL 0)", len(holdout), fit, fit["threshold"])
+    return evaluate(cfg, model, test_data(cfg), cfg.OUTPUT_DIR)

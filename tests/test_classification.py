@@ -1,0 +1,226 @@
+"""Split timm classifiers: exactness of the split, payloads, the training strategies, the gate and evaluation."""
+import json
+import os
+
+import pytest
+import torch
+
+from eccentric_det.classification import SplitTimmClassifier, get_cls_cfg, load_weights, save_weights, timm_to_split
+from eccentric_det.classification.checkpoint import edge_state, load_state, read_state
+from eccentric_det.classification.data import ClsData, load_cls_dataset
+from eccentric_det.classification.split_model import create_timm
+from eccentric_det.classification.train import ClsLosses, evaluate, fit_gate, main, split_gflops, train
+from eccentric_det.codec import KIND_IMAGE, Payload, PayloadError
+from eccentric_det.data.fashion_det import DEFAULT_FASHION_ROOT
+
+SIZE = 32
+RESNET = {"channels": (8, 16, 32, 64)}
+VIT = {"img_size": SIZE, "patch_size": 8, "depth": 4, "class_token": False, "global_pool": "avg"}
+FAMILIES = [  # (timm name, kwargs, split indices)
+    ("resnet18", RESNET, (0, 2, 4)),
+    ("mobilenetv3_small_050", {}, (1, 3)),
+    ("convnext_atto", {}, (0, 2)),
+    ("vit_tiny_patch16_224", VIT, (0, 2)),
+]
+QUICK = "quick_schedules/cls_{}_instant_test.yaml"
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "Classification")
+
+
+def _images(n, seed=0, channels=3, size=SIZE):
+    return torch.randint(0, 256, (n, channels, size, size), generator=torch.Generator().manual_seed(seed)).float()
+
+
+def _split(name, kwargs, index, codec="passthrough", **kw):
+    return SplitTimmClassifier(cloud_name=name, cloud_kwargs=kwargs, split_index=index, image_size=(SIZE, SIZE),
+                               codec={"name": codec, "latent_channels": 8, "hidden_channels": 16}, **kw)
+
+
+@pytest.mark.parametrize("name,kwargs,indices", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_passthrough_split_equals_unsplit(name, kwargs, indices):
+    ref = create_timm(name, 10, 3, kwargs).eval()
+    images = _images(3)
+    for index in indices:
+        model = _split(name, kwargs, index)
+        missing = model.load_state_dict(timm_to_split(ref.state_dict()), strict=False).missing_keys
+        assert not missing
+        model.eval()
+        with torch.no_grad():
+            want = ref(model.normalizer(images))
+            assert torch.equal(model(images).logits, want), (name, index)
+            one = model.cloud([p.to_bytes() for p in model.edge(images[:1])])
+            assert torch.equal(one, ref(model.normalizer(images[:1]))), (name, index)
+            assert torch.allclose(model.cloud(model.edge(images)), want, rtol=0, atol=1e-5)
+        # the cloud holds none of the modules that compute the split feature, the edge none after it
+        cloud_keys = {k.split(".", 2)[2] for k in model.state_dict() if k.startswith("cloud_half.")}
+        edge_keys = {k.split(".", 2)[2] for k in model.state_dict() if k.startswith("edge_half.model.")}
+        assert cloud_keys | edge_keys == set(ref.state_dict())
+        assert all("." not in k for k in cloud_keys & edge_keys)  # shared: top-level tensors only (ViT pos_embed)
+
+
+def test_halves_built_apart_match_the_whole():
+    """An edge process and a cloud process, each holding one half of one checkpoint, agree with the whole."""
+    kw = dict(edge_name="mobilenetv3_small_050", edge_kwargs={}, codec="factorized")
+    whole = _split("resnet18", RESNET, 3, **kw).eval()
+    state = whole.state_dict()
+    edge, cloud = (_split("resnet18", RESNET, 3, half=h, **kw) for h in ("edge", "cloud"))
+    for half in (edge, cloud):
+        half.load_state_dict({k: v for k, v in state.items() if k in half.state_dict()})
+        half.eval()
+    assert edge.cloud_half is None and cloud.edge_half is None
+    assert not hasattr(edge.codec, "decoder") and not hasattr(cloud.codec, "encoder")
+    assert whole.codec.config["in_channels"] == 24 and whole.codec.config["out_channels"] == 32  # the decoder adapts
+    images = _images(4, channels=3)
+    blobs = [p.to_bytes() for p in edge.edge(images)]
+    assert blobs == [p.to_bytes() for p in whole.edge(images)]
+    logits = cloud.cloud(blobs)
+    assert logits.shape == (4, 10) and torch.equal(logits, whole.cloud(blobs))
+    with pytest.raises(RuntimeError, match="no cloud side"):
+        edge.cloud(blobs)
+    with pytest.raises(RuntimeError, match="no edge side"):
+        cloud.edge(images)
+
+
+def test_unsplit_checkpoint_initialises_both_halves(tmp_path):
+    """A cloud-only checkpoint gives its stages to a split model of the same timm model: MODEL.WEIGHTS fills the
+    cloud's tail, EDGE.WEIGHTS the edge (``edge_state``); with a passthrough codec it then equals the teacher."""
+    teacher = _split("resnet18", RESNET, 2, offload_mode="image").eval()
+    path = save_weights(teacher, str(tmp_path / "teacher.pth"), half_precision=False)
+    split = _split("resnet18", RESNET, 2).eval()
+    images = _images(2)
+    with torch.no_grad():
+        want = teacher(images).logits
+        assert not load_weights(split, path)  # all of the cloud's tail is in it
+        assert not torch.equal(split(images).logits, want)  # the edge is still random
+        assert not load_state(split, edge_state(read_state(path)), path)
+        assert torch.equal(split(images).logits, want)
+
+
+def test_bad_splits_are_refused():
+    with pytest.raises(ValueError, match="EDGE_SPLIT_INDEX"):
+        _split("resnet18", RESNET, 2, edge_name="mobilenetv3_small_050", edge_kwargs={}, edge_split_index=3,
+               codec="factorized")
+    with pytest.raises(ValueError, match="class_token=False"):
+        _split("vit_tiny_patch16_224", dict(VIT, class_token=True, global_pool="token"), 1)
+    with pytest.raises(ValueError, match="POLICY"):
+        _split("resnet18", RESNET, 2, offload_mode="image", policy="dynamic")
+
+
+def test_payload_round_trip_and_bad_payloads():
+    model = _split("resnet18", RESNET, 2, codec="factorized").eval()
+    payload = model.edge(_images(1))[0]
+    blob = payload.to_bytes()
+    assert Payload.from_bytes(blob, model.fingerprint()) == payload and len(blob) == len(payload)
+    with pytest.raises(PayloadError, match="truncated"):
+        model.cloud([blob[:20]])
+    with pytest.raises(PayloadError, match="CRC32"):
+        model.cloud([blob[:-9] + bytes([blob[-9] ^ 1]) + blob[-8:]])
+    other = _split("resnet18", RESNET, 2, codec="factorized").eval()
+    with pytest.raises(PayloadError, match="another model"):
+        other.cloud([blob])
+    fp = model.fingerprint()
+    wrong_shape = Payload(payload.kind, fp, payload.image_size, payload.output_size, payload.strings,
+                          payload.latent_shape, (8, 8))
+    with pytest.raises(PayloadError, match="inconsistent"):
+        model.cloud([wrong_shape.to_bytes()])
+    with pytest.raises(PayloadError, match="kind"):
+        model.cloud([Payload(KIND_IMAGE, fp, (SIZE, SIZE), (SIZE, SIZE), [b"x"]).to_bytes()])
+    cloud_only = _split("resnet18", RESNET, 2, offload_mode="image").eval()
+    png = cloud_only.edge(_images(1))[0]
+    assert png.kind == KIND_IMAGE and png.strings[0][:4] == b"\x89PNG"
+    with pytest.raises(PayloadError, match="PNG"):
+        cloud_only.cloud([Payload(KIND_IMAGE, png.fingerprint, (SIZE, SIZE), (SIZE, SIZE), [b"not a png"])])
+
+
+def _tiny_set(n=48, seed=0):
+    """Fashion-MNIST-shaped images whose class sets which of ten bands is bright, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 60, (n, 1, 28, 28), generator=g)
+    for i, c in enumerate(labels):
+        images[i, 0, 2 + 2 * c: 4 + 2 * c, 4:24] += 180
+    return ClsData("tiny", images.to(torch.uint8), labels, [str(c) for c in range(10)])
+
+
+def _cfg(strategy, *opts):
+    cfg = get_cls_cfg(QUICK.format(strategy), ["SOLVER.IMS_PER_BATCH", 48, "SOLVER.MAX_ITER", 8, *opts])
+    torch.manual_seed(0)
+    return cfg, SplitTimmClassifier(cfg)
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def test_task_training_lowers_the_loss():
+    cfg, model = _cfg("cloud_teacher", "SOLVER.BASE_LR", 0.01)
+    history = train(cfg, model, _tiny_set())
+    assert list(history[0]) == ["loss_cls"]
+    assert history[-1]["loss_cls"] < 0.8 * history[0]["loss_cls"]
+
+
+def test_kd_trains_the_edge_head_towards_the_teacher():
+    cfg, model = _cfg("edge_kd", "MODEL.ECCENTRIC.DISTILL.TASK_WEIGHT", 0.0)  # KD alone: it must fall
+    assert model.codec is None and model.cloud_half is None  # an edge-only model
+    losses = ClsLosses(cfg)
+    teacher = _params(losses.teacher)
+    history = train(cfg, model, _tiny_set(), losses)
+    assert set(history[0]) == {"edge_loss_cls", "edge_loss_kd"}
+    assert history[-1]["edge_loss_kd"] < history[0]["edge_loss_kd"]
+    assert all(torch.equal(v, dict(losses.teacher.named_parameters())[k]) for k, v in teacher.items())
+
+
+def test_adaptation_trains_codec_and_cloud_only():
+    cfg, model = _cfg("adaptive_ecc", "MODEL.ECCENTRIC.CODEC.RATE_WEIGHT", 1.0)
+    edge, cloud = _params(model.edge_half), _params(model.cloud_half)
+    history = train(cfg, model, _tiny_set())
+    assert set(history[0]) == {"loss_cls", "loss_rate", "loss_kd", "loss_feature_match"}
+    assert all(torch.equal(v, dict(model.edge_half.named_parameters())[k]) for k, v in edge.items())
+    assert not all(torch.equal(v, dict(model.cloud_half.named_parameters())[k]) for k, v in cloud.items())
+    for key in ("loss_rate", "loss_feature_match"):
+        assert history[-1][key] < history[0][key], key
+
+
+def test_dynamic_gate_and_evaluation(tmp_path):
+    cfg, model = _cfg("dynamic_ecc")
+    data = _tiny_set(40)
+    fit = fit_gate(model, data, recall=0.75)  # an untrained edge: it gets most images wrong
+    assert fit["recall"] >= 0.75 and model.threshold == fit["threshold"]
+    metrics = evaluate(cfg, model, data, str(tmp_path))
+    with open(tmp_path / "eccentric_metrics.json") as f:
+        written = json.load(f)
+    assert written["metrics"] == metrics and len(written["images"]) == len(data)
+    for key in ("top1", "bytes_mean", "bytes_median", "bytes_p95", "bpp", "offload_rate", "edge_ms", "cloud_ms",
+                "edge_gflops", "cloud_gflops"):
+        assert key in metrics, key
+    sent = [r for r in written["images"] if r["offloaded"]]
+    assert [r["bytes"] > 0 for r in written["images"]] == [r["offloaded"] for r in written["images"]]
+    assert metrics["offload_rate"] == pytest.approx(len(sent) / len(data))
+    assert all((r["score"] >= fit["threshold"]) == r["offloaded"] for r in written["images"])
+    g, rate = split_gflops(model), metrics["offload_rate"]
+    assert 0 < rate < 1 and g["cloud_only"] > 0 and g["edge"] > g["encoder"] > 0 and g["cloud"] > 0
+    assert metrics["edge_gflops"] == pytest.approx(g["edge"] - (1 - rate) * g["encoder"])
+    assert metrics["cloud_gflops"] == pytest.approx(rate * g["cloud"])
+
+
+def test_missing_datasets_say_what_to_install(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_cls_dataset("fashion_mnist_test", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        load_cls_dataset("cifar10_test", str(tmp_path))
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_main_trains_and_evaluates_on_fashion_mnist(tmp_path):
+    cfg = get_cls_cfg(QUICK.format("cloud_teacher"), ["OUTPUT_DIR", str(tmp_path)])
+    metrics = main(cfg)
+    assert metrics["images"] == 32 and metrics["offload_rate"] == 1.0 and metrics["edge_gflops"] == 0.0
+    assert metrics["bytes_mean"] > 39 and os.path.isfile(tmp_path / "model_final.pth")
+
+
+@pytest.mark.parametrize("config", sorted(f for f in os.listdir(CONFIGS) if not f.startswith("Base")))
+def test_shipped_configs_build(config):
+    cfg = get_cls_cfg(f"Classification/{config}")
+    model = SplitTimmClassifier(cfg)
+    assert (model.codec is None) == (cfg.MODEL.ECCENTRIC.OFFLOAD.POLICY == "never"
+                                     or cfg.MODEL.ECCENTRIC.OFFLOAD_MODE == "image")

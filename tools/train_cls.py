@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Train and evaluate split timm classifiers (eccentric_det.classification).
+
+    python tools/train_cls.py --config-file configs/Classification/fashion_mnist_adaptive_ecc.yaml
+    python tools/train_cls.py --config-file ... --eval-only MODEL.WEIGHTS checkpoints/classification/....pth
+"""
+import argparse
+import logging
+import os
+
+import torch
+from detectron2.utils.logger import setup_logger
+
+from eccentric_det.classification import get_cls_cfg
+from eccentric_det.classification.train import main
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS without training")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    cfg = get_cls_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.DEVICE == "cpu":
+        torch.set_flush_denormal(True)
+    cfg.freeze()
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    setup_logger(os.path.join(cfg.OUTPUT_DIR, "log.txt"), name="eccentric_det")
+    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+    logging.getLogger("eccentric_det").info("Config %s:\n%s", args.config_file, cfg.dump())
+    main(cfg, eval_only=args.eval_only)
