@@ -6,16 +6,20 @@
     python tools/train_net.py --num-gpus 8 --config-file ...        # DDP through detectron2's launch
 """
 import logging
+import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import eccentric_det  # noqa: F401  (registers backbones, heads, meta-arch, datasets)
 from eccentric_det.checkpoint import load_edge_weights
 from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.evaluation import build_eccentric_evaluator, check_datasets
+from eccentric_det.solver import build_optimizer
 
 
 class Trainer(DefaultTrainer):
@@ -24,6 +28,21 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_eccentric_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test with evaluators that see the model (to count FLOPs per half) and write
+        OUTPUT_DIR/eccentric_metrics.json (OUTPUT_DIR/inference/<dataset>/ for several test sets)."""
+        if evaluators is None:
+            names = cfg.DATASETS.TEST
+            evaluators = [build_eccentric_evaluator(cfg, name, cfg.OUTPUT_DIR if len(names) == 1 else
+                                                    os.path.join(cfg.OUTPUT_DIR, "inference", name), _unwrap(model))
+                          for name in names]
+        return super().test(cfg, model, evaluators)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
 
     def resume_or_load(self, resume=True):
         resumed = resume and self.checkpointer.has_checkpoint()
@@ -45,6 +64,7 @@ def setup(args):
         torch.set_flush_denormal(True)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="eccentric_det")
     return cfg
 
 

@@ -1,5 +1,5 @@
 """Evaluator construction and dataset checks for tools/train_net.py."""
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.evaluation import COCOEvaluator
 
 from ..data import check_dataset_available
 
@@ -22,8 +22,8 @@ def build_eccentric_evaluator(cfg, dataset_name, output_folder=None, model=None)
     """COCO AP (pycocotools) plus the cost table of :class:`EccentricEvaluator` (FLOPs need ``model``)."""
     from .eccentric_evaluator import EccentricEvaluator
 
-    return DatasetEvaluators([coco_evaluator(cfg, dataset_name, output_folder),
-                              EccentricEvaluator(cfg, dataset_name, output_folder, model=model)])
+    return EccentricEvaluator(cfg, dataset_name, output_folder, model=model,
+                              accuracy=coco_evaluator(cfg, dataset_name, output_folder))
 
 
 def check_datasets(cfg, train=True):

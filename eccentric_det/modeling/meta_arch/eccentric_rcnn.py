@@ -141,7 +141,7 @@ class EccentricRCNN(GeneralizedRCNN):
         if self.offload_mode == "features":
             trunk = self.split_backbone.edge_forward(images.tensor)
         instances, score = None, 1.0
-        if self.edge_detector is not None and (self.policy != "always" or not force_offload):
+        if self.edge_detector is not None and self.policy != "always":
             _, results, _ = self.edge_detector(images, trunk if trunk is not None else images.tensor)
             instances = detector_postprocess(results[0], *out_size)
             score = float(self.offload_gate([instances.scores.cpu()])[0])

@@ -1,0 +1,193 @@
+"""Baselines evaluated on the same images as the split models, with the same ``eccentric`` records.
+
+* :class:`ImageCodecBaseline`: cloud-only detection of the image sent through an OpenCV codec (JPEG,
+  WebP, PNG), its bytes counted in the same Payload container as Independent ECC.
+* :class:`Sc2benchDetector`: the cloud detector with its stem and res2 replaced by sc2bench's learned
+  bottleneck for ResNet (entropic-student style, factorised prior), trained by feature distillation
+  (:func:`fit_sc2bench_bottleneck`). A benchmark-only extra: ``sc2bench`` is imported here only.
+"""
+import time
+
+import cv2
+import numpy as np
+import torch
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import ImageList
+from torch import nn
+from torch.nn import functional as F
+
+from ..codec import KIND_FEATURES, KIND_IMAGE, Payload
+from .flops import count_gflops, edge_cloud_gflops
+
+# codec -> (file extension, OpenCV quality flag, valid quality range)
+IMAGE_CODECS = {
+    "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY, (0, 100)),
+    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY, (1, 100)),
+    "png": (".png", cv2.IMWRITE_PNG_COMPRESSION, (0, 9)),  # lossless: the level trades time for bytes
+}
+
+
+def encode_image(bgr, codec, quality):
+    """Encode an HxWx3 uint8 BGR image with OpenCV; returns the bytes."""
+    if codec not in IMAGE_CODECS:
+        raise ValueError(f"Unknown image codec {codec!r}; choose one of {sorted(IMAGE_CODECS)}.")
+    ext, flag, (lo, hi) = IMAGE_CODECS[codec]
+    if not lo <= int(quality) <= hi:
+        raise ValueError(f"{codec} quality must be in [{lo}, {hi}], got {quality}.")
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), [flag, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode the image as {codec} (is this OpenCV built with it?)")
+    return buf.tobytes()
+
+
+def _payload_bytes(codec, data, image_size, output_size):
+    fingerprint = codec.upper().encode()[:4].ljust(8, b"\0")
+    return len(Payload(KIND_IMAGE, fingerprint, tuple(image_size), tuple(output_size), [data]).to_bytes())
+
+
+class ImageCodecBaseline(nn.Module):
+    """``detector`` (any Detectron2 model) on images coded with ``codec`` at ``quality`` on the edge
+    and decoded in the cloud. The input tensors are channel-ordered as ``input_format``."""
+
+    def __init__(self, detector, codec, quality, input_format="BGR"):
+        super().__init__()
+        encode_image(np.zeros((8, 8, 3), np.uint8), codec, quality)  # fail early on a bad codec/quality
+        self.detector, self.codec, self.quality, self.input_format = detector, codec, quality, input_format
+
+    @torch.no_grad()
+    def forward(self, batched_inputs):
+        outputs = []
+        for inp in batched_inputs:
+            t0 = time.perf_counter()
+            hwc = inp["image"].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+            data = encode_image(hwc[:, :, ::-1] if self.input_format == "RGB" else hwc, self.codec, self.quality)
+            size = tuple(hwc.shape[:2])
+            n_bytes = _payload_bytes(self.codec, data, size, (inp.get("height", size[0]), inp.get("width", size[1])))
+            t1 = time.perf_counter()
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            img = bgr[:, :, ::-1] if self.input_format == "RGB" else bgr
+            image = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)), dtype=torch.float32)
+            out = self.detector([{**inp, "image": image}])[0]
+            out["eccentric"] = {"bytes": n_bytes, "offloaded": True, "score": 1.0, "edge_ms": (t1 - t0) * 1e3,
+                                "cloud_ms": (time.perf_counter() - t1) * 1e3}
+            outputs.append(out)
+        return outputs
+
+    def gflops(self, batched_input):
+        return edge_cloud_gflops(self.detector, batched_input)
+
+
+def _require_sc2bench():
+    try:
+        from sc2bench.models.layer import FPBasedResNetBottleneck
+    except ImportError as e:
+        raise ImportError("The sc2bench baseline needs the sc2bench package (a benchmark-only extra): "
+                          "pip install -e .[bench]") from e
+    return FPBasedResNetBottleneck
+
+
+class _TailFromRes2(nn.Module):
+    """The stages after res2 of a Detectron2 ResNet, fed the (decoded) res2 feature."""
+
+    def __init__(self, resnet):
+        super().__init__()
+        self.resnet = resnet
+
+    def forward(self, x):
+        outs = {"res2": x}
+        for name, stage in zip(self.resnet.stage_names, self.resnet.stages):
+            if name != "res2":
+                x = stage(x)
+                outs[name] = x
+        return {f: outs[f] for f in self.resnet._out_features}
+
+
+class Sc2benchDetector(nn.Module):
+    """A stock Faster R-CNN (``GeneralizedRCNN`` with a ResNet-FPN) whose stem + res2 are replaced by
+    sc2bench's ``FPBasedResNetBottleneck``: the edge runs the bottleneck encoder and entropy coder,
+    the cloud decodes to a res2-shaped feature and runs the rest. The original stem and res2 stay as
+    the distillation teacher of the bottleneck."""
+
+    def __init__(self, detector, bottleneck_channels=24):
+        super().__init__()
+        if not isinstance(detector, GeneralizedRCNN) or not hasattr(detector.backbone, "bottom_up"):
+            raise ValueError("The sc2bench baseline needs a stock GeneralizedRCNN with a ResNet-FPN backbone")
+        resnet = detector.backbone.bottom_up
+        if resnet.stage_names[0] != "res2":
+            raise ValueError(f"The sc2bench baseline replaces res2; this ResNet starts at {resnet.stage_names[0]}")
+        bottleneck_cls = _require_sc2bench()
+        target = resnet._out_feature_channels["res2"]
+        self.bottleneck = bottleneck_cls(num_input_channels=3, num_bottleneck_channels=bottleneck_channels,
+                                         num_target_channels=target).to(detector.device)
+        self.teacher_head = nn.Sequential(resnet.stem, resnet.stages[0]).eval().requires_grad_(False)
+        self.detector = detector
+        detector.backbone.bottom_up = _TailFromRes2(resnet)
+
+    def _coder(self):
+        """The bottleneck, with its entropy tables built from the current weights."""
+        if not self.bottleneck.updated:
+            self.bottleneck.update(force=True)
+        return self.bottleneck
+
+    @torch.no_grad()
+    def forward(self, batched_inputs):
+        det, bn = self.detector, self._coder()
+        outputs = []
+        for inp in batched_inputs:
+            t0 = time.perf_counter()
+            images = det.preprocess_image([inp])
+            coded = bn.encode(images.tensor)
+            feature_hw = [s // 4 for s in images.tensor.shape[-2:]]
+            n_bytes = len(Payload(KIND_FEATURES, b"SC2B" + bytes(4), images.image_sizes[0],
+                                  (inp["height"], inp["width"]), coded["strings"][0], tuple(coded["shape"]),
+                                  feature_hw).to_bytes())
+            t1 = time.perf_counter()
+            x = bn.decode(**coded)
+            result = _cloud(det, images, det.backbone(x))[0]
+            out = {"instances": detector_postprocess(result, inp["height"], inp["width"])}
+            out["eccentric"] = {"bytes": n_bytes, "offloaded": True, "score": 1.0, "edge_ms": (t1 - t0) * 1e3,
+                                "cloud_ms": (time.perf_counter() - t1) * 1e3}
+            outputs.append(out)
+        return outputs
+
+    @torch.no_grad()
+    def gflops(self, batched_input):
+        det, bn = self.detector, self._coder()
+        images = det.preprocess_image([batched_input])
+        x = bn.decode(**bn.encode(images.tensor))
+        tail = count_gflops(lambda f: _cloud(det, ImageList(f, images.image_sizes), det.backbone(f)), (x,),
+                            det.backbone, det.proposal_generator, det.roi_heads)
+        encoder = count_gflops(bn.encoder, (images.tensor,))
+        return {"edge": encoder, "encoder": encoder,
+                "cloud": count_gflops(bn.decoder, (torch.round(bn.encoder(images.tensor)),)) + tail,
+                "cloud_only": count_gflops(self.teacher_head, (images.tensor,)) + tail}
+
+
+def _cloud(det, images, features):
+    proposals, _ = det.proposal_generator(images, features, None)
+    return det.roi_heads(images, features, proposals, None)[0]
+
+
+def fit_sc2bench_bottleneck(model, batches, iterations, rate_weight=0.01, lr=1e-3):
+    """Head distillation, the first stage of the entropic student: train the bottleneck to reproduce
+    the teacher's res2 feature (MSE) at ``rate_weight`` x bits per pixel, plus CompressAI's
+    auxiliary loss. ``batches`` yields lists of Detectron2 input dicts. Returns the last losses."""
+    bn, det = model.bottleneck, model.detector
+    bn.train()
+    opt = torch.optim.Adam(bn.parameters(), lr=lr)
+    losses = {}
+    for _, batch in zip(range(iterations), batches):
+        images = det.preprocess_image(batch).tensor
+        with torch.no_grad():
+            target = model.teacher_head(images)
+        y_hat, likelihoods = bn.entropy_bottleneck(bn.encoder(images))
+        x_hat = bn.decoder(y_hat)
+        bpp = -torch.log2(likelihoods).sum() / (images.shape[0] * images.shape[-2] * images.shape[-1])
+        losses = {"distill": F.mse_loss(x_hat, target), "bpp": bpp, "aux": bn.entropy_bottleneck.loss()}
+        opt.zero_grad()
+        (losses["distill"] + rate_weight * bpp + losses["aux"]).backward()
+        opt.step()
+    bn.eval()
+    bn.updated = False  # entropy tables are rebuilt from the new weights before coding
+    return {k: float(v.detach()) for k, v in losses.items()}

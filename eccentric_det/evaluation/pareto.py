@@ -1,0 +1,412 @@
+"""Operating points, Pareto fronts and BD-rate.
+
+A sweep evaluates a detector at several operating points (Dynamic ECC thresholds, checkpoints
+trained at several rate weights, Independent ECC JPEG qualities) and the baselines on the same
+images (cloud-only on JPEG/WebP/PNG images, edge-only, the sc2bench bottleneck), keeps the points
+no other point beats on accuracy and a cost together, and measures each curve's BD-rate against
+image offloading (cloud-only JPEG), the measure feature-coding-for-machines work uses.
+"""
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader, build_detection_train_loader
+from detectron2.evaluation import inference_on_dataset
+from detectron2.modeling import build_model
+from tabulate import tabulate
+
+from ..checkpoint import load_edge_weights
+from ..config import get_eccentric_cfg
+from ..data import check_dataset_available
+from .baselines import ImageCodecBaseline, Sc2benchDetector, fit_sc2bench_bottleneck
+from .build import coco_evaluator
+from .eccentric_evaluator import FORMAT, EccentricEvaluator, finite_json
+
+logger = logging.getLogger(__name__)
+
+# plot/front axis -> (metric key, axis label)
+AXES = {"bytes": ("bytes_mean", "bytes / image"), "edge_gflops": ("edge_gflops", "edge GFLOPs / image"),
+        "offload": ("offload_rate", "offload rate")}
+ANCHOR = "cloud-only JPEG"  # the image-offload baseline of BD-rate
+IMAGE_CODEC_SERIES = {"jpeg": ANCHOR, "webp": "cloud-only WebP", "png": "cloud-only PNG"}
+SWEEP_KEYS = {
+    "thresholds": "Dynamic ECC offload thresholds (the config's own model)",
+    "weights": "checkpoints of the config trained at several rate weights",
+    "independent": "Independent ECC JPEG qualities (--independent-config)",
+    "jpeg": "cloud-only on JPEG images at these qualities (--cloud-config)",
+    "webp": "cloud-only on WebP images at these qualities (--cloud-config)",
+    "png": "cloud-only on PNG images at these compression levels (--cloud-config)",
+    "edge_only": "the config's edge detector alone (no values)",
+    "sc2bench": "the sc2bench bottleneck trained at these rate weights (--cloud-config)",
+}
+MAX_MISMATCH = 0.1  # a checkpoint missing (or adding) more than this fraction of tensors is the wrong one
+
+
+# ---------------------------------------------------------------------------------------- fronts
+def pareto_mask(points, accuracy="AP", costs=("bytes_mean",)):
+    """For each point (a dict of metrics), whether it is non-dominated: no other point is at least as
+    accurate and at most as costly on every cost axis, and strictly better somewhere. A point that
+    lacks one of the values is not on the front."""
+    vals = [_values(p, accuracy, costs) for p in points]
+    mask = []
+    for v in vals:
+        mask.append(v is not None and not any(
+            w is not None and w[0] >= v[0] and all(a <= b for a, b in zip(w[1:], v[1:])) and w != v
+            for w in vals))
+    return mask
+
+
+def _values(point, accuracy, costs):
+    vals = [point.get(k) for k in (accuracy, *costs)]
+    if any(v is None or not np.isfinite(v) for v in vals):
+        return None
+    return (vals[0], *vals[1:])
+
+
+def bd_rate(anchor_rate, anchor_acc, test_rate, test_acc, method="pchip"):
+    """Bjontegaard delta rate, in percent, of a test curve against an anchor: the mean difference of
+    log-rate at equal accuracy over the accuracy interval both curves cover (negative: fewer bytes).
+    A point that a cheaper point of its own curve matches in accuracy is dropped first (the measure
+    assumes accuracy rises with rate; saturated codecs break that). ``method``: "pchip"
+    (piecewise-cubic monotone interpolation, VCEG-AL22; uses scipy) or "cubic" (a polynomial of
+    degree <= 3 through each curve, VCEG-M33)."""
+    a_acc, a_log = _curve(anchor_rate, anchor_acc, "anchor")
+    t_acc, t_log = _curve(test_rate, test_acc, "test")
+    lo, hi = max(a_acc[0], t_acc[0]), min(a_acc[-1], t_acc[-1])
+    if hi <= lo:
+        raise ValueError(f"the curves do not overlap in accuracy (anchor {a_acc[0]:.2f}..{a_acc[-1]:.2f}, "
+                         f"test {t_acc[0]:.2f}..{t_acc[-1]:.2f}): BD-rate is undefined")
+    diff = _integral(t_acc, t_log, lo, hi, method) - _integral(a_acc, a_log, lo, hi, method)
+    return float((np.exp(diff / (hi - lo)) - 1.0) * 100.0)
+
+
+def _curve(rate, acc, name):
+    """(accuracy, log-rate) of the points whose accuracy beats every cheaper point, by accuracy."""
+    rate, acc = np.asarray(rate, np.float64), np.asarray(acc, np.float64)
+    if rate.shape != acc.shape or rate.ndim != 1:
+        raise ValueError(f"the {name} curve needs as many rates as accuracies")
+    if np.any(rate <= 0) or not np.all(np.isfinite(acc)):
+        raise ValueError(f"the {name} curve needs positive rates and finite accuracies")
+    order = np.lexsort((-acc, rate))
+    keep = [i for k, i in enumerate(order) if k == 0 or acc[i] > acc[order[:k]].max()]
+    if len(keep) < 2:
+        raise ValueError(f"the {name} curve needs at least 2 points whose accuracy rises with rate")
+    return acc[keep], np.log(rate[keep])
+
+
+def _integral(acc, log_rate, lo, hi, method):
+    if method == "cubic":
+        p = np.polyint(np.polyfit(acc, log_rate, min(3, len(acc) - 1)))
+        return np.polyval(p, hi) - np.polyval(p, lo)
+    if method == "pchip":
+        from scipy.interpolate import PchipInterpolator
+
+        return float(PchipInterpolator(acc, log_rate).integrate(lo, hi))
+    raise ValueError(f"BD-rate method must be 'cubic' or 'pchip', got {method!r}")
+
+
+# ---------------------------------------------------------------------------------------- points
+@dataclass
+class OperatingPoint:
+    """One evaluation: a config with overrides, possibly wrapped as a baseline."""
+
+    series: str
+    label: str
+    config_file: str
+    opts: List[str] = field(default_factory=list)
+    image_codec: Optional[Tuple[str, int]] = None  # (codec, quality): cloud-only on coded images
+    sc2bench_rate: Optional[float] = None  # rate weight of the sc2bench bottleneck
+
+
+def parse_sweep(tokens):
+    """``["thresholds=0.2,0.4", "jpeg=30,50", "edge_only"]`` -> ``{"thresholds": ["0.2", "0.4"], ...}``."""
+    sweep = {}
+    for tok in tokens:
+        key, _, values = tok.partition("=")
+        if key not in SWEEP_KEYS:
+            raise ValueError(f"unknown sweep {key!r}; use " + "; ".join(f"{k}: {v}" for k, v in SWEEP_KEYS.items()))
+        vals = [v for v in values.split(",") if v]
+        if (key == "edge_only") != (not vals):
+            raise ValueError(f"sweep {key!r} " + ("takes no values" if key == "edge_only" else "needs values: "
+                                                    f"{key}=v1,v2,..."))
+        sweep[key] = vals
+    return sweep
+
+
+def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_config=""):
+    """The operating points of a sweep (``parse_sweep``'s dict). Without any, the config as it is.
+    The cloud-only model defaults to the config's distillation teacher."""
+    if not sweep:
+        return [OperatingPoint("config", os.path.basename(config_file), config_file)]
+    if not cloud_config and config_file:
+        D = get_eccentric_cfg(config_file).MODEL.ECCENTRIC.DISTILL
+        cloud_config, cloud_weights = D.TEACHER_CONFIG, cloud_weights or D.TEACHER_WEIGHTS
+    needs = {"config": ("thresholds", "weights", "edge_only"), "cloud": ("jpeg", "webp", "png", "sc2bench"),
+             "independent": ("independent",)}
+    given = {"config": config_file, "cloud": cloud_config, "independent": independent_config}
+    flag = {"config": "--config-file", "cloud": "--cloud-config", "independent": "--independent-config"}
+    for which, keys in needs.items():
+        used = [k for k in keys if k in sweep]
+        if used and not given[which]:
+            raise ValueError(f"sweep {', '.join(used)} needs {flag[which]}")
+    cloud_opts = ["MODEL.WEIGHTS", cloud_weights] if cloud_weights else []
+    points = []
+    for t in sweep.get("thresholds", []):
+        points.append(OperatingPoint("Dynamic ECC", f"threshold {t}", config_file, [
+            "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic", "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", _number(t, float)]))
+    for w in sweep.get("weights", []):
+        points.append(OperatingPoint("rate-weight checkpoints", os.path.basename(w), config_file,
+                                     ["MODEL.WEIGHTS", w, "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]))
+    if "edge_only" in sweep:
+        points.append(OperatingPoint("edge-only", "edge-only", config_file,
+                                     ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "never"]))
+    for q in sweep.get("independent", []):
+        points.append(OperatingPoint("Independent ECC", f"JPEG q{q}", independent_config,
+                                     ["MODEL.ECCENTRIC.JPEG_QUALITY", _number(q, int)]))
+    for codec, series in IMAGE_CODEC_SERIES.items():
+        for q in sweep.get(codec, []):
+            points.append(OperatingPoint(series, f"{codec} {q}", cloud_config, cloud_opts,
+                                         image_codec=(codec, _number(q, int))))
+    for lam in sweep.get("sc2bench", []):
+        points.append(OperatingPoint("sc2bench bottleneck", f"lambda {lam}", cloud_config, cloud_opts,
+                                     sc2bench_rate=_number(lam, float)))
+    return points
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"sweep value {text!r} is not a{'n integer' if kind is int else ' number'}") from None
+
+
+def dataset_dicts(name, max_images=None):
+    """The first ``max_images`` records of a registered dataset, with a clear error when it is
+    unregistered, missing on disk or empty."""
+    if max_images is not None and max_images <= 0:
+        raise ValueError(f"--max-images must be positive, got {max_images}")
+    check_dataset_available(name)
+    dicts = DatasetCatalog.get(name)
+    if not dicts:
+        raise ValueError(f"dataset {name!r} holds no images: nothing to evaluate")
+    return dicts[:max_images] if max_images else dicts
+
+
+def load_checked_model(cfg):
+    """Build ``cfg``'s model in eval mode with MODEL.WEIGHTS and EDGE.WEIGHTS, refusing a checkpoint
+    that does not belong to the config (shape mismatches, or many missing or unexpected tensors)."""
+    model = build_model(cfg)
+    missing = set()
+    if cfg.MODEL.WEIGHTS:
+        missing = _load_checked(model, cfg.MODEL.WEIGHTS)
+    if cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
+        _require_file(cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
+        missing -= set(load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS))
+    if missing:
+        logger.warning("%d tensors of the model are not in its checkpoints and keep their initial values, "
+                       "e.g. %s", len(missing), sorted(missing)[:5])
+    return model.eval()
+
+
+def _require_file(path):
+    if not (path.startswith(("detectron2://", "http://", "https://")) or os.path.isfile(path)):
+        raise FileNotFoundError(f"checkpoint {path!r} not found (MODEL.WEIGHTS / MODEL.ECCENTRIC.EDGE.WEIGHTS)")
+
+
+def _load_checked(model, path):
+    _require_file(path)
+    checkpointer = DetectionCheckpointer(model)
+    try:
+        checkpoint = checkpointer._load_file(path)
+    except Exception as e:  # a file that is not a checkpoint: torch/pickle say why
+        raise ValueError(f"{path!r} is not a readable checkpoint: {type(e).__name__}: {e}") from None
+    n_ckpt = len(checkpoint.get("model", {}))
+    incompatible = checkpointer._load_model(checkpoint)
+    n_model = len(model.state_dict())
+    shapes = [k for k, *_ in incompatible.incorrect_shapes]
+    missing, unexpected = incompatible.missing_keys, incompatible.unexpected_keys
+    if shapes or len(missing) > MAX_MISMATCH * n_model or len(unexpected) > MAX_MISMATCH * max(n_ckpt, 1):
+        raise ValueError(
+            f"checkpoint {path!r} does not match the config: {len(shapes)} tensors of another shape "
+            f"{shapes[:3]}, {len(missing)} of {n_model} model tensors missing {sorted(missing)[:3]}, "
+            f"{len(unexpected)} of {n_ckpt} checkpoint tensors unexpected {sorted(unexpected)[:3]}. "
+            f"Is it the checkpoint of this config?")
+    return set(missing)
+
+
+def evaluate_point(point, dataset, dicts, output_dir, opts=(), sc2bench_iters=100):
+    """Evaluate one operating point on ``dicts`` (records of ``dataset``); returns its record for
+    pareto.json (the evaluator also writes ``output_dir/eccentric_metrics.json``)."""
+    cfg = get_eccentric_cfg(point.config_file, list(opts) + list(point.opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
+        cfg.MODEL.DEVICE = "cpu"
+    model = load_checked_model(cfg)
+    if point.image_codec:
+        model = ImageCodecBaseline(model, *point.image_codec, input_format=cfg.INPUT.FORMAT)
+    elif point.sc2bench_rate is not None:
+        model = Sc2benchDetector(model)
+        losses = fit_sc2bench_bottleneck(model, iter(build_detection_train_loader(cfg)), sc2bench_iters,
+                                         point.sc2bench_rate)
+        logger.info("sc2bench bottleneck after %d iterations: %s", sc2bench_iters, losses)
+    loader = build_detection_test_loader(dicts, mapper=DatasetMapper(cfg, is_train=False))
+    evaluator = EccentricEvaluator(cfg, dataset, output_dir, model=model,
+                                   accuracy=coco_evaluator(cfg, dataset, output_dir))
+    metrics = inference_on_dataset(model, loader, evaluator)["eccentric"]
+    return {**asdict(point), "output_dir": output_dir, "metrics": finite_json(metrics)}
+
+
+def load_results(path, dataset, image_ids=None, input_size=None):
+    """The record of an earlier ``--eval-only`` run (its folder or eccentric_metrics.json), checked to
+    be on the same dataset, images and test input size as this sweep."""
+    file = os.path.join(path, "eccentric_metrics.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no eccentric_metrics.json in {path!r}: run tools/train_net.py --eval-only "
+                                f"with OUTPUT_DIR {path} first")
+    try:
+        with open(file) as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{file} is not valid JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "metrics" not in data:
+        raise ValueError(f"{file} is not an eccentric_metrics.json of format {FORMAT} (made by another tool or "
+                         f"an older eccentric_det): re-run its evaluation")
+    if data["dataset"] != dataset:
+        raise ValueError(f"{file} holds results on dataset {data['dataset']!r}, this sweep is on {dataset!r}")
+    ids = [r["image_id"] for r in data["images"]]
+    if image_ids is not None and sorted(ids) != sorted(image_ids):
+        raise ValueError(f"{file} was evaluated on {len(ids)} images of {dataset!r}, not the {len(image_ids)} "
+                         f"of this sweep: use the same --max-images (or the whole dataset) for both")
+    size = data["config"]["input_size_test"]
+    if input_size is not None and list(size) != list(input_size):
+        raise ValueError(f"{file} was evaluated at test input size {size}, this sweep at {list(input_size)}: "
+                         f"bytes and FLOPs are not comparable")
+    if "AP" not in data["metrics"]:
+        raise ValueError(f"{file} holds no AP: its evaluation ran without the COCO evaluator")
+    label = os.path.basename(os.path.dirname(os.path.abspath(file)))
+    return {"series": "earlier runs", "label": label, "config_file": "", "opts": [], "output_dir": path,
+            "metrics": data["metrics"], "image_ids": ids}
+
+
+# ---------------------------------------------------------------------------------------- a sweep
+def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="output/pareto", opts=(),
+              results=(), cloud_config="", cloud_weights="", independent_config="", sc2bench_iters=None,
+              bd_method="pchip"):
+    """Evaluate the sweep's points and earlier results on the same images; write ``pareto.json`` and
+    ``pareto.png`` to ``output_dir``. Returns the pareto.json dict."""
+    points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config) if config_file else []
+    if not points and not results:
+        raise ValueError("nothing to compare: give --config-file (and --sweep) or --results")
+    base = get_eccentric_cfg(config_file, list(opts)) if config_file else None
+    dataset = dataset or (base.DATASETS.TEST[0] if base is not None and base.DATASETS.TEST else None)
+    if not dataset:
+        raise ValueError("name the dataset: --dataset NAME")
+    records, image_ids, input_size = [], None, None
+    if points:
+        dicts = dataset_dicts(dataset, max_images)
+        image_ids = [d["image_id"] for d in dicts]
+        input_size = [base.INPUT.MIN_SIZE_TEST, base.INPUT.MAX_SIZE_TEST]
+        iters = sc2bench_iters if sc2bench_iters is not None else base.SOLVER.MAX_ITER
+        for i, point in enumerate(points):
+            logger.info("Operating point %d/%d: %s, %s", i + 1, len(points), point.series, point.label)
+            slug = re.sub(r"[^\w.-]+", "_", f"{i:02d}_{point.series}_{point.label}")
+            out = os.path.join(output_dir, "points", slug)
+            records.append(evaluate_point(point, dataset, dicts, out, opts, iters))
+    for path in results:
+        rec = load_results(path, dataset, image_ids, input_size)
+        image_ids = image_ids if image_ids is not None else rec["image_ids"]
+        records.append(rec)
+    result = summarize_points(records, dataset, bd_method)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "pareto.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    plot_pareto(result, os.path.join(output_dir, "pareto.png"))
+    return result
+
+
+def summarize_points(records, dataset, bd_method="pchip"):
+    """Mark each record's fronts and compute each series' BD-rate against the image-offload anchor."""
+    metrics = [r["metrics"] for r in records]
+    fronts = {axis: pareto_mask(metrics, "AP", (key,)) for axis, (key, _) in AXES.items()}
+    points = [{k: v for k, v in r.items() if k != "image_ids"} for r in records]
+    for i, p in enumerate(points):
+        p["front"] = {axis: mask[i] for axis, mask in fronts.items()}
+    return {"dataset": dataset, "images": metrics[0].get("images") if metrics else 0, "anchor": ANCHOR,
+            "bd_method": bd_method, "bd_rate": series_bd_rates(points, bd_method), "points": points}
+
+
+def series_bd_rates(points, method="pchip"):
+    """``{series: BD-rate % vs the anchor, or a string saying why there is none}``."""
+    curves = {}
+    for p in points:
+        m = p["metrics"]
+        if m.get("bytes_mean", 0) > 0 and m.get("AP") is not None:
+            curves.setdefault(p["series"], []).append((m["bytes_mean"], m["AP"]))
+    out = {}
+    for series in dict.fromkeys(p["series"] for p in points):
+        if series == ANCHOR:
+            continue
+        if ANCHOR not in curves:
+            out[series] = f"no anchor: add a JPEG sweep (jpeg=q1,q2,...) for BD-rate against {ANCHOR}"
+        elif len(curves.get(series, [])) < 2:
+            out[series] = "needs at least 2 points that send bytes"
+        else:
+            try:
+                out[series] = bd_rate(*zip(*curves[ANCHOR]), *zip(*curves[series]), method=method)
+            except ValueError as e:
+                out[series] = str(e)
+    return out
+
+
+def format_summary(result):
+    """pareto.json as a table (``*``: on the AP-vs-bytes front) plus the BD-rates."""
+    rows = []
+    for p in result["points"]:
+        m = p["metrics"]
+        rows.append([p["series"], p["label"], _fmt(m.get("AP"), ".2f"), _fmt(m.get("bytes_mean"), ".0f"),
+                     _fmt(m.get("edge_gflops"), ".3f"), _fmt(m.get("cloud_gflops"), ".3f"),
+                     _fmt(m.get("offload_rate"), ".2f"), "".join(a[0] for a, on in p["front"].items() if on)])
+    table = tabulate(rows, headers=["series", "point", "AP", "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
+                                    "front"], tablefmt="pipe")
+    bd = "\n".join(f"  {s}: " + (f"{v:+.1f}%" if isinstance(v, float) else v) for s, v in result["bd_rate"].items())
+    return (f"{table}\nfront: b = AP vs bytes, e = AP vs edge GFLOPs, o = AP vs offload rate\n"
+            f"BD-rate vs {result['anchor']} ({result['bd_method']}):\n{bd or '  (no other series)'}")
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def plot_pareto(result, path):
+    """AP against bytes/image, edge GFLOPs and offload rate; non-dominated points ringed in red."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(16, 4.8))
+    axes = fig.subplots(1, len(AXES))
+    series = list(dict.fromkeys(p["series"] for p in result["points"]))
+    for ax, (axis, (key, xlabel)) in zip(axes, AXES.items()):
+        for k, name in enumerate(series):
+            pts = [p for p in result["points"] if p["series"] == name and _values(p["metrics"], "AP", (key,))]
+            pts.sort(key=lambda p: p["metrics"][key])
+            xs, ys = [p["metrics"][key] for p in pts], [p["metrics"]["AP"] for p in pts]
+            ax.plot(xs, ys, marker="os^vD<>ph*"[k % 10], label=name)
+            front = [(x, y) for x, y, p in zip(xs, ys, pts) if p["front"][axis]]
+            if front:
+                ax.scatter(*zip(*front), s=160, facecolors="none", edgecolors="red", linewidths=1.5)
+        if axis == "bytes":
+            ax.set_xscale("symlog", linthresh=1.0)
+        elif axis == "offload":
+            ax.set_xlim(-0.05, 1.05)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("AP")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{result['dataset']}: {result['images']} images (red rings: non-dominated)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,307 @@
+"""The three costs, checked against hand-computed values; Pareto fronts; BD-rate; bad input."""
+import importlib.util
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
+from detectron2.evaluation import inference_on_dataset
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, BoxMode, Instances
+from torch import nn
+
+import eccentric_det  # noqa: F401
+from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.data import register_fashion_det
+from eccentric_det.data.fashion_det import DEFAULT_FASHION_ROOT, generate_fashion_det
+from eccentric_det.evaluation.baselines import ImageCodecBaseline, encode_image
+from eccentric_det.evaluation.build import coco_evaluator
+from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator, summarize
+from eccentric_det.evaluation.flops import count_gflops, edge_cloud_gflops
+from eccentric_det.evaluation.pareto import (bd_rate, dataset_dicts, load_checked_model, load_results,
+                                             pareto_mask, parse_sweep, plan, run_sweep)
+
+from .helpers import image_input, split_cfg
+
+QUICK = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
+INFER = ["MODEL.ECCENTRIC.DISTILL.MODE", "task", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+PAYLOAD_OVERHEAD = 31 + 4 + 4  # header, one string length, CRC32 (codec/payload.py)
+needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
+                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval") / "fashion_det"
+    generate_fashion_det(root, num_train=4, num_val=3, size=128, seed=1)
+    register_fashion_det(root=root, prefix="tiny_fd")
+    return "tiny_fd_val"
+
+
+def quick_cfg(name, *opts):
+    return get_eccentric_cfg(QUICK.format(name), INFER + list(opts))
+
+
+def mapped(cfg, dataset):
+    return [DatasetMapper(cfg, is_train=False)(d) for d in DatasetCatalog.get(dataset)]
+
+
+# ------------------------------------------------------------------------------------ evaluator
+def test_summarize_hand_computed():
+    records = [{"bytes": b, "pixels": 100, "offloaded": o, "edge_ms": e, "cloud_ms": c}
+               for b, o, e, c in [(100, True, 1.0, 10.0), (0, False, 2.0, 0.0), (300, True, 3.0, 20.0),
+                                  (50, True, 2.0, 30.0)]]
+    gflops = {"edge": 2.0, "encoder": 0.5, "cloud": 4.0, "cloud_only": 5.0}
+    m = summarize(records, gflops)
+    assert m["images"] == 4
+    assert m["bytes_mean"] == 112.5 and m["bytes_median"] == 75.0
+    assert m["bytes_p95"] == pytest.approx(270.0)  # 100 + 0.85 * (300 - 100)
+    assert m["bpp"] == pytest.approx(9.0)  # mean of 8 * bytes / 100 px
+    assert m["offload_rate"] == 0.75 and m["edge_ms"] == 2.0 and m["cloud_ms"] == 15.0
+    assert m["edge_gflops"] == pytest.approx(1.875)  # the encoder runs on the 3 offloaded images only
+    assert m["cloud_gflops"] == pytest.approx(3.0) and m["cloud_saved"] == pytest.approx(0.4)
+    assert summarize([{"pixels": 100}], gflops) == {
+        "images": 1, "edge_gflops": 2.0, "cloud_gflops": 4.0, "cloud_gflops_offloaded": 4.0,
+        "cloud_only_gflops": 5.0, "cloud_saved": pytest.approx(0.2)}
+
+
+class GroundTruthModel(nn.Module):
+    """Answers each image with its ground-truth boxes (score 1) and a given ``eccentric`` record."""
+
+    def __init__(self, dataset, records):
+        super().__init__()
+        self.gt = {d["image_id"]: d for d in DatasetCatalog.get(dataset)}
+        self.records = records
+
+    def forward(self, batched_inputs):
+        outputs = []
+        for inp in batched_inputs:
+            d = self.gt[inp["image_id"]]
+            inst = Instances((d["height"], d["width"]))
+            inst.pred_boxes = Boxes(torch.tensor([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                                                  for a in d["annotations"]], dtype=torch.float32))
+            inst.scores = torch.ones(len(d["annotations"]))
+            inst.pred_classes = torch.tensor([a["category_id"] for a in d["annotations"]])
+            outputs.append({"instances": inst, "eccentric": self.records[inp["image_id"]]})
+        return outputs
+
+
+def _evaluate(cfg, dataset, model, out, dicts=None):
+    loader = build_detection_test_loader(dicts or DatasetCatalog.get(dataset), mapper=DatasetMapper(cfg, False))
+    evaluator = EccentricEvaluator(cfg, dataset, out, model=model, accuracy=coco_evaluator(cfg, dataset, out))
+    return inference_on_dataset(model, loader, evaluator)
+
+
+@needs_data
+def test_ground_truth_gets_ap_100(tiny, tmp_path):
+    cfg = quick_cfg("cloud_teacher", "TEST.ECCENTRIC.FLOPS", False)
+    ids = [d["image_id"] for d in DatasetCatalog.get(tiny)]
+    sent = {ids[0]: 120, ids[1]: 0, ids[2]: 75}
+    records = {i: {"bytes": b, "offloaded": b > 0, "score": 0.5, "edge_ms": 1.0, "cloud_ms": 2.0}
+               for i, b in sent.items()}
+    res = _evaluate(cfg, tiny, GroundTruthModel(tiny, records), str(tmp_path))
+    m = res["eccentric"]
+    assert res["bbox"]["AP"] == pytest.approx(100.0) and m["AP"] == pytest.approx(100.0)
+    assert m["bytes_mean"] == pytest.approx(65.0) and m["offload_rate"] == pytest.approx(2 / 3)
+    assert m["bpp"] == pytest.approx(np.mean([8 * b / 128 ** 2 for b in sent.values()]))
+    saved = json.loads((tmp_path / "eccentric_metrics.json").read_text())
+    assert saved["dataset"] == tiny and saved["metrics"]["AP"] == pytest.approx(100.0)
+    assert [r["bytes"] for r in saved["images"]] == [120, 0, 75]
+    # AP counts the images that were evaluated only: a subset still scores 100.
+    sub = _evaluate(cfg, tiny, GroundTruthModel(tiny, records), None, DatasetCatalog.get(tiny)[:2])
+    assert sub["eccentric"]["AP"] == pytest.approx(100.0) and sub["eccentric"]["images"] == 2
+
+
+class FixedGate(nn.Module):
+    """The gate's "needs the cloud" probability, given per image in call order."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = list(scores)
+
+    def forward(self, scores_per_image):
+        return torch.tensor([self.scores.pop(0) for _ in scores_per_image])
+
+
+@needs_data
+def test_real_bytes_and_offload_rate(tiny, tmp_path):
+    cfg = quick_cfg("dynamic_ecc", "TEST.ECCENTRIC.FLOPS_IMAGES", 1, "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", 0.5)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    inputs = mapped(cfg, tiny)
+    payload_bytes = [len(model.edge([x])[0].to_bytes()) for x in inputs]
+    model.offload_gate = FixedGate([0.9, 0.1, 0.7])  # images 0 and 2 go to the cloud
+    m = _evaluate(cfg, tiny, model, str(tmp_path))["eccentric"]
+    assert m["bytes_mean"] == pytest.approx((payload_bytes[0] + payload_bytes[2]) / 3)
+    assert m["offload_rate"] == pytest.approx(2 / 3)
+    assert m["cloud_gflops"] == pytest.approx(m["cloud_gflops_offloaded"] * 2 / 3)
+    assert 0 < m["edge_gflops"] and 0 < m["cloud_saved"] < 1
+
+
+def test_flops_of_each_half_hand_computed():
+    cfg = split_cfg("stem", "factorized")
+    torch.manual_seed(0)
+    g = edge_cloud_gflops(build_model(cfg).eval(), image_input(128, 128), cfg.MODEL.RESNETS)
+    # 128 px: stem conv 7x7 3->64 out 64x64 + its frozen BN (2 per element); codec on the 32x32 stem output,
+    # hidden 96, latent 32 at 16x16.
+    stem = 64 * 3 * 49 * 64 * 64 + 2 * 64 * 64 * 64
+    encoder = 96 * 64 * 9 * 32 * 32 + 96 * 96 * 9 * 16 * 16 + 32 * 96 * 9 * 16 * 16
+    decoder = 96 * 32 * 9 * 16 * 16 + 96 * 96 * 9 * 16 * 16 + 64 * 96 * 9 * 32 * 32  # deconv: per input pixel
+    assert g["encoder"] == pytest.approx(encoder / 1e9)
+    assert g["edge"] == pytest.approx((stem + encoder) / 1e9)
+    assert g["cloud_only"] - g["cloud"] == pytest.approx((stem - decoder) / 1e9)
+
+
+def test_edge_detector_counted_once_and_only_when_used():
+    cfg = quick_cfg("dynamic_ecc")
+    model = build_model(cfg).eval()
+    inp = image_input(128, 128)
+    g = edge_cloud_gflops(model, inp, cfg.MODEL.RESNETS)
+    images = model.preprocess_image([inp])
+    trunk = model.split_backbone.edge_forward(images.tensor)
+    detector = count_gflops(lambda t: model.edge_detector(images, t)[1], (trunk,), model.edge_detector)
+    model.policy = "always"  # the edge detector's answer is no longer used
+    assert g["edge"] == pytest.approx(edge_cloud_gflops(model, inp, cfg.MODEL.RESNETS)["edge"] + detector)
+
+
+# ------------------------------------------------------------------------------------ baselines
+class EchoDetector(nn.Module):
+    """Records the image it is given; answers nothing."""
+
+    def forward(self, batched_inputs):
+        self.seen = batched_inputs[0]["image"]
+        return [{"instances": Instances((1, 1))}]
+
+
+def test_image_codec_baseline_counts_coded_bytes():
+    inp = image_input(64, 96)
+    bgr = inp["image"].permute(1, 2, 0).numpy().astype(np.uint8)
+    for codec, quality in [("jpeg", 50), ("webp", 80), ("png", 9)]:
+        det = EchoDetector()
+        out = ImageCodecBaseline(det, codec, quality)([inp])[0]["eccentric"]
+        assert out["bytes"] == PAYLOAD_OVERHEAD + len(encode_image(bgr, codec, quality)) and out["offloaded"]
+    assert torch.equal(det.seen, inp["image"])  # PNG is lossless
+    decoded = cv2.imdecode(np.frombuffer(encode_image(bgr, "jpeg", 10), np.uint8), cv2.IMREAD_COLOR)
+    assert not np.array_equal(decoded, bgr)
+    with pytest.raises(ValueError, match="quality"):
+        ImageCodecBaseline(EchoDetector(), "jpeg", 101)
+    with pytest.raises(ValueError, match="Unknown image codec"):
+        encode_image(bgr, "gif", 1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sc2bench") is None, reason="sc2bench (the bench extra) not installed")
+def test_sc2bench_baseline_sends_entropy_coded_bytes():
+    from eccentric_det.evaluation.baselines import Sc2benchDetector, fit_sc2bench_bottleneck
+
+    torch.manual_seed(0)
+    model = Sc2benchDetector(build_model(quick_cfg("cloud_teacher")).eval())
+    inp = image_input(128, 128)
+    losses = fit_sc2bench_bottleneck(model, iter([[inp, image_input(128, 128, seed=1)]] * 2), 2)
+    assert set(losses) == {"distill", "bpp", "aux"} and losses["bpp"] > 0
+    out = model([inp])[0]
+    assert out["eccentric"]["bytes"] > PAYLOAD_OVERHEAD and len(out["instances"]) > 0
+    g = model.gflops(inp)
+    assert 0 < g["edge"] == g["encoder"] and g["cloud"] > 0 and g["cloud_only"] > 0
+
+
+# ------------------------------------------------------------------------------------ fronts, BD-rate
+def test_pareto_mask_hand_made():
+    pts = [{"AP": 30, "bytes_mean": 100, "edge_gflops": 5},   # A
+           {"AP": 35, "bytes_mean": 200, "edge_gflops": 5},   # B
+           {"AP": 32, "bytes_mean": 250, "edge_gflops": 1},   # C: B is better on bytes, not on edge work
+           {"AP": 30, "bytes_mean": 150, "edge_gflops": 5},   # D: A sends fewer bytes at the same AP
+           {"AP": 40, "bytes_mean": None, "edge_gflops": 1},  # E: bytes unknown
+           {"AP": 30, "bytes_mean": 100, "edge_gflops": 5}]   # F: the same as A
+    assert pareto_mask(pts) == [True, True, False, False, False, True]
+    assert pareto_mask(pts, costs=("bytes_mean", "edge_gflops")) == [True, True, True, False, False, True]
+    assert pareto_mask(pts, costs=("edge_gflops",)) == [False, False, False, False, True, False]
+
+
+@pytest.mark.parametrize("method", ["cubic", "pchip"])
+def test_bd_rate_hand_made(method):
+    rate, ap = [1000, 2000, 4000, 8000], [20.0, 28.0, 33.0, 36.0]
+    assert bd_rate(rate, ap, rate, ap, method) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(rate, ap, [r / 2 for r in rate], ap, method) == pytest.approx(-50.0)
+    assert bd_rate(rate, ap, [r * 2 for r in rate], ap, method) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="do not overlap"):
+        bd_rate(rate, ap, rate, [50.0, 55.0, 60.0, 70.0], method)
+    with pytest.raises(ValueError, match="at least 2"):
+        bd_rate(rate, ap, [100, 200], [30.0, 29.0], method)
+    # A saturated point (more bytes, no more AP) leaves the curve; without that, BD-rate would be its artefact.
+    assert bd_rate(rate + [16000], ap + [35.5], [r / 2 for r in rate], ap, method) == pytest.approx(-50.0)
+
+
+def test_sweep_plan():
+    sweep = parse_sweep(["thresholds=0.2,0.6", "edge_only", "jpeg=30,90", "png=9"])
+    points = plan(QUICK.format("dynamic_ecc"), sweep)
+    assert [(p.series, p.label) for p in points] == [
+        ("Dynamic ECC", "threshold 0.2"), ("Dynamic ECC", "threshold 0.6"), ("edge-only", "edge-only"),
+        ("cloud-only JPEG", "jpeg 30"), ("cloud-only JPEG", "jpeg 90"), ("cloud-only PNG", "png 9")]
+    assert points[1].opts == ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic", "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", 0.6]
+    assert points[3].config_file == "quick_schedules/fashion_det_cloud_teacher_instant_test.yaml"  # the teacher
+    assert points[4].image_codec == ("jpeg", 90)
+    with pytest.raises(ValueError, match="unknown sweep 'quality'"):
+        parse_sweep(["quality=3"])
+    with pytest.raises(ValueError, match="needs values"):
+        parse_sweep(["jpeg"])
+    with pytest.raises(ValueError, match="needs --independent-config"):
+        plan(QUICK.format("dynamic_ecc"), parse_sweep(["independent=50"]))
+    with pytest.raises(ValueError, match="not an integer"):
+        plan(QUICK.format("dynamic_ecc"), parse_sweep(["jpeg=high"]))
+
+
+# ------------------------------------------------------------------------------------ bad input
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    teacher, dynamic = tmp_path / "teacher.pth", tmp_path / "dynamic.pth"
+    torch.save({"model": build_model(quick_cfg("cloud_teacher")).state_dict()}, teacher)
+    torch.save({"model": build_model(quick_cfg("dynamic_ecc")).state_dict()}, dynamic)
+    with pytest.raises(ValueError, match="does not match the config"):
+        load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(teacher)))
+    assert not load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(dynamic))).training
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(tmp_path / "notes.pth")))
+
+
+def test_empty_or_unknown_dataset():
+    if "empty_eval_ds" not in DatasetCatalog.list():
+        DatasetCatalog.register("empty_eval_ds", lambda: [])
+    with pytest.raises(ValueError, match="holds no images"):
+        dataset_dicts("empty_eval_ds")
+    with pytest.raises(KeyError, match="not registered"):
+        dataset_dicts("no_such_dataset")
+
+
+@needs_data
+def test_sweep_writes_results_and_reuses_earlier_runs(tiny, tmp_path):
+    opts = INFER + ["TEST.ECCENTRIC.FLOPS", False]
+    out = tmp_path / "sweep"
+    result = run_sweep(QUICK.format("dynamic_ecc"), parse_sweep(["jpeg=20,95"]), tiny, 2, str(out), opts)
+    assert [p["label"] for p in result["points"]] == ["jpeg 20", "jpeg 95"]
+    b20, b95 = (p["metrics"]["bytes_mean"] for p in result["points"])
+    assert PAYLOAD_OVERHEAD < b20 < b95 and result["images"] == 2
+    assert (out / "pareto.png").stat().st_size > 0
+    assert json.loads((out / "pareto.json").read_text())["points"][0]["front"]["bytes"] in (True, False)
+    first = result["points"][0]["output_dir"]
+    again = run_sweep("", {}, tiny, None, str(tmp_path / "again"), results=[first])
+    assert again["points"][0]["metrics"] == result["points"][0]["metrics"]
+    with pytest.raises(ValueError, match="dataset 'tiny_fd_val', this sweep is on 'coco_2017_val'"):
+        load_results(first, "coco_2017_val")
+    with pytest.raises(ValueError, match="evaluated on 2 images"):
+        load_results(first, tiny, image_ids=[1, 2, 3])
+    with pytest.raises(FileNotFoundError, match="no eccentric_metrics.json"):
+        load_results(str(tmp_path), tiny)
+
+
+def test_pareto_tool_reports_bad_input_without_traceback(capsys):
+    spec = importlib.util.spec_from_file_location("pareto_tool", os.path.join(os.path.dirname(__file__), "..",
+                                                                             "tools", "pareto.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--sweep", "quality=9", "--config-file", QUICK.format("dynamic_ecc")]) == 2
+    assert tool.main(["--dataset", "tiny_fd_val", "--results", "/nonexistent/run"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown sweep 'quality'" in err and "no eccentric_metrics.json" in err and "Traceback" not in err
