@@ -25,7 +25,7 @@ from timm.models import FeatureInfo
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError
+from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError, check_payload
 
 OFFLOAD_MODES = ("features", "image")
 POLICIES = ("always", "never", "dynamic")
@@ -294,16 +294,9 @@ class SplitTimmClassifier(nn.Module):
         return torch.stack(out)
 
     def _check(self, p, fp):
-        if p.fingerprint != fp:
-            raise PayloadError(f"payload was made by another model (fingerprint {p.fingerprint.hex()}, this "
-                               f"model is {fp.hex()}): deploy edge and cloud halves of the same checkpoint")
-        want = KIND_FEATURES if self.offload_mode == "features" else KIND_IMAGE
-        if p.kind != want:
-            raise PayloadError(f"payload kind {p.kind} does not match this model's OFFLOAD_MODE {self.offload_mode!r}")
-        if p.kind == KIND_FEATURES:
-            if len(p.strings) != self.codec.expected_strings():
-                raise PayloadError(f"payload holds {len(p.strings)} strings, this codec expects "
-                                   f"{self.codec.expected_strings()}")
+        features = self.offload_mode == "features"
+        check_payload(p, fp, KIND_FEATURES if features else KIND_IMAGE, self.codec if features else None)
+        if features:
             if (tuple(p.feature_shape) != self.cloud_half.feature_shape[1:]
                     or not self.codec.latent_shape_ok(p.latent_shape, p.feature_shape)):
                 raise PayloadError(f"payload shapes (feature {p.feature_shape}, latent {p.latent_shape}) are "

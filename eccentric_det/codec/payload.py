@@ -91,3 +91,17 @@ class Payload:
             raise PayloadError(f"payload was made by another model (codec fingerprint {fp.hex()}, this model is "
                                f"{fingerprint.hex()}): deploy edge and cloud halves of the same checkpoint")
         return cls(kind, fp, (ih, iw), (oh, ow), strings, (lh, lw), (fh, fw))
+
+
+def check_payload(payload, fingerprint, kind, codec=None):
+    """Raise :class:`PayloadError` unless ``payload`` was made by the model with ``fingerprint``, is of
+    ``kind``, and (for features) holds as many strings as ``codec`` writes."""
+    if payload.fingerprint != fingerprint:
+        raise PayloadError(f"payload was made by another model (fingerprint {payload.fingerprint.hex()}, this "
+                           f"model is {fingerprint.hex()}): deploy edge and cloud halves of the same checkpoint")
+    if payload.kind != kind:
+        raise PayloadError(f"payload kind {payload.kind} does not match this model's (kind {kind}: "
+                           f"{'features' if kind == KIND_FEATURES else 'image'})")
+    if kind == KIND_FEATURES and codec is not None and len(payload.strings) != codec.expected_strings():
+        raise PayloadError(f"payload holds {len(payload.strings)} strings, this codec expects "
+                           f"{codec.expected_strings()}")

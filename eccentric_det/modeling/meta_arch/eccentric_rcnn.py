@@ -21,7 +21,7 @@ from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import ImageList, Instances
 
-from ...codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError
+from ...codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, check_payload
 from ..backbone.split_resnet import SplitFeature
 from ..edge_detector import EdgeDetector
 from ..offload import OffloadGate
@@ -187,16 +187,9 @@ class EccentricRCNN(GeneralizedRCNN):
         return results
 
     def _check(self, p, fp):
-        if p.fingerprint != fp:
-            raise PayloadError(f"payload was made by another model (fingerprint {p.fingerprint.hex()}, this "
-                               f"model is {fp.hex()}): deploy edge and cloud halves of the same checkpoint")
-        want = KIND_FEATURES if self.offload_mode == "features" else KIND_IMAGE
-        if p.kind != want:
-            raise PayloadError(f"payload kind {p.kind} does not match this model's OFFLOAD_MODE {self.offload_mode!r}")
-        if p.kind == KIND_FEATURES:
-            if len(p.strings) != self.codec.expected_strings():
-                raise PayloadError(f"payload holds {len(p.strings)} strings, this codec expects "
-                                   f"{self.codec.expected_strings()}")
+        features = self.offload_mode == "features"
+        check_payload(p, fp, KIND_FEATURES if features else KIND_IMAGE, self.codec if features else None)
+        if features:
             stride = self.split_backbone.edge_shapes[self.split_backbone.split_at].stride
             div = self.size_divisibility
             padded = [-(-s // div) * div // stride for s in p.image_size] if div else list(p.feature_shape)
