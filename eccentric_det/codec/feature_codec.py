@@ -5,12 +5,12 @@ Training (``forward``) returns likelihoods so the rate joins the loss; inference
 ``decompress``) produces and consumes real bit strings.
 """
 import hashlib
-import io
 import json
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
@@ -248,14 +248,10 @@ def _hyper_shape(hw):
 
 
 def _tensor_bytes(t):
-    buf = io.BytesIO()
-    buf.write(t.detach().float().cpu().contiguous().numpy().tobytes())
-    return buf.getvalue()
+    return t.detach().float().cpu().contiguous().numpy().tobytes()
 
 
 def _bytes_tensor(data, channels, hw):
-    import numpy as np
-
     expected = channels * hw[0] * hw[1] * 4
     if len(data) != expected:
         raise ValueError(f"passthrough feature holds {len(data)} bytes, expected {expected}")

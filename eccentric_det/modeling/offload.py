@@ -72,7 +72,7 @@ def fit_offload_gate(stats, needs_cloud, recall_target=0.9, positive_weight=None
     with torch.no_grad():
         p = torch.sigmoid(z @ w + b)
     threshold = threshold_for_recall(p.numpy(), y.numpy().astype(bool), recall_target)
-    return {"weight": w.detach().tolist(), "bias": float(b), "mean": mean.tolist(), "std": std.tolist(),
+    return {"weight": w.detach().tolist(), "bias": float(b.detach()), "mean": mean.tolist(), "std": std.tolist(),
             "threshold": threshold, "offload_rate": float((p.numpy() >= threshold).mean()),
             "recall": float(((p.numpy() >= threshold) & y.numpy().astype(bool)).sum() / y.sum())}
 
