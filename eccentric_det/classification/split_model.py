@@ -25,7 +25,7 @@ from timm.models import FeatureInfo
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError, check_payload
+from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError, check_payload, parse_payloads
 
 OFFLOAD_MODES = ("features", "image")
 POLICIES = ("always", "never", "dynamic")
@@ -281,14 +281,9 @@ class SplitTimmClassifier(nn.Module):
         if self.cloud_half is None:
             raise RuntimeError("this model has no cloud side (MODEL.ECCENTRIC.HALF 'edge' or OFFLOAD.POLICY 'never')")
         fp = self.fingerprint()
-        parsed = [p if isinstance(p, Payload) else Payload.from_bytes(p, fp) for p in payloads]
-        for p in parsed:
-            self._check(p, fp)
-        groups = {}
-        for i, p in enumerate(parsed):
-            groups.setdefault((p.image_size, p.latent_shape, p.feature_shape), []).append(i)
+        parsed, groups = parse_payloads(payloads, fp, self._check)
         out = [None] * len(parsed)
-        for idx in groups.values():
+        for idx in groups:
             for i, row in zip(idx, self._cloud_batch([parsed[i] for i in idx])):
                 out[i] = row
         return torch.stack(out)

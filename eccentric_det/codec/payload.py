@@ -105,3 +105,14 @@ def check_payload(payload, fingerprint, kind, codec=None):
     if kind == KIND_FEATURES and codec is not None and len(payload.strings) != codec.expected_strings():
         raise PayloadError(f"payload holds {len(payload.strings)} strings, this codec expects "
                            f"{codec.expected_strings()}")
+
+
+def parse_payloads(payloads, fingerprint, check):
+    """Parse payloads given as bytes (checking ``fingerprint``), run ``check(payload, fingerprint)`` on
+    each, and return them with the index lists of same-shape payloads (each can run as one batch)."""
+    parsed = [p if isinstance(p, Payload) else Payload.from_bytes(p, fingerprint) for p in payloads]
+    groups = {}
+    for i, p in enumerate(parsed):
+        check(p, fingerprint)
+        groups.setdefault((p.image_size, p.latent_shape, p.feature_shape), []).append(i)
+    return parsed, list(groups.values())

@@ -21,7 +21,7 @@ from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import ImageList, Instances
 
-from ...codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, check_payload
+from ...codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, check_payload, parse_payloads
 from ..backbone.split_resnet import SplitFeature
 from ..edge_detector import EdgeDetector
 from ..offload import OffloadGate
@@ -174,14 +174,9 @@ class EccentricRCNN(GeneralizedRCNN):
         if self.roi_heads is None:
             raise RuntimeError("this is an edge-half model (MODEL.ECCENTRIC.HALF 'edge'): it has no cloud side")
         fp = self.fingerprint()
-        parsed = [p if isinstance(p, Payload) else Payload.from_bytes(p, fp) for p in payloads]
-        for p in parsed:
-            self._check(p, fp)
+        parsed, groups = parse_payloads(payloads, fp, self._check)
         results = [None] * len(parsed)
-        groups = {}
-        for i, p in enumerate(parsed):
-            groups.setdefault((p.image_size, p.latent_shape, p.feature_shape), []).append(i)
-        for idx in groups.values():
+        for idx in groups:
             for i, r in zip(idx, self._cloud_batch([parsed[i] for i in idx])):
                 results[i] = r
         return results
