@@ -82,10 +82,11 @@ def load_model(cfg):
     return model.eval()
 
 
-def export_checkpoint(state_dict, path, fp16_min_numel=4096):
-    """Save weights only; large floating-point tensors (conv/fc weights) as fp16, small ones (norm
-    statistics, biases, the gate) as fp32. fp16 weights load back into fp32 models."""
+def export_checkpoint(state_dict, path, fp16_min_numel=4096, **extra):
+    """Save weights only (plus ``extra`` top-level entries); large floating-point tensors (conv/fc
+    weights) as fp16, small ones (norm statistics, biases, the gate) as fp32. fp16 weights load back
+    into fp32 models."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     small = {k: v.half() if v.is_floating_point() and v.numel() >= fp16_min_numel else v
              for k, v in state_dict.items()}
-    torch.save({"model": small, "__author__": "eccentric_det"}, path)
+    torch.save({"model": small, "__author__": "eccentric_det", **extra}, path)

@@ -29,6 +29,8 @@ from .helpers import image_input, split_cfg
 QUICK = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
 INFER = ["MODEL.ECCENTRIC.DISTILL.MODE", "task", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
 PAYLOAD_OVERHEAD = 31 + 4 + 4  # header, one string length, CRC32 (codec/payload.py)
+needs_sc2bench = pytest.mark.skipif(importlib.util.find_spec("sc2bench") is None,
+                                    reason="sc2bench (the bench extra) not installed")
 needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
                                 reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
@@ -192,19 +194,69 @@ def test_image_codec_baseline_counts_coded_bytes():
         encode_image(bgr, "gif", 1)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sc2bench") is None, reason="sc2bench (the bench extra) not installed")
-def test_sc2bench_baseline_sends_entropy_coded_bytes():
-    from eccentric_det.evaluation.baselines import Sc2benchDetector, fit_sc2bench_bottleneck
+@needs_sc2bench
+def test_sc2bench_baseline_trains_both_stages_and_round_trips(tiny, tmp_path):
+    from eccentric_det.evaluation.baselines import (Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector,
+                                                    load_sc2bench, save_sc2bench)
 
     torch.manual_seed(0)
-    model = Sc2benchDetector(build_model(quick_cfg("cloud_teacher")).eval())
+    cfg = quick_cfg("cloud_teacher")
+    model = Sc2benchDetector(build_model(cfg).eval())
+    batch = [DatasetMapper(cfg, is_train=True)(d) for d in DatasetCatalog.get("tiny_fd_train")[:2]]
+    losses = fit_sc2bench_bottleneck(model, iter([batch] * 2), 2)
+    assert set(losses) == {"distill", "bpp"} and losses["bpp"] > 0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = fit_sc2bench_detector(model, iter([batch] * 2), 2, cfg)
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}
+    assert all(np.isfinite(v) for v in losses.values())
+    after = model.state_dict()
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
+    # stage 2 trains the decoder and the detector after res2; the edge (encoder, entropy model) and the
+    # teacher's stem/res2 stay as they were
+    assert {"bottleneck.decoder", "detector.roi_heads", "detector.backbone"} <= changed
+    assert not changed & {"bottleneck.encoder", "teacher_head.0", "teacher_head.1"}
+
     inp = image_input(128, 128)
-    losses = fit_sc2bench_bottleneck(model, iter([[inp, image_input(128, 128, seed=1)]] * 2), 2)
-    assert set(losses) == {"distill", "bpp", "aux"} and losses["bpp"] > 0
     out = model([inp])[0]
     assert out["eccentric"]["bytes"] > PAYLOAD_OVERHEAD and len(out["instances"]) > 0
     g = model.gflops(inp)
     assert 0 < g["edge"] == g["encoder"] and g["cloud"] > 0 and g["cloud_only"] > 0
+
+    path = str(tmp_path / "sc2bench.pth")
+    save_sc2bench(model, path, rate_weight=0.01)
+    again, meta = load_sc2bench(build_model(cfg), path)
+    assert meta == {"rate_weight": 0.01, "bottleneck_channels": 24} and not again.training
+    for k, v in again.state_dict().items():
+        if v.is_floating_point() and not k.endswith(("_quantized_cdf", "_offset", "_cdf_length")):
+            w = after[k].half().float() if after[k].numel() >= 4096 else after[k]  # fp16 export of large tensors
+            assert torch.equal(v, w), k
+    assert again([inp])[0]["eccentric"]["bytes"] > PAYLOAD_OVERHEAD
+
+    stock = str(tmp_path / "teacher.pth")
+    torch.save({"model": build_model(cfg).state_dict()}, stock)
+    with pytest.raises(ValueError, match="not an sc2bench baseline checkpoint"):
+        load_sc2bench(build_model(cfg), stock)
+    with pytest.raises(ValueError, match="does not match the cloud config"):
+        load_sc2bench(build_model(quick_cfg("cloud_teacher", "MODEL.FPN.OUT_CHANNELS", 48)), path)
+    with pytest.raises(FileNotFoundError, match="tools/train_sc2bench.py"):
+        load_sc2bench(build_model(cfg), str(tmp_path / "missing.pth"))
+
+
+@needs_sc2bench
+def test_train_sc2bench_tool_writes_a_checkpoint_the_sweep_reads(tiny, tmp_path, capsys):
+    tool = _load_tool("train_sc2bench")
+    path = tmp_path / "sc2.pth"
+    args = ["--config-file", QUICK.format("cloud_teacher"), "--rate-weight", "0.5", "--output", str(path)]
+    assert tool.main(args + ["--iters", "1", "1", "DATASETS.TRAIN", "('tiny_fd_train',)"]) == 0
+    assert tool.main(args + ["DATASETS.TRAIN", "('no_such_dataset',)"]) == 2
+    assert tool.main(args + ["MODEL.NO_SUCH_KEY", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_dataset" in err and "NO_SUCH_KEY" in err and "Traceback" not in err
+    result = run_sweep(QUICK.format("dynamic_ecc"), parse_sweep([f"sc2bench={path}"]), tiny, 1,
+                       str(tmp_path / "sweep"), INFER + ["TEST.ECCENTRIC.FLOPS", False])
+    (point,) = result["points"]
+    assert (point["series"], point["label"]) == ("sc2bench bottleneck", "sc2.pth")
+    assert point["metrics"]["bytes_mean"] > PAYLOAD_OVERHEAD and point["metrics"]["offload_rate"] == 1.0
 
 
 # ------------------------------------------------------------------------------------ fronts, BD-rate
@@ -261,6 +313,15 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="does not match the config"):
         load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(teacher)))
     assert not load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(dynamic))).training
+    # Independent ECC: the teacher fills the cloud, the edge checkpoint the edge detector; neither alone is enough
+    edge = tmp_path / "edge.pth"
+    torch.save({"model": build_model(quick_cfg("edge_kd")).state_dict()}, edge)
+    independent = load_checked_model(quick_cfg("independent_ecc", "MODEL.WEIGHTS", str(teacher),
+                                               "MODEL.ECCENTRIC.EDGE.WEIGHTS", str(edge)))
+    assert torch.equal(independent.state_dict()["roi_heads.box_predictor.cls_score.weight"],
+                       torch.load(teacher)["model"]["roi_heads.box_predictor.cls_score.weight"])
+    with pytest.raises(ValueError, match="does not match the config"):
+        load_checked_model(quick_cfg("independent_ecc", "MODEL.WEIGHTS", str(teacher)))
     (tmp_path / "notes.pth").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(tmp_path / "notes.pth")))
@@ -288,6 +349,10 @@ def test_sweep_writes_results_and_reuses_earlier_runs(tiny, tmp_path):
     first = result["points"][0]["output_dir"]
     again = run_sweep("", {}, tiny, None, str(tmp_path / "again"), results=[first])
     assert again["points"][0]["metrics"] == result["points"][0]["metrics"]
+    merged = run_sweep("", {}, tiny, None, str(tmp_path / "merged"), results=[str(out)])  # a whole sweep
+    assert [(p["series"], p["label"]) for p in merged["points"]] == [("cloud-only JPEG", "jpeg 20"),
+                                                                     ("cloud-only JPEG", "jpeg 95")]
+    assert [p["metrics"] for p in merged["points"]] == [p["metrics"] for p in result["points"]]
     with pytest.raises(ValueError, match="dataset 'tiny_fd_val', this sweep is on 'coco_2017_val'"):
         load_results(first, "coco_2017_val")
     with pytest.raises(ValueError, match="evaluated on 2 images"):
@@ -296,11 +361,43 @@ def test_sweep_writes_results_and_reuses_earlier_runs(tiny, tmp_path):
         load_results(str(tmp_path), tiny)
 
 
-def test_pareto_tool_reports_bad_input_without_traceback(capsys):
-    spec = importlib.util.spec_from_file_location("pareto_tool", os.path.join(os.path.dirname(__file__), "..",
-                                                                             "tools", "pareto.py"))
+def test_sweep_checks_every_point_before_evaluating_any(tiny, tmp_path):
+    sweep = parse_sweep(["jpeg=20", f"weights={tmp_path / 'missing.pth'}"])
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        run_sweep(QUICK.format("dynamic_ecc"), sweep, tiny, 1, str(tmp_path / "out"), INFER)
+    assert not (tmp_path / "out").exists()
+
+
+def test_top1_fronts_from_classification_results(tmp_path):
+    def run(name, top1, bytes_mean):
+        folder = tmp_path / name
+        folder.mkdir()
+        metrics = {"top1": top1, "bytes_mean": bytes_mean, "edge_gflops": 0.001, "offload_rate": 1.0}
+        (folder / "eccentric_metrics.json").write_text(json.dumps({
+            "format": 1, "dataset": "fashion_mnist_test", "config": {"input_size_test": [28, 28]},
+            "metrics": metrics, "images": [{"image_id": i} for i in range(3)]}))
+        return str(folder)
+
+    runs = [run("adaptive", 80.8, 51.3), run("cloud", 88.5, 552.6), run("worse", 80.0, 60.0)]
+    result = run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "out"), results=runs, accuracy="top1")
+    assert [p["front"]["bytes"] for p in result["points"]] == [True, True, False]
+    assert result["accuracy"] == "top1" and (tmp_path / "out" / "pareto.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="holds no AP \\(it has top1\\)"):
+        run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "out"), results=runs)
+    with pytest.raises(ValueError, match="top1 fronts come from --results"):
+        run_sweep(QUICK.format("dynamic_ecc"), parse_sweep(["jpeg=50"]), accuracy="top1")
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", os.path.join(os.path.dirname(__file__), "..",
+                                                                              "tools", f"{name}.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_pareto_tool_reports_bad_input_without_traceback(capsys):
+    tool = _load_tool("pareto")
     assert tool.main(["--sweep", "quality=9", "--config-file", QUICK.format("dynamic_ecc")]) == 2
     assert tool.main(["--dataset", "tiny_fd_val", "--results", "/nonexistent/run"]) == 2
     err = capsys.readouterr().err

@@ -23,7 +23,8 @@ def parse_args(argv=None):
     p.add_argument("--sweep", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
                    help="; ".join(f"{k}: {v}" for k, v in SWEEP_KEYS.items()))
     p.add_argument("--results", nargs="+", action="extend", default=[], metavar="DIR",
-                   help="OUTPUT_DIRs (or eccentric_metrics.json files) of earlier --eval-only runs to add")
+                   help="earlier --eval-only OUTPUT_DIRs (or their eccentric_metrics.json) or earlier sweep "
+                        "--output folders (their points keep their series) to add")
     p.add_argument("--dataset", default="", help="registered dataset (default: the config's first DATASETS.TEST)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
     p.add_argument("--output", default="output/pareto", help="folder for pareto.json, pareto.png and each point")
@@ -31,8 +32,8 @@ def parse_args(argv=None):
                                                       "(default: the config's DISTILL.TEACHER_CONFIG)")
     p.add_argument("--cloud-weights", default="", help="its weights (default: DISTILL.TEACHER_WEIGHTS)")
     p.add_argument("--independent-config", default="", help="Independent ECC config of the 'independent' sweep")
-    p.add_argument("--sc2bench-iters", type=int, default=None,
-                   help="training iterations of each sc2bench bottleneck (default: the config's SOLVER.MAX_ITER)")
+    p.add_argument("--accuracy", default="AP", help="accuracy axis: AP, AP50, AP75, APs/m/l; top1 for --results of "
+                                                    "classification runs (tools/train_cls.py --eval-only)")
     p.add_argument("--bd-method", choices=("pchip", "cubic"), default="pchip", help="BD-rate curve fit")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every point")
     return p.parse_args(argv)
@@ -45,7 +46,7 @@ def main(argv=None):
     try:
         result = run_sweep(args.config_file, parse_sweep(args.sweep), args.dataset, args.max_images, args.output,
                            args.opts, args.results, args.cloud_config, args.cloud_weights, args.independent_config,
-                           args.sc2bench_iters, args.bd_method)
+                           args.bd_method, args.accuracy)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         print(f"pareto.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
 from detectron2.modeling import build_model
 from tabulate import tabulate
@@ -24,9 +24,9 @@ from tabulate import tabulate
 from ..checkpoint import load_edge_weights
 from ..config import get_eccentric_cfg
 from ..data import check_dataset_available
-from .baselines import ImageCodecBaseline, Sc2benchDetector, fit_sc2bench_bottleneck
+from .baselines import ImageCodecBaseline, load_sc2bench
 from .build import coco_evaluator
-from .eccentric_evaluator import FORMAT, EccentricEvaluator, finite_json
+from .eccentric_evaluator import AP_KEYS, FORMAT, EccentricEvaluator, finite_json
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ SWEEP_KEYS = {
     "webp": "cloud-only on WebP images at these qualities (--cloud-config)",
     "png": "cloud-only on PNG images at these compression levels (--cloud-config)",
     "edge_only": "the config's edge detector alone (no values)",
-    "sc2bench": "the sc2bench bottleneck trained at these rate weights (--cloud-config)",
+    "sc2bench": "sc2bench baseline checkpoints of tools/train_sc2bench.py (--cloud-config)",
 }
 MAX_MISMATCH = 0.1  # a checkpoint missing (or adding) more than this fraction of tensors is the wrong one
 
@@ -121,7 +121,7 @@ class OperatingPoint:
     config_file: str
     opts: List[str] = field(default_factory=list)
     image_codec: Optional[Tuple[str, int]] = None  # (codec, quality): cloud-only on coded images
-    sc2bench_rate: Optional[float] = None  # rate weight of the sc2bench bottleneck
+    sc2bench_weights: Optional[str] = None  # checkpoint of a trained sc2bench baseline
 
 
 def parse_sweep(tokens):
@@ -173,9 +173,9 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
         for q in sweep.get(codec, []):
             points.append(OperatingPoint(series, f"{codec} {q}", cloud_config, cloud_opts,
                                          image_codec=(codec, _number(q, int))))
-    for lam in sweep.get("sc2bench", []):
-        points.append(OperatingPoint("sc2bench bottleneck", f"lambda {lam}", cloud_config, cloud_opts,
-                                     sc2bench_rate=_number(lam, float)))
+    for path in sweep.get("sc2bench", []):
+        points.append(OperatingPoint("sc2bench bottleneck", os.path.basename(path), cloud_config, cloud_opts,
+                                     sc2bench_weights=path))
     return points
 
 
@@ -200,14 +200,25 @@ def dataset_dicts(name, max_images=None):
 
 def load_checked_model(cfg):
     """Build ``cfg``'s model in eval mode with MODEL.WEIGHTS and EDGE.WEIGHTS, refusing a checkpoint
-    that does not belong to the config (shape mismatches, or many missing or unexpected tensors)."""
+    that does not belong to the config (shape mismatches, or many tensors that neither checkpoint
+    fills, or many checkpoint tensors the model lacks)."""
     model = build_model(cfg)
-    missing = set()
-    if cfg.MODEL.WEIGHTS:
-        missing = _load_checked(model, cfg.MODEL.WEIGHTS)
+    loaded = _load_file_into(model, cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else None
+    from_edge = set()
     if cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
         _require_file(cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
-        missing -= set(load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS))
+        from_edge = set(load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS))
+    missing = set()
+    if loaded is not None:
+        shapes, missing, unexpected, n_ckpt = loaded
+        missing -= from_edge
+        n_model = len(model.state_dict())
+        if shapes or len(missing) > MAX_MISMATCH * n_model or len(unexpected) > MAX_MISMATCH * max(n_ckpt, 1):
+            raise ValueError(
+                f"checkpoint {cfg.MODEL.WEIGHTS!r} does not match the config: {len(shapes)} tensors of another "
+                f"shape {shapes[:3]}, {len(missing)} of {n_model} model tensors missing {sorted(missing)[:3]}, "
+                f"{len(unexpected)} of {n_ckpt} checkpoint tensors unexpected {sorted(unexpected)[:3]}. "
+                f"Is it the checkpoint of this config?")
     if missing:
         logger.warning("%d tensors of the model are not in its checkpoints and keep their initial values, "
                        "e.g. %s", len(missing), sorted(missing)[:5])
@@ -219,30 +230,21 @@ def _require_file(path):
         raise FileNotFoundError(f"checkpoint {path!r} not found (MODEL.WEIGHTS / MODEL.ECCENTRIC.EDGE.WEIGHTS)")
 
 
-def _load_checked(model, path):
+def _load_file_into(model, path):
+    """Load ``path`` into ``model``; returns (wrong-shape keys, missing keys, unexpected keys, #tensors)."""
     _require_file(path)
     checkpointer = DetectionCheckpointer(model)
     try:
         checkpoint = checkpointer._load_file(path)
     except Exception as e:  # a file that is not a checkpoint: torch/pickle say why
         raise ValueError(f"{path!r} is not a readable checkpoint: {type(e).__name__}: {e}") from None
-    n_ckpt = len(checkpoint.get("model", {}))
     incompatible = checkpointer._load_model(checkpoint)
-    n_model = len(model.state_dict())
-    shapes = [k for k, *_ in incompatible.incorrect_shapes]
-    missing, unexpected = incompatible.missing_keys, incompatible.unexpected_keys
-    if shapes or len(missing) > MAX_MISMATCH * n_model or len(unexpected) > MAX_MISMATCH * max(n_ckpt, 1):
-        raise ValueError(
-            f"checkpoint {path!r} does not match the config: {len(shapes)} tensors of another shape "
-            f"{shapes[:3]}, {len(missing)} of {n_model} model tensors missing {sorted(missing)[:3]}, "
-            f"{len(unexpected)} of {n_ckpt} checkpoint tensors unexpected {sorted(unexpected)[:3]}. "
-            f"Is it the checkpoint of this config?")
-    return set(missing)
+    return ([k for k, *_ in incompatible.incorrect_shapes], set(incompatible.missing_keys),
+            incompatible.unexpected_keys, len(checkpoint.get("model", {})))
 
 
-def evaluate_point(point, dataset, dicts, output_dir, opts=(), sc2bench_iters=100):
-    """Evaluate one operating point on ``dicts`` (records of ``dataset``); returns its record for
-    pareto.json (the evaluator also writes ``output_dir/eccentric_metrics.json``)."""
+def build_point_model(point, opts=()):
+    """The config and the loaded, checked model of one operating point (wrapped as its baseline)."""
     cfg = get_eccentric_cfg(point.config_file, list(opts) + list(point.opts))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
@@ -250,11 +252,17 @@ def evaluate_point(point, dataset, dicts, output_dir, opts=(), sc2bench_iters=10
     model = load_checked_model(cfg)
     if point.image_codec:
         model = ImageCodecBaseline(model, *point.image_codec, input_format=cfg.INPUT.FORMAT)
-    elif point.sc2bench_rate is not None:
-        model = Sc2benchDetector(model)
-        losses = fit_sc2bench_bottleneck(model, iter(build_detection_train_loader(cfg)), sc2bench_iters,
-                                         point.sc2bench_rate)
-        logger.info("sc2bench bottleneck after %d iterations: %s", sc2bench_iters, losses)
+    elif point.sc2bench_weights:
+        model, meta = load_sc2bench(model, point.sc2bench_weights)
+        logger.info("sc2bench baseline %s: rate weight %s, %s iterations", point.sc2bench_weights,
+                    meta.get("rate_weight"), meta.get("iterations"))
+    return cfg, model
+
+
+def evaluate_point(point, dataset, dicts, output_dir, opts=()):
+    """Evaluate one operating point on ``dicts`` (records of ``dataset``); returns its record for
+    pareto.json (the evaluator also writes ``output_dir/eccentric_metrics.json``)."""
+    cfg, model = build_point_model(point, opts)
     loader = build_detection_test_loader(dicts, mapper=DatasetMapper(cfg, is_train=False))
     evaluator = EccentricEvaluator(cfg, dataset, output_dir, model=model,
                                    accuracy=coco_evaluator(cfg, dataset, output_dir))
@@ -262,9 +270,9 @@ def evaluate_point(point, dataset, dicts, output_dir, opts=(), sc2bench_iters=10
     return {**asdict(point), "output_dir": output_dir, "metrics": finite_json(metrics)}
 
 
-def load_results(path, dataset, image_ids=None, input_size=None):
+def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
     """The record of an earlier ``--eval-only`` run (its folder or eccentric_metrics.json), checked to
-    be on the same dataset, images and test input size as this sweep."""
+    be on the same dataset, images and test input size as this sweep, and to hold ``accuracy``."""
     file = os.path.join(path, "eccentric_metrics.json") if os.path.isdir(path) else path
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no eccentric_metrics.json in {path!r}: run tools/train_net.py --eval-only "
@@ -287,22 +295,47 @@ def load_results(path, dataset, image_ids=None, input_size=None):
     if input_size is not None and list(size) != list(input_size):
         raise ValueError(f"{file} was evaluated at test input size {size}, this sweep at {list(input_size)}: "
                          f"bytes and FLOPs are not comparable")
-    if "AP" not in data["metrics"]:
-        raise ValueError(f"{file} holds no AP: its evaluation ran without the COCO evaluator")
+    if accuracy not in data["metrics"]:
+        held = [k for k in (*AP_KEYS, "top1") if k in data["metrics"]]
+        raise ValueError(f"{file} holds no {accuracy} (it has {', '.join(held) or 'no accuracy'}): choose "
+                         f"--accuracy among those, or re-run its evaluation with the COCO evaluator")
     label = os.path.basename(os.path.dirname(os.path.abspath(file)))
     return {"series": "earlier runs", "label": label, "config_file": "", "opts": [], "output_dir": path,
-            "metrics": data["metrics"], "image_ids": ids}
+            "metrics": data["metrics"], "image_ids": ids, "input_size": list(size)}
+
+
+def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
+    """The records of an earlier sweep (a folder with pareto.json: each point keeps its series and
+    label) or of one ``--eval-only`` run (see :func:`load_results`), checked the same way."""
+    sweep_file = os.path.join(path, "pareto.json")
+    if not os.path.isfile(sweep_file):
+        return [load_results(path, dataset, image_ids, input_size, accuracy)]
+    with open(sweep_file) as f:
+        sweep = json.load(f)
+    records = []
+    for p in sweep.get("points", []):
+        point_dir = os.path.join(path, "points", os.path.basename(os.path.normpath(p["output_dir"])))
+        rec = load_results(point_dir if os.path.isdir(point_dir) else p["output_dir"], dataset, image_ids,
+                           input_size, accuracy)
+        image_ids, input_size = rec["image_ids"], rec["input_size"]
+        records.append({**rec, "series": p["series"], "label": p["label"], "config_file": p["config_file"],
+                        "opts": p["opts"]})
+    return records
 
 
 # ---------------------------------------------------------------------------------------- a sweep
 def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="output/pareto", opts=(),
-              results=(), cloud_config="", cloud_weights="", independent_config="", sc2bench_iters=None,
-              bd_method="pchip"):
+              results=(), cloud_config="", cloud_weights="", independent_config="", bd_method="pchip",
+              accuracy="AP"):
     """Evaluate the sweep's points and earlier results on the same images; write ``pareto.json`` and
-    ``pareto.png`` to ``output_dir``. Returns the pareto.json dict."""
+    ``pareto.png`` to ``output_dir``. ``accuracy``: the metric on the fronts' accuracy axis (AP, AP50,
+    ...; top1 for classification results). Returns the pareto.json dict."""
     points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config) if config_file else []
     if not points and not results:
         raise ValueError("nothing to compare: give --config-file (and --sweep) or --results")
+    if points and accuracy not in AP_KEYS:
+        raise ValueError(f"a detection sweep measures {', '.join(AP_KEYS)}, not {accuracy!r}; top1 fronts come "
+                         f"from --results of classification runs (tools/train_cls.py --eval-only)")
     base = get_eccentric_cfg(config_file, list(opts)) if config_file else None
     dataset = dataset or (base.DATASETS.TEST[0] if base is not None and base.DATASETS.TEST else None)
     if not dataset:
@@ -312,17 +345,19 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
         dicts = dataset_dicts(dataset, max_images)
         image_ids = [d["image_id"] for d in dicts]
         input_size = [base.INPUT.MIN_SIZE_TEST, base.INPUT.MAX_SIZE_TEST]
-        iters = sc2bench_iters if sc2bench_iters is not None else base.SOLVER.MAX_ITER
+        for point in points:  # every config and checkpoint is checked before hours of evaluation start
+            build_point_model(point, opts)
         for i, point in enumerate(points):
             logger.info("Operating point %d/%d: %s, %s", i + 1, len(points), point.series, point.label)
             slug = re.sub(r"[^\w.-]+", "_", f"{i:02d}_{point.series}_{point.label}")
             out = os.path.join(output_dir, "points", slug)
-            records.append(evaluate_point(point, dataset, dicts, out, opts, iters))
+            records.append(evaluate_point(point, dataset, dicts, out, opts))
     for path in results:
-        rec = load_results(path, dataset, image_ids, input_size)
-        image_ids = image_ids if image_ids is not None else rec["image_ids"]
-        records.append(rec)
-    result = summarize_points(records, dataset, bd_method)
+        for rec in load_sweep_or_results(path, dataset, image_ids, input_size, accuracy):
+            image_ids = image_ids if image_ids is not None else rec["image_ids"]
+            input_size = input_size if input_size is not None else rec["input_size"]
+            records.append(rec)
+    result = summarize_points(records, dataset, bd_method, accuracy)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "pareto.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -330,24 +365,25 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
     return result
 
 
-def summarize_points(records, dataset, bd_method="pchip"):
+def summarize_points(records, dataset, bd_method="pchip", accuracy="AP"):
     """Mark each record's fronts and compute each series' BD-rate against the image-offload anchor."""
     metrics = [r["metrics"] for r in records]
-    fronts = {axis: pareto_mask(metrics, "AP", (key,)) for axis, (key, _) in AXES.items()}
-    points = [{k: v for k, v in r.items() if k != "image_ids"} for r in records]
+    fronts = {axis: pareto_mask(metrics, accuracy, (key,)) for axis, (key, _) in AXES.items()}
+    points = [{k: v for k, v in r.items() if k not in ("image_ids", "input_size")} for r in records]
     for i, p in enumerate(points):
         p["front"] = {axis: mask[i] for axis, mask in fronts.items()}
-    return {"dataset": dataset, "images": metrics[0].get("images") if metrics else 0, "anchor": ANCHOR,
-            "bd_method": bd_method, "bd_rate": series_bd_rates(points, bd_method), "points": points}
+    return {"dataset": dataset, "images": metrics[0].get("images") if metrics else 0, "accuracy": accuracy,
+            "anchor": ANCHOR, "bd_method": bd_method, "bd_rate": series_bd_rates(points, bd_method, accuracy),
+            "points": points}
 
 
-def series_bd_rates(points, method="pchip"):
+def series_bd_rates(points, method="pchip", accuracy="AP"):
     """``{series: BD-rate % vs the anchor, or a string saying why there is none}``."""
     curves = {}
     for p in points:
         m = p["metrics"]
-        if m.get("bytes_mean", 0) > 0 and m.get("AP") is not None:
-            curves.setdefault(p["series"], []).append((m["bytes_mean"], m["AP"]))
+        if m.get("bytes_mean", 0) > 0 and m.get(accuracy) is not None:
+            curves.setdefault(p["series"], []).append((m["bytes_mean"], m[accuracy]))
     out = {}
     for series in dict.fromkeys(p["series"] for p in points):
         if series == ANCHOR:
@@ -365,17 +401,18 @@ def series_bd_rates(points, method="pchip"):
 
 
 def format_summary(result):
-    """pareto.json as a table (``*``: on the AP-vs-bytes front) plus the BD-rates."""
+    """pareto.json as a table (front letters per axis) plus the BD-rates."""
+    acc = result.get("accuracy", "AP")
     rows = []
     for p in result["points"]:
         m = p["metrics"]
-        rows.append([p["series"], p["label"], _fmt(m.get("AP"), ".2f"), _fmt(m.get("bytes_mean"), ".0f"),
+        rows.append([p["series"], p["label"], _fmt(m.get(acc), ".2f"), _fmt(m.get("bytes_mean"), ".0f"),
                      _fmt(m.get("edge_gflops"), ".3f"), _fmt(m.get("cloud_gflops"), ".3f"),
                      _fmt(m.get("offload_rate"), ".2f"), "".join(a[0] for a, on in p["front"].items() if on)])
-    table = tabulate(rows, headers=["series", "point", "AP", "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
+    table = tabulate(rows, headers=["series", "point", acc, "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
                                     "front"], tablefmt="pipe")
     bd = "\n".join(f"  {s}: " + (f"{v:+.1f}%" if isinstance(v, float) else v) for s, v in result["bd_rate"].items())
-    return (f"{table}\nfront: b = AP vs bytes, e = AP vs edge GFLOPs, o = AP vs offload rate\n"
+    return (f"{table}\nfront: b = {acc} vs bytes, e = {acc} vs edge GFLOPs, o = {acc} vs offload rate\n"
             f"BD-rate vs {result['anchor']} ({result['bd_method']}):\n{bd or '  (no other series)'}")
 
 
@@ -384,17 +421,18 @@ def _fmt(v, spec):
 
 
 def plot_pareto(result, path):
-    """AP against bytes/image, edge GFLOPs and offload rate; non-dominated points ringed in red."""
+    """Accuracy against bytes/image, edge GFLOPs and offload rate; non-dominated points ringed in red."""
     from matplotlib.figure import Figure
 
+    acc = result.get("accuracy", "AP")
     fig = Figure(figsize=(16, 4.8))
     axes = fig.subplots(1, len(AXES))
     series = list(dict.fromkeys(p["series"] for p in result["points"]))
     for ax, (axis, (key, xlabel)) in zip(axes, AXES.items()):
         for k, name in enumerate(series):
-            pts = [p for p in result["points"] if p["series"] == name and _values(p["metrics"], "AP", (key,))]
+            pts = [p for p in result["points"] if p["series"] == name and _values(p["metrics"], acc, (key,))]
             pts.sort(key=lambda p: p["metrics"][key])
-            xs, ys = [p["metrics"][key] for p in pts], [p["metrics"]["AP"] for p in pts]
+            xs, ys = [p["metrics"][key] for p in pts], [p["metrics"][acc] for p in pts]
             ax.plot(xs, ys, marker="os^vD<>ph*"[k % 10], label=name)
             front = [(x, y) for x, y, p in zip(xs, ys, pts) if p["front"][axis]]
             if front:
@@ -404,7 +442,7 @@ def plot_pareto(result, path):
         elif axis == "offload":
             ax.set_xlim(-0.05, 1.05)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("AP")
+        ax.set_ylabel(acc)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{result['dataset']}: {result['images']} images (red rings: non-dominated)")

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Train the sc2bench baseline (benchmark-only extra: pip install -e .[bench]) on a cloud config.
+
+sc2bench's learned bottleneck for ResNet replaces the cloud detector's stem and res2 and is trained as
+its entropic student: stage 1 distils the teacher's res2 feature at a rate weight, stage 2 freezes the
+encoder and entropy model and fine-tunes the decoder and the detector on the detection losses.
+Give it the budget of the split model it is compared with (data: the config's DATASETS.TRAIN):
+
+    python tools/train_sc2bench.py --config-file configs/FashionDet/cloud_teacher.yaml --rate-weight 0.5 \\
+        --stage1-lr 5e-3 --iters 300 300 --output checkpoints/fashion_det/sc2bench_lambda0.5.pth \\
+        MODEL.WEIGHTS checkpoints/fashion_det/cloud_teacher.pth SOLVER.BASE_LR 0.01 SOLVER.WARMUP_ITERS 50
+    python tools/pareto.py --config-file configs/FashionDet/adaptive_ecc.yaml \\
+        --sweep sc2bench=checkpoints/fashion_det/sc2bench_lambda0.5.pth
+"""
+import argparse
+import sys
+
+import torch
+from detectron2.data import build_detection_train_loader
+from detectron2.utils.logger import setup_logger
+
+import eccentric_det  # noqa: F401  (registers datasets and models)
+from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.data import check_dataset_available
+from eccentric_det.evaluation.baselines import (Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector,
+                                                save_sc2bench)
+from eccentric_det.evaluation.pareto import load_checked_model
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True, help="the cloud detector's config (a stock ResNet-FPN R-CNN)")
+    p.add_argument("--rate-weight", type=float, required=True, help="lambda of stage 1: MSE + lambda x bpp")
+    p.add_argument("--iters", type=int, nargs=2, default=(300, 300), metavar=("STAGE1", "STAGE2"),
+                   help="iterations of each stage, at the config's SOLVER.IMS_PER_BATCH")
+    p.add_argument("--bottleneck-channels", type=int, default=24, help="latent channels of the bottleneck")
+    p.add_argument("--stage1-lr", type=float, default=1e-3, help="Adam learning rate of stage 1 (sc2bench's own: 1e-3)")
+    p.add_argument("--output", required=True, help="checkpoint to write (.pth)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, e.g. MODEL.WEIGHTS teacher.pth")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logger()
+    logger = setup_logger(name="eccentric_det")
+    try:
+        if min(args.iters) < 1:
+            raise ValueError(f"--iters must be positive, got {args.iters}")
+        cfg = get_eccentric_cfg(args.config_file, args.opts)
+        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+            logger.warning("No CUDA device: training on CPU (MODEL.DEVICE cpu).")
+            cfg.MODEL.DEVICE = "cpu"
+        for name in cfg.DATASETS.TRAIN:
+            check_dataset_available(name)
+        model = Sc2benchDetector(load_checked_model(cfg), args.bottleneck_channels)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
+        print(f"train_sc2bench.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
+    batches = iter(build_detection_train_loader(cfg))
+    stage1 = fit_sc2bench_bottleneck(model, batches, args.iters[0], args.rate_weight, args.stage1_lr)
+    stage2 = fit_sc2bench_detector(model, batches, args.iters[1], cfg)
+    save_sc2bench(model, args.output, rate_weight=args.rate_weight, iterations=list(args.iters),
+                  ims_per_batch=cfg.SOLVER.IMS_PER_BATCH, config_file=args.config_file,
+                  stage1_losses=stage1, stage2_losses=stage2)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
