@@ -224,3 +224,15 @@ def test_shipped_configs_build(config):
     model = SplitTimmClassifier(cfg)
     assert (model.codec is None) == (cfg.MODEL.ECCENTRIC.OFFLOAD.POLICY == "never"
                                      or cfg.MODEL.ECCENTRIC.OFFLOAD_MODE == "image")
+
+
+def test_codec_learns_at_its_lr_factor():
+    from eccentric_det.solver import param_groups
+
+    cfg, model = _cfg("adaptive_ecc", "MODEL.ECCENTRIC.CODEC.LR_FACTOR", 0.25, "SOLVER.BASE_LR", 0.004)
+    lr_of = {id(p): g["lr"] for g in param_groups(cfg, model) for p in g["params"]}
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert set(lr_of) == {id(p) for p in params.values()}
+    assert {n.split(".")[0] for n in params} >= {"codec"}
+    for name, p in params.items():
+        assert lr_of[id(p)] == pytest.approx(0.001 if name.startswith("codec.") else 0.004), name

@@ -70,3 +70,17 @@ def test_halves_are_disjoint_and_complete(tmp_path):
         got = cloud.cloud([decision.payload.to_bytes()])[0]["instances"]
     assert torch.equal(expected.pred_boxes.tensor, got.pred_boxes.tensor)
     assert torch.equal(expected.scores, got.scores)
+
+
+def test_codec_learns_at_its_lr_factor():
+    from eccentric_det.solver import build_optimizer
+
+    cfg = get_eccentric_cfg(QUICK, INFER + ["MODEL.ECCENTRIC.CODEC.LR_FACTOR", 0.25, "SOLVER.BASE_LR", 0.004,
+                                            "SOLVER.BIAS_LR_FACTOR", 1.0])
+    model = build_model(cfg)
+    lr_of = {id(p): g["lr"] for g in build_optimizer(cfg, model).param_groups for p in g["params"]}
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}  # not the coder's range
+    assert set(lr_of) == {id(p) for p in params.values()}
+    assert any(".codec." in n for n in params)
+    for name, p in params.items():
+        assert lr_of[id(p)] == pytest.approx(0.001 if ".codec." in name else 0.004), name

@@ -20,13 +20,13 @@ import time
 import numpy as np
 import torch
 from detectron2.solver import build_lr_scheduler
-from detectron2.solver.build import get_default_optimizer_params
 from torch.nn import functional as F
 
 from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss
 from ..evaluation.eccentric_evaluator import FORMAT, cost_table, finite_json, summarize
 from ..evaluation.flops import count_gflops
 from ..modeling.offload import threshold_for_recall
+from ..solver import param_groups
 from .checkpoint import edge_state, load_state, load_weights, read_state, save_weights
 from .config import get_cls_cfg
 from .data import batches, test_data, train_and_holdout
@@ -106,22 +106,6 @@ def freeze(model, prefixes):
         if name.startswith(prefixes):
             p.requires_grad_(False)
     return [m for name, m in model.named_modules() if name.startswith(prefixes)]
-
-
-def param_groups(cfg, model):
-    """Detectron2's parameter groups (weight decay of norms and biases), each split into its codec and other
-    parameters, the codec's at ``CODEC.LR_FACTOR`` x the LR."""
-    codec = {id(p) for n, p in model.named_parameters() if n.startswith("codec.")}
-    groups = []
-    for group in get_default_optimizer_params(model, base_lr=cfg.SOLVER.BASE_LR,
-                                              weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
-                                              weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS):
-        for is_codec in (False, True):
-            members = [p for p in group["params"] if (id(p) in codec) == is_codec]
-            if members:
-                factor = cfg.MODEL.ECCENTRIC.CODEC.LR_FACTOR if is_codec else 1.0
-                groups.append({**group, "params": members, "lr": group["lr"] * factor})
-    return groups
 
 
 def train(cfg, model, data, losses=None):
