@@ -369,12 +369,12 @@ def test_sweep_checks_every_point_before_evaluating_any(tiny, tmp_path):
 
 
 def test_top1_fronts_from_classification_results(tmp_path):
-    def run(name, top1, bytes_mean):
+    def run(name, top1, bytes_mean, size=28):
         folder = tmp_path / name
         folder.mkdir()
         metrics = {"top1": top1, "bytes_mean": bytes_mean, "edge_gflops": 0.001, "offload_rate": 1.0}
         (folder / "eccentric_metrics.json").write_text(json.dumps({
-            "format": 1, "dataset": "fashion_mnist_test", "config": {"input_size_test": [28, 28]},
+            "format": 1, "dataset": "fashion_mnist_test", "config": {"input_size_test": [size, size]},
             "metrics": metrics, "images": [{"image_id": i} for i in range(3)]}))
         return str(folder)
 
@@ -384,6 +384,9 @@ def test_top1_fronts_from_classification_results(tmp_path):
     assert result["accuracy"] == "top1" and (tmp_path / "out" / "pareto.png").stat().st_size > 0
     with pytest.raises(ValueError, match="holds no AP \\(it has top1\\)"):
         run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "out"), results=runs)
+    with pytest.raises(ValueError, match="evaluated at test input size \\[32, 32\\], this sweep at \\[28, 28\\]"):
+        run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "out"),
+                  results=runs + [run("bigger", 90.0, 700.0, size=32)], accuracy="top1")
     with pytest.raises(ValueError, match="top1 fronts come from --results"):
         run_sweep(QUICK.format("dynamic_ecc"), parse_sweep(["jpeg=50"]), accuracy="top1")
 
