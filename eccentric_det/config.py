@@ -1,6 +1,8 @@
 """``cfg.MODEL.ECCENTRIC``: every knob of the edge/cloud split, the codec, offloading and training."""
+import logging
 import os
 
+import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
@@ -112,6 +114,14 @@ def resolve_config_file(path):
         return shipped
     raise FileNotFoundError(f"Config file {path!r} not found, neither as given nor under {CONFIG_DIR}. "
                             f"Pass a path to a .yaml file, e.g. configs/FashionDet/adaptive_ecc.yaml.")
+
+
+def fall_back_to_cpu(cfg):
+    """Set MODEL.DEVICE to cpu, with a warning, when it names CUDA and this machine has none."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("eccentric_det").warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
 
 
 def get_eccentric_cfg(config_file=None, opts=()):

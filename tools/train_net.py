@@ -5,7 +5,6 @@
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS checkpoints/fashion_det/adaptive_ecc.pth
     python tools/train_net.py --num-gpus 8 --config-file ...        # DDP through detectron2's launch
 """
-import logging
 import os
 
 import torch
@@ -17,7 +16,7 @@ from detectron2.utils.logger import setup_logger
 
 import eccentric_det  # noqa: F401  (registers backbones, heads, meta-arch, datasets)
 from eccentric_det.checkpoint import load_edge_weights
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.config import fall_back_to_cpu, get_eccentric_cfg
 from eccentric_det.evaluation import build_eccentric_evaluator, check_datasets
 from eccentric_det.solver import build_optimizer
 
@@ -56,10 +55,7 @@ def _unwrap(model):
 
 
 def setup(args):
-    cfg = get_eccentric_cfg(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger("eccentric_det").warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = fall_back_to_cpu(get_eccentric_cfg(args.config_file, args.opts))
     if cfg.MODEL.DEVICE == "cpu":
         torch.set_flush_denormal(True)
     cfg.freeze()

@@ -20,7 +20,7 @@ from detectron2.data import build_detection_train_loader
 from detectron2.utils.logger import setup_logger
 
 import eccentric_det  # noqa: F401  (registers datasets and models)
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.config import fall_back_to_cpu, get_eccentric_cfg
 from eccentric_det.data import check_dataset_available
 from eccentric_det.evaluation.baselines import (Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector,
                                                 save_sc2bench)
@@ -43,14 +43,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
-    logger = setup_logger(name="eccentric_det")
+    setup_logger(name="eccentric_det")
     try:
         if min(args.iters) < 1:
             raise ValueError(f"--iters must be positive, got {args.iters}")
-        cfg = get_eccentric_cfg(args.config_file, args.opts)
-        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-            logger.warning("No CUDA device: training on CPU (MODEL.DEVICE cpu).")
-            cfg.MODEL.DEVICE = "cpu"
+        cfg = fall_back_to_cpu(get_eccentric_cfg(args.config_file, args.opts))
         for name in cfg.DATASETS.TRAIN:
             check_dataset_available(name)
         model = Sc2benchDetector(load_checked_model(cfg), args.bottleneck_channels)

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 
 import cv2
-import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
@@ -15,7 +14,7 @@ from detectron2.utils.colormap import colormap
 from tqdm import tqdm
 
 from ..checkpoint import load_model
-from ..config import get_eccentric_cfg
+from ..config import fall_back_to_cpu, get_eccentric_cfg
 from ..inputs import InputBuilder
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from .cloud import InProcessCloud
@@ -37,10 +36,7 @@ def setup_cfg(config_file, opts=()):
     except (KeyError, ValueError, AssertionError) as e:
         given = f"{config_file} with --opts {' '.join(map(str, opts))}" if opts else config_file
         raise DemoError(f"config {given}: {e.args[0] if e.args else e}") from e
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
-        cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return fall_back_to_cpu(cfg)
 
 
 def check_cfg(cfg):

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
@@ -22,7 +21,7 @@ from detectron2.modeling import build_model
 from tabulate import tabulate
 
 from ..checkpoint import load_edge_weights
-from ..config import get_eccentric_cfg
+from ..config import fall_back_to_cpu, get_eccentric_cfg
 from ..data import check_dataset_available
 from .baselines import ImageCodecBaseline, load_sc2bench
 from .build import coco_evaluator
@@ -245,10 +244,7 @@ def _load_file_into(model, path):
 
 def build_point_model(point, opts=()):
     """The config and the loaded, checked model of one operating point (wrapped as its baseline)."""
-    cfg = get_eccentric_cfg(point.config_file, list(opts) + list(point.opts))
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = fall_back_to_cpu(get_eccentric_cfg(point.config_file, list(opts) + list(point.opts)))
     model = load_checked_model(cfg)
     if point.image_codec:
         model = ImageCodecBaseline(model, *point.image_codec, input_format=cfg.INPUT.FORMAT)

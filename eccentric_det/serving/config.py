@@ -8,7 +8,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from ..checkpoint import load_model
-from ..config import add_eccentric_config, resolve_config_file
+from ..config import add_eccentric_config, fall_back_to_cpu, resolve_config_file
 
 logger = logging.getLogger(__name__)
 HALVES = ("edge", "cloud")
@@ -80,9 +80,7 @@ def get_serving_cfg(config_file, half, weights="", opts=()):
         cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS = ""  # a half checkpoint holds the trained edge already
     if not cfg.SERVING.TOKEN:
         cfg.SERVING.TOKEN = os.environ.get("ECCENTRIC_TOKEN", "")
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("No CUDA device: serving on CPU (MODEL.DEVICE cpu).")
-        cfg.MODEL.DEVICE = "cpu"
+    fall_back_to_cpu(cfg)
     cfg.freeze()
     return cfg
 
