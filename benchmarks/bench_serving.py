@@ -16,9 +16,6 @@ other work shares the machine (wall-clock numbers do not).
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +25,8 @@ import httpx
 import numpy as np
 import psutil
 import torch
+
+from loopback import start_server
 
 from eccentric_det.checkpoint import load_model, save_halves
 from eccentric_det.inputs import InputBuilder
@@ -72,28 +71,6 @@ def prepare(args, workdir):
               for _ in range(args.images)]
     payloads = [p.to_bytes() for p in edge.edge([builder(img) for img in images])]
     return edge, cfg, paths["cloud"], payloads
-
-
-def start_server(args, weights, batch_size, log_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "cloud_server.py"), "--config-file", args.config_file,
-           "--weights", weights, "--port", str(port), "--opts", *args.opts,
-           "SERVING.MAX_BATCH_SIZE", str(batch_size)]
-    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the cloud server did not come up; see {log_path}")
 
 
 def load(args, edge, cfg, url, payloads, seconds, stats):
@@ -157,7 +134,8 @@ def run(args, edge, cfg, weights, payloads, workdir):
     servers = {}
     try:
         for bs in sizes:
-            servers[bs] = start_server(args, weights, bs, os.path.join(workdir, f"server_bs{bs}.log"))
+            servers[bs] = start_server(args.config_file, weights, [*args.opts, "SERVING.MAX_BATCH_SIZE", str(bs)],
+                                       os.path.join(workdir, f"server_bs{bs}.log"))
         stats = {bs: {"latency": [], "cloud_ms": [], "bytes": 0, "errors": 0, "seconds": 0.0, "cpu_s": 0.0}
                  for bs in sizes}
         for bs in sizes:  # warm-up

@@ -95,6 +95,15 @@ def add_eccentric_config(cfg):
     # Parameter-name prefixes kept frozen while training (e.g. the edge during adaptation).
     E.DISTILL.FREEZE = []
 
+    E.PAYLOAD = CN()
+    # What a cloud accepts. Longest side of the network input a payload may claim; 0: the model's own
+    # limit (detection: INPUT.MAX_SIZE_TEST; classification: 2048). Larger payloads are refused with 400.
+    E.PAYLOAD.MAX_IMAGE_SIDE = 0
+    # Shorter side of the network input a payload may claim; 0: the model's own (detection: INPUT.MIN_SIZE_TEST).
+    E.PAYLOAD.MAX_IMAGE_SHORT_SIDE = 0
+    # Longest side of the original image (the size detections are scaled to) a payload may claim.
+    E.PAYLOAD.MAX_OUTPUT_SIDE = 16384
+
     _C.TEST.ECCENTRIC = CN()
     # Count edge and cloud FLOPs with fvcore during evaluation (per half, per image).
     _C.TEST.ECCENTRIC.FLOPS = True

@@ -8,7 +8,7 @@ import torch
 from eccentric_det.classification import SplitTimmClassifier, get_cls_cfg, load_weights, save_weights, timm_to_split
 from eccentric_det.classification.checkpoint import edge_state, load_state, read_state
 from eccentric_det.classification.data import ClsData, load_cls_dataset
-from eccentric_det.classification.split_model import create_timm
+from eccentric_det.classification.split_model import create_timm, encode_png
 from eccentric_det.classification.train import ClsLosses, evaluate, fit_gate, main, split_gflops, train
 from eccentric_det.codec import KIND_IMAGE, Payload, PayloadError
 from eccentric_det.data.fashion_det import DEFAULT_FASHION_ROOT
@@ -118,10 +118,12 @@ def test_payload_round_trip_and_bad_payloads():
     with pytest.raises(PayloadError, match="another model"):
         other.cloud([blob])
     fp = model.fingerprint()
-    wrong_shape = Payload(payload.kind, fp, payload.image_size, payload.output_size, payload.strings,
-                          payload.latent_shape, (8, 8))
-    with pytest.raises(PayloadError, match="inconsistent"):
-        model.cloud([wrong_shape.to_bytes()])
+    assert len(blob) - len(payload.strings[0]) <= 16  # format v2's compact header
+    too_long = Payload(payload.kind, fp, payload.image_size, payload.output_size, [payload.strings[0] * 50])
+    with pytest.raises(PayloadError, match="string 0 holds"):
+        model.cloud([too_long.to_bytes()])
+    with pytest.raises(PayloadError, match="image size 4096x4096 is outside"):
+        model.cloud([Payload(payload.kind, fp, (4096, 4096), (4096, 4096), payload.strings).to_bytes()])
     with pytest.raises(PayloadError, match="kind"):
         model.cloud([Payload(KIND_IMAGE, fp, (SIZE, SIZE), (SIZE, SIZE), [b"x"]).to_bytes()])
     cloud_only = _split("resnet18", RESNET, 2, offload_mode="image").eval()
@@ -129,6 +131,10 @@ def test_payload_round_trip_and_bad_payloads():
     assert png.kind == KIND_IMAGE and png.strings[0][:4] == b"\x89PNG"
     with pytest.raises(PayloadError, match="PNG"):
         cloud_only.cloud([Payload(KIND_IMAGE, png.fingerprint, (SIZE, SIZE), (SIZE, SIZE), [b"not a png"])])
+    # a PNG whose header claims more pixels than the payload says is refused before it is decoded
+    big = Payload(KIND_IMAGE, png.fingerprint, (SIZE, SIZE), (SIZE, SIZE), [encode_png(torch.zeros(3, 300, 300))])
+    with pytest.raises(PayloadError, match="300x300 PNG; expected a PNG of the payload's size"):
+        cloud_only.cloud([big])
 
 
 def _tiny_set(n=48, seed=0):

@@ -61,12 +61,11 @@ def test_real_size_matches_estimated_rate():
         estimated = float(codec.rate_bits(codec(x).likelihoods)) / 8
     real = sum(len(s) for s in coded.strings)
     assert abs(real - estimated) <= 0.02 * estimated, (real, estimated)
-    payload = Payload(KIND_FEATURES, codec.fingerprint(), (192, 256), (192, 256), coded.strings,
-                      coded.latent_shape, coded.output_shape)
+    payload = Payload(KIND_FEATURES, codec.fingerprint(), (192, 256), (192, 256), coded.strings, coded.fields)
     data = payload.to_bytes()
     assert len(data) == len(payload)
     header = len(data) - real
-    assert 0 < header <= 64  # the fixed header, not a second copy of anything
+    assert header == 16  # format v2: 7 fixed bytes, two 2-byte sizes, the string count, the CRC
 
 
 def test_halves_share_fingerprint_and_decode():
@@ -94,3 +93,65 @@ def test_passthrough_is_lossless_and_checks_channels():
         FeatureCodec(8, 16, name="passthrough")
     with pytest.raises(ValueError, match="Unknown codec"):
         FeatureCodec(8, 8, name="gzip")
+
+
+@pytest.mark.parametrize("scale", [0.5, 4.0, 300.0])  # 300: most symbols leave the CDF's range (bypass coding)
+def test_guarded_decoder_equals_compressai(scale):
+    """The bounds-checked decoder reads CompressAI's strings exactly as its native decoder does."""
+    from compressai.entropy_models import EntropyBottleneck
+
+    from eccentric_det.codec import guarded_ans
+
+    torch.manual_seed(0)
+    eb = EntropyBottleneck(8)
+    eb.update(force=True, update_quantiles=True)
+    y = torch.randn(2, 8, 9, 13) * scale
+    strings = eb.compress(y)
+    medians = eb._get_medians().detach().reshape(1, -1, 1, 1).expand(2, -1, 9, 13)
+    ours = guarded_ans.decompress(eb, strings, eb._build_indexes((2, 8, 9, 13)), medians)
+    assert torch.equal(ours, eb.decompress(strings, (9, 13)))
+    with pytest.raises(guarded_ans.EntropyDecodeError, match="corrupt"):
+        guarded_ans.decompress(eb, [strings[0][:-4]], eb._build_indexes((1, 8, 9, 13)), medians[:1])
+
+
+def _boundary_scales(codec, fraction=0.3):
+    """A _scales that puts ``fraction`` of the elements exactly on a scale-table boundary."""
+    table = codec.gaussian_conditional.scale_table
+    original = codec._scales
+
+    def scales(z_hat, y_hw):
+        s = original(z_hat, y_hw).clone()
+        g = torch.Generator().manual_seed(1)
+        pick = torch.rand(s.shape, generator=g) < fraction
+        s[pick] = table[torch.randint(0, len(table) - 1, (int(pick.sum()),), generator=g)]
+        return s
+    return scales
+
+
+@pytest.mark.parametrize("direction", [float("inf"), float("-inf")])
+def test_hyperprior_decodes_exactly_when_cloud_scales_differ_by_one_ulp(direction):
+    """Edge and cloud on different hardware disagree on scales in the last bit (CompressAI issue 279).
+    With scales placed on table boundaries and the cloud's perturbed by one ulp, the decode is exact:
+    the edge lists the elements next to a boundary with their indexes (FIELD_SCALE_INDEXES)."""
+    from eccentric_det.codec import FIELD_SCALE_INDEXES
+
+    x = real_features() * 40  # latents of many values, so that a wrong CDF shows
+    edge = FeatureCodec(48, 48, 16, 32, 2, "hyperprior").eval()
+    cloud = FeatureCodec(48, 48, 16, 32, 2, "hyperprior").eval()
+    cloud.load_state_dict(edge.state_dict())
+    edge._scales = _boundary_scales(edge)
+    on_boundary = _boundary_scales(cloud)
+    cloud._scales = lambda z, hw: torch.nextafter(on_boundary(z, hw), torch.tensor(direction))
+    coded = edge.compress(x)[0]
+    assert FIELD_SCALE_INDEXES in coded.fields
+    expected = torch.round(edge.encoder(x).detach())
+    assert torch.equal(cloud.decompress_latent([coded]), expected)
+    if direction < 0:  # a scale one ulp below a boundary s_k still picks CDF k, the edge's
+        return
+    # one ulp above, without the list the cloud picks the next CDF for those elements: the test can fail
+    bare = type(coded)(coded.strings, coded.latent_shape, coded.output_shape)
+    try:
+        wrong = cloud.decompress_latent([bare])
+    except ValueError:  # the strict decoder often notices the mismatch
+        return
+    assert not torch.equal(wrong, expected)

@@ -28,7 +28,7 @@ from .helpers import image_input, split_cfg
 
 QUICK = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
 INFER = ["MODEL.ECCENTRIC.DISTILL.MODE", "task", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
-PAYLOAD_OVERHEAD = 31 + 4 + 4  # header, one string length, CRC32 (codec/payload.py)
+PAYLOAD_OVERHEAD = 7 + 2 + 1 + 4  # format v2: fixed bytes, 1-byte sizes (< 128 px), string count, CRC32
 needs_sc2bench = pytest.mark.skipif(importlib.util.find_spec("sc2bench") is None,
                                     reason="sc2bench (the bench extra) not installed")
 needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),

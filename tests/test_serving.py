@@ -6,6 +6,7 @@ gets a 4xx that names the problem and the server keeps serving; clients survive 
 import json
 import os
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.inputs import InputBuilder
 from eccentric_det.serving import CloudRuntime, EdgeClient, get_serving_cfg, load_half
 from eccentric_det.serving.detections import CONTENT_TYPE
-from eccentric_det.serving.edge_client import run_images
+from eccentric_det.serving.edge_client import CloudRejected, run_images
+from eccentric_det.serving.worker import InProcessModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = "configs/quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml"
@@ -49,15 +51,15 @@ def bgr_image(h, w, seed):
 class Server:
     """tools/cloud_server.py in a subprocess on 127.0.0.1 (its default address), token from the environment."""
 
-    def __init__(self, weights, log_path, opts=()):
-        self.port, self.log_path = free_port(), log_path
+    def __init__(self, weights, log_path, opts=(), env=None):
+        self.port, self.log_path, self.env = free_port(), log_path, env or {}
         self.cmd = [sys.executable, os.path.join(ROOT, "tools", "cloud_server.py"), "--config-file", CFG,
                     "--weights", weights, "--port", str(self.port), "--opts", *OPTS, *opts]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self, timeout=300):
-        env = {**os.environ, "ECCENTRIC_TOKEN": TOKEN, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "ECCENTRIC_TOKEN": TOKEN, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -187,11 +189,12 @@ def test_concurrent_requests_are_batched(server, model, inputs):
 
 
 def _other_model(p):
-    return Payload(p.kind, b"\x01" * 8, p.image_size, p.output_size, p.strings, p.latent_shape, p.feature_shape)
+    return Payload(p.kind, b"\x01" * 4, p.image_size, p.output_size, p.strings, p.fields)
 
 
-def _bad_shapes(p):
-    return Payload(p.kind, p.fingerprint, p.image_size, p.output_size, p.strings, (3, 3), p.feature_shape)
+def _oversized_image(p):
+    """The attack of issue 11: a valid CRC, a header claiming an 8192x8192 image, strings for a small one."""
+    return Payload(p.kind, p.fingerprint, (8192, 8192), (8192, 8192), p.strings, p.fields)
 
 
 def _flip(data, i):
@@ -202,10 +205,15 @@ BAD = {  # name: (make the body from a good payload, status, words the answer mu
     "truncated_header": (lambda p: p.to_bytes()[:20], 400, "truncated"),
     "truncated_tail": (lambda p: p.to_bytes()[:-9], 400, "truncated"),
     "corrupted": (lambda p: _flip(p.to_bytes(), len(p.to_bytes()) // 2), 400, "corrupted"),
-    "wrong_version": (lambda p: _flip(p.to_bytes(), 4), 400, "version"),
+    "wrong_version": (lambda p: _flip(p.to_bytes(), 1), 400, "version"),
+    "version_1": (lambda p: b"ECCD\x01\x01" + p.to_bytes()[7:], 400, "upgrade the edge"),
     "wrong_model": (lambda p: _other_model(p).to_bytes(), 400, "another model"),
     "pickle": (lambda p: b"\x80\x04\x95" + bytes(60), 400, "not an eccentric_det payload"),
-    "bad_shapes": (lambda p: _bad_shapes(p).to_bytes(), 400, "inconsistent"),
+    "oversized_image": (lambda p: _oversized_image(p).to_bytes(), 400, "image size 8192x8192 is outside this "
+                                                                       "model's input limits (sides 1..128"),
+    "shape_beyond_strings": (lambda p: Payload(p.kind, p.fingerprint, (128, 128), (128, 128), [p.strings[0][:8]])
+                             .to_bytes(), 400, "could not be entropy-decoded"),
+    "signed_without_key": (lambda p: p.to_bytes(b"k" * 16), 400, "this cloud has none"),
     "oversized": (lambda p: bytes(MAX_BODY + 1), 413, "SERVING.MAX_BODY_BYTES"),
 }
 
@@ -263,12 +271,14 @@ def test_metrics_in_prometheus_format(server, payload):
 
 
 def test_runtime_batches_and_isolates_bad_payloads(model, inputs, payload):
-    runtime = CloudRuntime(model, max_batch_size=3, max_wait_ms=500)
+    runtime = CloudRuntime(InProcessModel(model), max_batch_size=3, max_wait_ms=500)
     try:
-        payloads = model.edge(inputs[1][:1] * 5)
-        payloads.insert(2, _bad_shapes(payload))
+        payloads = [p.to_bytes() for p in model.edge(inputs[1][:1] * 5)]
+        payloads.insert(2, _oversized_image(payload).to_bytes())
+        with pytest.raises(PayloadError, match="input limits"):
+            runtime.validate(payloads[2])
         futures = [runtime.submit(p) for p in payloads]
-        with pytest.raises(PayloadError, match="inconsistent"):
+        with pytest.raises(PayloadError, match="input limits"):
             futures[2].result(60)
         good = [f.result(60) for i, f in enumerate(futures) if i != 2]
     finally:
@@ -276,6 +286,53 @@ def test_runtime_batches_and_isolates_bad_payloads(model, inputs, payload):
     assert [r["batch_size"] for r in good] == [1, 1, 3, 3, 3]  # the bad one's batch-mates ran on their own
     expected = model.cloud(payloads[:1])[0]["instances"]
     assert all(r["classes"] == expected.pred_classes.tolist() for r in good)
+
+
+def test_worker_killed_mid_request_the_server_answers_and_the_retry_succeeds(server, halves, model, inputs):
+    """The model runs in a supervised worker process. Kill it while it holds a request: that request gets
+    503, the worker is restarted, the edge client's retry is answered by the new worker."""
+    before = httpx.get(server.url + "/healthz").json()
+    died = server.metrics().get('eccentric_errors_total{reason="worker_died"}', 0)
+    client = make_client(halves, server.url, "SERVING.RETRIES", "6", "SERVING.BACKOFF_S", "0.5",
+                         "SERVING.TIMEOUT_S", "120.0")
+    client.model.threshold = 0.0
+    os.kill(before["worker_pid"], signal.SIGSTOP)  # frozen, so the request is surely in its hands when it dies
+    result = {}
+    request = threading.Thread(target=lambda: result.setdefault("r", client(inputs[0][0])))
+    try:
+        request.start()
+        time.sleep(2)
+        os.kill(before["worker_pid"], signal.SIGKILL)
+        request.join(300)
+    finally:
+        client.close()
+    assert result["r"].source == "cloud"
+    assert_same(result["r"].instances, model.cloud(model.edge(inputs[1][:1]))[0]["instances"])
+    after = httpx.get(server.url + "/healthz").json()
+    assert after["worker_restarts"] == before["worker_restarts"] + 1 and after["worker_pid"] != before["worker_pid"]
+    assert server.metrics()['eccentric_errors_total{reason="worker_died"}'] == died + 1  # the kill hit the request
+    assert "died holding a batch" in server.log()
+
+
+def test_fleet_key_keeps_out_payloads_from_outside_the_fleet(halves, model, inputs, tmp_path):
+    """A cloud with SERVING.PAYLOAD_KEY answers only payloads signed with it, even with the right token."""
+    key = "fleet-key-0123456789"
+    keyed = Server(halves["cloud"], str(tmp_path / "keyed.log"), ["SERVING.WORKER_PROCESS", "False"],
+                   {"ECCENTRIC_PAYLOAD_KEY": key})
+    keyed.start()
+    clients = {k: make_client(halves, keyed.url, "SERVING.PAYLOAD_KEY", k) for k in (key, "", "another-key-0123456")}
+    try:
+        for c in clients.values():
+            c.model.threshold = 0.0
+        assert clients[key](inputs[0][0]).source == "cloud"
+        assert httpx.get(keyed.url + "/healthz").json()["authenticated"] is True
+        for other in ("", "another-key-0123456"):
+            with pytest.raises(CloudRejected, match="not authenticated by this fleet's key"):
+                clients[other](inputs[0][0])
+    finally:
+        for c in clients.values():
+            c.close()
+        keyed.stop()
 
 
 def test_a_half_checkpoint_is_refused_by_the_other_half(halves):

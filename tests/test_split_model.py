@@ -49,7 +49,9 @@ def test_passthrough_split_equals_stock(pair):
             # the eval path really went through bytes: the payload holds the float32 split feature
             payload = ecc.edge([inp])[0]
             c = ecc.split_backbone.edge_shapes[split].channels
-            assert out["eccentric"]["bytes"] == len(payload.to_bytes()) >= c * 4 * payload.feature_shape[0]
+            fh, fw = ecc.payload_spec().feature_shape(payload.image_size)
+            assert out["eccentric"]["bytes"] == len(payload.to_bytes()) <= len(payload.strings[0]) + 16
+            assert len(payload.strings[0]) == c * 4 * fh * fw
 
 
 def test_edge_cloud_apart_equal_in_process(pair):
@@ -84,4 +86,5 @@ def test_slim_edge_feeds_wider_cloud_tail():
         out = model([inp])[0]
         payload = model.edge([inp])[0]
     assert out["eccentric"]["bytes"] == len(payload.to_bytes())
-    assert payload.feature_shape == (16, 24) and payload.latent_shape == (8, 12)
+    feature_hw = model.payload_spec().feature_shape(payload.image_size)
+    assert feature_hw == (16, 24) and model.codec.latent_shape(feature_hw) == (8, 12)

@@ -4,6 +4,7 @@
     python tools/cloud_server.py --config-file configs/FashionDet/adaptive_ecc.yaml --weights halves/cloud.pth
     python tools/cloud_server.py ... --host 0.0.0.0 --port 8000 --opts SERVING.MAX_BATCH_SIZE 16
     ECCENTRIC_TOKEN=s3cret python tools/cloud_server.py ...          # clients must send the same token
+    ECCENTRIC_PAYLOAD_KEY=$(cat fleet.key) python tools/cloud_server.py ...   # only payloads signed by the fleet
     python tools/cloud_server.py ... --ray --opts SERVING.RAY.NUM_REPLICAS 2        # Ray Serve, local
     python tools/cloud_server.py ... --ray --ray-address auto        # on a running Ray cluster
 

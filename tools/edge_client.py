@@ -7,7 +7,8 @@
 
 Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback", "boxes", "scores", "classes", ...}``,
 written (and flushed) as each image finishes: ``--resume`` skips the images already in the file, so
-a restarted run loses nothing and duplicates nothing. Set ECCENTRIC_TOKEN if the server wants a token.
+a restarted run loses nothing and duplicates nothing. Set ECCENTRIC_TOKEN if the server wants a token,
+and ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.
 """
 import argparse
 

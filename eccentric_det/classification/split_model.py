@@ -25,12 +25,14 @@ from timm.models import FeatureInfo
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError, check_payload, parse_payloads
+from ..codec import (KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError, PayloadLimits,
+                     PayloadSpec, parse_payloads)
+from ..codec.validation import check_image_header
 
 OFFLOAD_MODES = ("features", "image")
 POLICIES = ("always", "never", "dynamic")
 HALVES = ("both", "edge", "cloud")
-PNG_FINGERPRINT = b"PNG" + bytes(5)  # image payloads are plain PNG: any cloud of the right input size reads them
+PNG_FINGERPRINT = b"PNG\0"  # image payloads are plain PNG: any cloud of the right input size reads them
 
 
 @dataclass
@@ -164,7 +166,7 @@ class SplitTimmClassifier(nn.Module):
     def __init__(self, *, cloud_name, edge_name="", split_index=2, edge_split_index=-1, num_classes=10, in_chans=3,
                  image_size=(224, 224), pixel_mean=(123.675, 116.28, 103.53), pixel_std=(58.395, 57.12, 57.375),
                  codec=None, offload_mode="features", policy="always", threshold=0.5, half="both",
-                 cloud_kwargs=None, edge_kwargs=None):
+                 cloud_kwargs=None, edge_kwargs=None, payload_limits=None):
         super().__init__()
         for key, value, allowed in (("OFFLOAD_MODE", offload_mode, OFFLOAD_MODES), ("OFFLOAD.POLICY", policy, POLICIES),
                                     ("HALF", half, HALVES)):
@@ -174,6 +176,7 @@ class SplitTimmClassifier(nn.Module):
             raise ValueError("OFFLOAD_MODE 'image' (cloud-only) has no edge model: OFFLOAD.POLICY must be 'always'")
         self.offload_mode, self.policy, self.threshold, self.half = offload_mode, policy, threshold, half
         self.in_chans, self.image_size = in_chans, tuple(image_size)
+        self.payload_limits = payload_limits or PayloadLimits(2048, 2048)
         self.cloud_spec = (cloud_name, num_classes, in_chans, cloud_kwargs)  # to count the unsplit model's FLOPs
         self.normalizer = ImageNormalizer(pixel_mean, pixel_std, image_size)
         input_shape = (in_chans, *self.image_size)
@@ -216,6 +219,7 @@ class SplitTimmClassifier(nn.Module):
                       "hidden_channels": E.CODEC.HIDDEN_CHANNELS, "downsample": E.CODEC.DOWNSAMPLE},
             "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
             "half": E.HALF, "cloud_kwargs": dict(C.TIMM_KWARGS), "edge_kwargs": dict(C.EDGE_TIMM_KWARGS),
+            "payload_limits": PayloadLimits.from_config(cfg, 2048, 2048),
         }
 
     @property
@@ -269,45 +273,45 @@ class SplitTimmClassifier(nn.Module):
         payload = None
         if offload:
             coded = self.codec.compress(feat)[0]
-            payload = Payload(KIND_FEATURES, self.fingerprint(), size, size, coded.strings, coded.latent_shape,
-                              coded.output_shape)
+            payload = Payload(KIND_FEATURES, self.fingerprint(), size, size, coded.strings, coded.fields)
         return EdgeDecision(payload, logits, offload, score, (time.perf_counter() - t0) * 1e3)
 
     # ------------------------------------------------------------------ cloud
+    def payload_spec(self) -> PayloadSpec:
+        """What this model's cloud accepts (checked before any decoding)."""
+        if self.offload_mode == "image":
+            return PayloadSpec(PNG_FINGERPRINT, KIND_IMAGE, self.payload_limits)
+        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, self.codec.payload_fields(),
+                           dict(self.codec.config), feature_hw=tuple(self.cloud_half.feature_shape[1:]))
+
     @torch.no_grad()
-    def cloud(self, payloads):
-        """Logits [N, K] for payloads (``Payload`` or bytes), in order; same-shape payloads run as one batch.
-        Raises :class:`PayloadError` for a payload this model cannot decode."""
+    def cloud(self, payloads, key=None):
+        """Logits [N, K] for payloads (``Payload`` or bytes, authenticated with the fleet ``key`` when given),
+        in order; same-shape payloads run as one batch. Every payload is checked against
+        :meth:`payload_spec` before any decoding; raises :class:`PayloadError` for one this model cannot
+        have produced."""
         if self.cloud_half is None:
             raise RuntimeError("this model has no cloud side (MODEL.ECCENTRIC.HALF 'edge' or OFFLOAD.POLICY 'never')")
-        fp = self.fingerprint()
-        parsed, groups = parse_payloads(payloads, fp, self._check)
+        parsed, shapes, groups = parse_payloads(payloads, self.payload_spec(), key)
         out = [None] * len(parsed)
         for idx in groups:
-            for i, row in zip(idx, self._cloud_batch([parsed[i] for i in idx])):
+            for i, row in zip(idx, self._cloud_batch([parsed[i] for i in idx], shapes[idx[0]])):
                 out[i] = row
         return torch.stack(out)
 
-    def _check(self, p, fp):
-        features = self.offload_mode == "features"
-        check_payload(p, fp, KIND_FEATURES if features else KIND_IMAGE, self.codec if features else None)
-        if features:
-            if (tuple(p.feature_shape) != self.cloud_half.feature_shape[1:]
-                    or not self.codec.latent_shape_ok(p.latent_shape, p.feature_shape)):
-                raise PayloadError(f"payload shapes (feature {p.feature_shape}, latent {p.latent_shape}) are "
-                                   f"inconsistent with this model (feature {self.cloud_half.feature_shape[1:]})")
-
-    def _cloud_batch(self, payloads):
+    def _cloud_batch(self, payloads, feature_hw):
         if payloads[0].kind == KIND_IMAGE:
             x = self.normalizer(torch.stack([self._decode_png(p) for p in payloads]))
         else:
+            latent_hw = self.codec.latent_shape(feature_hw)
             try:
-                x = self.codec.decompress([CodedFeature(p.strings, p.latent_shape, p.feature_shape) for p in payloads])
+                x = self.codec.decompress([CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads])
             except (ValueError, RuntimeError) as e:
                 raise PayloadError(f"payload could not be entropy-decoded: {e}") from e
         return self.cloud_half(x)[1]
 
     def _decode_png(self, p):
+        check_image_header(p.strings[0], p.image_size, ("PNG",))
         img = cv2.imdecode(np.frombuffer(p.strings[0], np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or tuple(img.shape[:2]) != tuple(p.image_size) or (img.ndim == 3) != (self.in_chans == 3):
             raise PayloadError(f"payload image is not a decodable {self.in_chans}-channel PNG of size {p.image_size}")

@@ -1,6 +1,9 @@
-"""Feature codec and payload format (independent of Detectron2)."""
+"""Feature codec, payload format and payload validation (independent of Detectron2)."""
 from .feature_codec import CODECS, CodecOutput, CodedFeature, FeatureCodec
-from .payload import KIND_FEATURES, KIND_IMAGE, Payload, PayloadError, check_payload, parse_payloads
+from .payload import (FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, KIND_FEATURES, KIND_IMAGE, Payload,
+                      PayloadError, fleet_key)
+from .validation import PayloadLimits, PayloadSpec, check_payload, parse_payloads
 
-__all__ = ["CODECS", "CodecOutput", "CodedFeature", "FeatureCodec", "KIND_FEATURES", "KIND_IMAGE",
-           "Payload", "PayloadError", "check_payload", "parse_payloads"]
+__all__ = ["CODECS", "CodecOutput", "CodedFeature", "FeatureCodec", "FIELD_RATE", "FIELD_SCALE_INDEXES",
+           "FIELD_TILES", "KIND_FEATURES", "KIND_IMAGE", "Payload", "PayloadError", "fleet_key", "PayloadLimits",
+           "PayloadSpec", "check_payload", "parse_payloads"]

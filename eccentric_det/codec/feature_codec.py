@@ -4,10 +4,11 @@ Knows nothing of Detectron2, so the detection and classification sides share it 
 Training (``forward``) returns likelihoods so the rate joins the loss; inference (``compress`` /
 ``decompress``) produces and consumes real bit strings.
 """
+import copy
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -15,6 +16,10 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 from torch.nn import functional as F
+
+from . import guarded_ans
+from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES, PayloadError
+from .scale_indexes import decode_exceptions, encode_exceptions, near_boundary
 
 CODECS = ("factorized", "hyperprior", "passthrough")
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
@@ -36,6 +41,7 @@ class CodedFeature:
     strings: List[bytes]
     latent_shape: Tuple[int, int]  # (h, w) of the first latent (y)
     output_shape: Tuple[int, int]  # (H, W) of the reconstructed feature
+    fields: Dict[int, bytes] = field(default_factory=dict)  # payload fields the decoder needs (FIELD_*)
 
 
 def _conv(cin, cout, k=3, stride=1):
@@ -69,6 +75,7 @@ class FeatureCodec(nn.Module):
                            latent_channels=latent_channels, hidden_channels=hidden_channels,
                            downsample=downsample)
         self._stale = True  # entropy tables must be (re)built before real coding
+        self._cpu_h_s = ()  # a CPU copy of h_s when the model is elsewhere (a tuple: not a submodule)
         # The CDF tables are derived from the weights and have data-dependent shapes: they are not
         # saved, and are rebuilt (deterministically) after loading.
         self._register_state_dict_hook(_drop_tables)
@@ -142,6 +149,9 @@ class FeatureCodec(nn.Module):
             else:
                 module.update_scale_table(_SCALES, force=force)
             module.to(device)
+        self._cpu_h_s = ()  # the scales that select CDFs are computed on the CPU (see _scales)
+        if hasattr(self, "h_s") and self._device().type != "cpu":
+            self._cpu_h_s = (copy.deepcopy(self.h_s).cpu().float().eval(),)
         self._stale = False
 
     def update_if_stale(self):
@@ -158,30 +168,38 @@ class FeatureCodec(nn.Module):
         y = self.encoder(x)
         y_hw = tuple(y.shape[-2:])
         if self.name == "factorized":
-            strings = [[s] for s in self.entropy_bottleneck.compress(y)]
-        else:
-            z = self.h_a(y)
-            z_strings = self.entropy_bottleneck.compress(z)
-            z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-            scales = self._fit(self.h_s(z_hat), y_hw)
-            indexes = self.gaussian_conditional.build_indexes(scales)
-            y_strings = self.gaussian_conditional.compress(y, indexes)
-            strings = [[ys, zs] for ys, zs in zip(y_strings, z_strings)]
-        return [CodedFeature(s, y_hw, out_hw) for s in strings]
+            return [CodedFeature([s], y_hw, out_hw) for s in self.entropy_bottleneck.compress(y)]
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        scales = self._scales(z_hat, y_hw)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_strings = self.gaussian_conditional.compress(y, indexes.to(y.device))
+        near = near_boundary(scales, self.gaussian_conditional.scale_table)
+        out = []
+        for i, (ys, zs) in enumerate(zip(y_strings, z_strings)):
+            fields = {FIELD_SCALE_INDEXES: encode_exceptions(indexes[i], near[i])} if near[i].any() else {}
+            out.append(CodedFeature([ys, zs], y_hw, out_hw, fields))
+        return out
 
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):
-        """Decode a batch of same-shape coded features to the quantised latent y_hat."""
+        """Decode a batch of same-shape coded features to the quantised latent y_hat, with the
+        bounds-checked decoder (:mod:`~eccentric_det.codec.guarded_ans`): any bytes give a result or a
+        :class:`~eccentric_det.codec.guarded_ans.EntropyDecodeError`, never a read out of bounds."""
         self.update_if_stale()
         y_hw = coded[0].latent_shape
         device = self._device()
         if self.name == "factorized":
-            return self.entropy_bottleneck.decompress([c.strings[0] for c in coded], y_hw).to(device)
-        z_hw = _hyper_shape(y_hw)
-        z_hat = self.entropy_bottleneck.decompress([c.strings[1] for c in coded], z_hw)
-        scales = self._fit(self.h_s(z_hat.to(device)), y_hw)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        return self.gaussian_conditional.decompress([c.strings[0] for c in coded], indexes.cpu()).to(device)
+            return self._decode_factorized([c.strings[0] for c in coded], y_hw).to(device)
+        z_hat = self._decode_factorized([c.strings[1] for c in coded], _hyper_shape(y_hw))
+        gc = self.gaussian_conditional
+        indexes = gc.build_indexes(self._scales(z_hat, y_hw))
+        for i, c in enumerate(coded):
+            if FIELD_SCALE_INDEXES in c.fields:
+                pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
+                indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
+        return guarded_ans.decompress(gc, [c.strings[0] for c in coded], indexes).to(device)
 
     @torch.no_grad()
     def decompress(self, coded: List[CodedFeature]):
@@ -196,13 +214,20 @@ class FeatureCodec(nn.Module):
         """How many bit strings one image's payload holds."""
         return 2 if self.name == "hyperprior" else 1
 
-    def latent_shape_ok(self, latent_hw, output_hw):
-        """Whether a (latent, output) shape pair is one this codec can produce."""
-        ds = self.config["downsample"] if self.name != "passthrough" else 1
-        return all(lat == -(-out // ds) for lat, out in zip(latent_hw, output_hw))
+    def payload_fields(self):
+        """The optional payload fields this codec reads."""
+        return (FIELD_SCALE_INDEXES,) if self.name == "hyperprior" else ()
+
+    def latent_shape(self, feature_hw):
+        """(h, w) of the first latent for a split feature of ``feature_hw``."""
+        return latent_shape(self.config, feature_hw)
+
+    def check_strings(self, strings, feature_hw):
+        """See :func:`check_strings`."""
+        check_strings(self.config, strings, feature_hw)
 
     def fingerprint(self) -> bytes:
-        """8 bytes that identify this codec: its config and the entropy model both halves hold."""
+        """FINGERPRINT_BYTES that identify this codec: its config and the entropy model both halves hold."""
         self.update_if_stale()
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
         for name in ("entropy_bottleneck", "gaussian_conditional", "h_s"):
@@ -212,7 +237,7 @@ class FeatureCodec(nn.Module):
             for key, t in sorted(module.state_dict().items()):
                 h.update(key.encode())
                 h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.digest()[:8]
+        return h.digest()[:FINGERPRINT_BYTES]
 
     # ------------------------------------------------------------------ helpers
     def _fill_tables(self, state_dict, prefix, *args):
@@ -221,6 +246,17 @@ class FeatureCodec(nn.Module):
                 if hasattr(module, buf) and isinstance(getattr(module, buf), torch.Tensor):
                     state_dict.setdefault(f"{prefix}{name}.{buf}", getattr(module, buf))
         self._stale = True
+
+    def _decode_factorized(self, strings, hw):
+        eb = self.entropy_bottleneck
+        indexes = eb._build_indexes((len(strings), eb.channels, *hw))
+        medians = eb._get_medians().detach().cpu().reshape(1, -1, 1, 1).expand(len(strings), -1, *hw)
+        return guarded_ans.decompress(eb, strings, indexes, medians)
+
+    def _scales(self, z_hat, y_hw):
+        """Scales of y from z_hat, on the CPU in float32 on both sides (see :mod:`.scale_indexes`)."""
+        h_s = self._cpu_h_s[0] if self._cpu_h_s else self.h_s
+        return self._fit(h_s(z_hat.detach().float().cpu()), y_hw)
 
     def _device(self):
         p = next(self.parameters(), None)
@@ -233,6 +269,34 @@ class FeatureCodec(nn.Module):
         if dh == 0 and dw == 0:
             return t
         return F.pad(t, (0, dw, 0, dh))
+
+
+def latent_shape(config, feature_hw):
+    """(h, w) of the first latent a codec of ``config`` codes for a split feature of ``feature_hw``."""
+    ds = config["downsample"] if config["name"] != "passthrough" else 1
+    return tuple(-(-s // ds) for s in feature_hw)
+
+
+def check_strings(config, strings, feature_hw):
+    """Raise :class:`PayloadError` unless ``strings`` could code a feature of ``feature_hw`` with a codec of
+    ``config``: their count, and each one's length against the symbols it codes (shapes derived here,
+    never read from a header)."""
+    name = config["name"]
+    expected = 2 if name == "hyperprior" else 1
+    if len(strings) != expected:
+        raise PayloadError(f"payload holds {len(strings)} strings, this codec ({name}) writes {expected}")
+    if name == "passthrough":
+        bounds = [(4 * config["in_channels"] * feature_hw[0] * feature_hw[1],) * 2]
+    else:
+        y_hw, n = latent_shape(config, feature_hw), config["latent_channels"]
+        bounds = [guarded_ans.string_bounds(n * y_hw[0] * y_hw[1])]
+        if name == "hyperprior":
+            z_hw = _hyper_shape(y_hw)
+            bounds.append(guarded_ans.string_bounds(n * z_hw[0] * z_hw[1]))
+    for i, (s, (lo, hi)) in enumerate(zip(strings, bounds)):
+        if not lo <= len(s) <= hi:
+            raise PayloadError(f"payload string {i} holds {len(s)} bytes; for a feature of {tuple(feature_hw)} "
+                               f"this codec writes {lo}..{hi}")
 
 
 _TABLES = ("_offset", "_quantized_cdf", "_cdf_length")

@@ -55,7 +55,7 @@ def encode_image(bgr, codec, quality):
 
 
 def _payload_bytes(codec, data, image_size, output_size):
-    fingerprint = codec.upper().encode()[:4].ljust(8, b"\0")
+    fingerprint = codec.upper().encode()[:4].ljust(4, b"\0")
     return len(Payload(KIND_IMAGE, fingerprint, tuple(image_size), tuple(output_size), [data]).to_bytes())
 
 
@@ -159,10 +159,8 @@ class Sc2benchDetector(nn.Module):
             t0 = time.perf_counter()
             images = det.preprocess_image([inp])
             coded = bn.encode(self.bottleneck_input(images.tensor))
-            feature_hw = [s // 4 for s in images.tensor.shape[-2:]]
-            n_bytes = len(Payload(KIND_FEATURES, b"SC2B" + bytes(4), images.image_sizes[0],
-                                  (inp["height"], inp["width"]), coded["strings"][0], tuple(coded["shape"]),
-                                  feature_hw).to_bytes())
+            n_bytes = len(Payload(KIND_FEATURES, b"SC2B", images.image_sizes[0], (inp["height"], inp["width"]),
+                                  coded["strings"][0]).to_bytes())
             t1 = time.perf_counter()
             x = bn.decode(**coded)
             result = _cloud(det, images, det.backbone(x))[0]

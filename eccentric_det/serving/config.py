@@ -8,6 +8,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from ..checkpoint import load_model
+from ..codec import fleet_key
 from ..config import add_eccentric_config, fall_back_to_cpu, resolve_config_file
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,16 @@ def add_serving_config(cfg):
     # Shared secret sent as "Authorization: Bearer <token>"; "" turns the check off. The environment
     # variable ECCENTRIC_TOKEN is used when this is "" (keeps the secret out of command lines).
     S.TOKEN = ""
+    # Fleet authentication: a key (at least 16 bytes of text) shared by a fleet's edges and its cloud. Edges sign
+    # every payload with a truncated HMAC; the cloud refuses any payload without a valid one, before reading it.
+    # "" turns it off; the environment variable ECCENTRIC_PAYLOAD_KEY is used when this is "".
+    S.PAYLOAD_KEY = ""
+    # Cloud: a request not answered within this many seconds gets 504; a model batch running longer than this
+    # has its worker process killed and restarted.
+    S.REQUEST_TIMEOUT_S = 30.0
+    # Cloud: run the model in a supervised worker process (a native crash answers 503 and restarts the
+    # worker instead of killing the server). False runs it in the server process.
+    S.WORKER_PROCESS = True
     # Edge client: seconds to wait for one cloud answer (connect, send, receive).
     S.TIMEOUT_S = 10.0
     # Edge client: extra attempts after a failed one (unreachable, timeout, 502/503/504).
@@ -80,7 +91,20 @@ def get_serving_cfg(config_file, half, weights="", opts=()):
         cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS = ""  # a half checkpoint holds the trained edge already
     if not cfg.SERVING.TOKEN:
         cfg.SERVING.TOKEN = os.environ.get("ECCENTRIC_TOKEN", "")
+    if not cfg.SERVING.PAYLOAD_KEY:
+        cfg.SERVING.PAYLOAD_KEY = os.environ.get("ECCENTRIC_PAYLOAD_KEY", "")
+    fleet_key(cfg.SERVING.PAYLOAD_KEY)  # a key too short to be one is refused here, with how to make one
     fall_back_to_cpu(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def cfg_from_dump(text):
+    """The frozen serving config that ``cfg.dump()`` wrote (e.g. handed to a worker process)."""
+    cfg = get_cfg()
+    add_eccentric_config(cfg)
+    add_serving_config(cfg)
+    cfg.merge_from_other_cfg(CN.load_cfg(text))
     cfg.freeze()
     return cfg
 

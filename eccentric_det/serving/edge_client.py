@@ -13,6 +13,7 @@ import cv2
 import httpx
 from detectron2.structures import Instances
 
+from ..codec import fleet_key
 from ..inputs import InputBuilder
 from .config import load_half
 from .detections import CONTENT_TYPE, DETECT_PATH, dict_to_instances, instances_to_dict
@@ -55,8 +56,8 @@ class EdgeClient:
     :class:`CloudUnavailable` on an edge without a detector."""
 
     def __init__(self, model, cloud_url, input_builder, timeout_s=10.0, retries=3, backoff_s=0.2, token="",
-                 class_names=None):
-        self.model, self.inputs, self.class_names = model, input_builder, class_names
+                 class_names=None, key=None):
+        self.model, self.inputs, self.class_names, self.key = model, input_builder, class_names, key
         self.url = cloud_url.rstrip("/") + DETECT_PATH
         self.retries, self.backoff_s = retries, backoff_s
         headers = {"content-type": CONTENT_TYPE}
@@ -70,7 +71,7 @@ class EdgeClient:
         the cloud is at ``cloud_url`` (default ``http://SERVING.HOST:SERVING.PORT``)."""
         S = cfg.SERVING
         return cls(load_half(cfg), cloud_url or f"http://{S.HOST}:{S.PORT}", InputBuilder(cfg), S.TIMEOUT_S,
-                   S.RETRIES, S.BACKOFF_S, S.TOKEN, class_names_of(cfg))
+                   S.RETRIES, S.BACKOFF_S, S.TOKEN, class_names_of(cfg), fleet_key(S.PAYLOAD_KEY))
 
     def __call__(self, bgr) -> EdgeResult:
         return self.detect(self.inputs(bgr))
@@ -80,7 +81,7 @@ class EdgeClient:
         d = self.model.edge_step([inp])[0]
         if not d.offload:
             return EdgeResult(d.instances, "edge", 0, d.score, d.edge_ms, 0.0)
-        body = d.payload.to_bytes()
+        body = d.payload.to_bytes(self.key)
         try:
             answer = self.send(body)
         except CloudUnavailable as e:

@@ -2,12 +2,17 @@
 
 * ``POST /v1/detect``: body = one Payload (``application/octet-stream``) -> JSON detections
   ``{"boxes": [[x0, y0, x1, y1]], "scores", "classes", ["class_names"], "image_size": [h, w],
-  "cloud_ms", "batch_size"}``. Errors answer ``{"detail": "<what is wrong>"}``: 400 bad payload,
-  401 missing/wrong token, 413 body over SERVING.MAX_BODY_BYTES, 415 wrong content type, 503 overloaded.
+  "cloud_ms", "batch_size"}``. Errors answer ``{"detail": "<what is wrong>"}``: 400 bad payload (names
+  the field and the limit), 401 missing/wrong token, 413 body over SERVING.MAX_BODY_BYTES, 415 wrong
+  content type, 503 overloaded or the worker restarting after a crash (with Retry-After), 504 not
+  answered within SERVING.REQUEST_TIMEOUT_S.
 * ``GET /healthz``: model fingerprint and batching settings. ``GET /metrics``: Prometheus text.
 
-The body is parsed by :meth:`Payload.from_bytes` only: nothing a client sends is unpickled or evaluated.
+The body is authenticated (fleet key), parsed by :meth:`Payload.from_bytes` and checked against the
+model's :class:`~eccentric_det.codec.PayloadSpec` before it is queued: nothing a client sends is
+unpickled or evaluated, and nothing it claims sizes an allocation.
 """
+import asyncio
 import hmac
 import logging
 import time
@@ -16,9 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.requests import ClientDisconnect
 
-from ..codec import Payload, PayloadError
+from ..codec import PayloadError
 from .detections import CONTENT_TYPE, DETECT_PATH
 from .runtime import CloudRuntime, Overloaded
+from .worker import WorkerDied, WorkerTimeout
 
 logger = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -33,9 +39,10 @@ class Refused(Exception):
 
 
 def create_app(backend, max_body_bytes, token=""):
-    """The FastAPI app over ``backend``: anything with ``fingerprint`` (bytes), ``metrics``
-    (:class:`~eccentric_det.serving.metrics.Metrics`), ``health() -> dict`` and
-    ``async detect(payload) -> dict`` (:class:`~eccentric_det.serving.runtime.CloudRuntime`, the Ray deployment)."""
+    """The FastAPI app over ``backend``: anything with ``metrics``
+    (:class:`~eccentric_det.serving.metrics.Metrics`), ``request_timeout_s``, ``health() -> dict``,
+    ``validate(body)`` (raises PayloadError) and ``async detect(body) -> dict``
+    (:class:`~eccentric_det.serving.runtime.CloudRuntime`, the Ray deployment)."""
     app = FastAPI(title="eccentric_det cloud", docs_url=None, redoc_url=None, openapi_url=None)
     expected = f"Bearer {token}".encode() if token else None
 
@@ -47,7 +54,8 @@ def create_app(backend, max_body_bytes, token=""):
             _authorize(request, expected)
             body = await _read_body(request, max_body_bytes)
             backend.metrics.received(len(body))
-            result = await backend.detect(Payload.from_bytes(body, backend.fingerprint))
+            backend.validate(body)
+            result = await asyncio.wait_for(backend.detect(body), backend.request_timeout_s)
         except Refused as e:
             backend.metrics.error(e.reason)
             return JSONResponse({"detail": e.detail}, status_code=e.status, headers=e.headers)
@@ -60,6 +68,13 @@ def create_app(backend, max_body_bytes, token=""):
         except Overloaded as e:
             backend.metrics.error("overloaded")
             return JSONResponse({"detail": f"server overloaded: {e}"}, status_code=503, headers={"Retry-After": "1"})
+        except WorkerDied as e:
+            backend.metrics.error("worker_died")
+            return JSONResponse({"detail": str(e)}, status_code=503, headers={"Retry-After": "1"})
+        except (asyncio.TimeoutError, WorkerTimeout):
+            backend.metrics.error("timeout")
+            return JSONResponse({"detail": f"not answered within {backend.request_timeout_s:g} s "
+                                           f"(SERVING.REQUEST_TIMEOUT_S)"}, status_code=504)
         except Exception as e:  # noqa: BLE001  (an answer, not a dropped connection)
             logger.exception("detect failed")
             backend.metrics.error("internal")

@@ -1,6 +1,10 @@
 """The cloud half as a Ray Serve deployment: the HTTP API of ``http_app``, batched by ``@serve.batch``,
 with a fixed replica count or autoscaling from ``cfg.SERVING.RAY``.
 
+Payloads are validated exactly as by the uvicorn server, before they reach a batch. A replica runs its
+model in its own process: a replica that dies (a native crash) is replaced by Ray Serve's controller,
+and the edge client's retries (502/503/504) reach another replica meanwhile.
+
 ``/metrics`` of a Ray deployment reports the replica that answers it; Ray's own metrics cover the whole.
 """
 import asyncio
@@ -9,10 +13,12 @@ import time
 import ray
 from ray import serve
 
+from ..codec import Payload, fleet_key
 from .config import load_half
 from .http_app import create_app
 from .metrics import Metrics
-from .runtime import class_names_of, run_batch
+from .runtime import class_names_of
+from .worker import run_batch
 
 APP_NAME = "eccentric"
 
@@ -25,7 +31,8 @@ class CloudDeployment:
     def __init__(self, cfg):
         S = cfg.SERVING
         self.model, self.class_names = load_half(cfg), class_names_of(cfg)
-        self.fingerprint = self.model.fingerprint()
+        self.spec, self.key = self.model.payload_spec(), fleet_key(S.PAYLOAD_KEY)
+        self.fingerprint, self.request_timeout_s = self.spec.fingerprint, S.REQUEST_TIMEOUT_S
         self.metrics = Metrics(S.MAX_BATCH_SIZE)
         self.max_body_bytes, self.token = S.MAX_BODY_BYTES, S.TOKEN
         self.max_batch_size = S.MAX_BATCH_SIZE
@@ -34,6 +41,11 @@ class CloudDeployment:
 
     def __serve_build_asgi_app__(self):
         return create_app(self, self.max_body_bytes, self.token)
+
+    def validate(self, body):
+        payload = Payload.from_bytes(body, self.fingerprint, self.key)
+        self.spec.check(payload)
+        return payload
 
     async def detect(self, payload):
         result = await self._batch(payload)
@@ -49,7 +61,7 @@ class CloudDeployment:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)  # set from cfg.SERVING in __init__
     async def _batch(self, payloads):
         self.metrics.batch(len(payloads))
-        return await asyncio.to_thread(run_batch, self.model, payloads, self.class_names)
+        return await asyncio.to_thread(run_batch, self.model, payloads, self.class_names, self.key)
 
 
 def build_app(cfg):

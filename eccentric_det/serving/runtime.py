@@ -1,4 +1,4 @@
-"""CloudRuntime: the cloud half of a model behind a dynamic batcher.
+"""CloudRuntime: the cloud half of a model behind a dynamic batcher, with bounded work per request.
 
 Requests from any thread or event loop queue up; one worker thread takes up to ``max_batch_size``
 of them and runs them through ``model.cloud`` as one batch. A batch that is not full waits at most
@@ -6,6 +6,11 @@ of them and runs them through ``model.cloud`` as one batch. A batch that is not 
 instead lets closed-loop clients settle into half-full batches that alternate (those queued during
 the last batch start at once, without the ones whose answers are still on the way).
 A payload the model rejects fails alone, never its batch-mates.
+
+Every request body is authenticated (fleet key), parsed and checked against what the model could have
+produced (:meth:`CloudRuntime.validate`) in the caller's thread, before it is queued: a bad payload is
+refused in milliseconds and never reaches the model. The model runs in a supervised worker process
+(:class:`~eccentric_det.serving.worker.CloudWorker`) unless ``SERVING.WORKER_PROCESS`` is off.
 """
 import asyncio
 import logging
@@ -16,10 +21,10 @@ from concurrent.futures import Future
 
 from detectron2.data import MetadataCatalog
 
-from ..codec import PayloadError
+from ..codec import Payload, fleet_key
 from .config import load_half
-from .detections import instances_to_dict
 from .metrics import Metrics
+from .worker import CloudWorker, InProcessModel, WorkerDied, WorkerTimeout
 
 logger = logging.getLogger(__name__)
 _STOP = object()
@@ -34,27 +39,18 @@ def class_names_of(cfg):
     return MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes") if cfg.DATASETS.TEST else None
 
 
-def run_batch(model, payloads, class_names=None):
-    """JSON-ready detections of each payload, or the :class:`PayloadError` that the model raised for it."""
-    try:
-        outputs = model.cloud(payloads)
-    except PayloadError as e:
-        if len(payloads) == 1:
-            return [e]
-        return [run_batch(model, [p], class_names)[0] for p in payloads]
-    return [{**instances_to_dict(o["instances"], class_names), "cloud_ms": o["cloud_ms"],
-             "batch_size": len(payloads)} for o in outputs]
-
-
 class CloudRuntime:
-    """Thread-safe batched access to a cloud-half model. ``submit(payload) -> Future`` of the
-    detections dict; ``await detect(payload)`` from async code; ``close()`` when done."""
+    """Thread-safe batched access to a cloud-half model. ``validate(body) -> Payload`` (raises
+    PayloadError), ``submit(body) -> Future`` of the detections dict, ``await detect(body)`` from async
+    code; ``close()`` when done. ``backend``: :class:`~eccentric_det.serving.worker.CloudWorker` or
+    :class:`~eccentric_det.serving.worker.InProcessModel`; ``key``: the fleet key (bytes) or None."""
 
-    def __init__(self, model, max_batch_size=8, max_wait_ms=10.0, max_queue=256, class_names=None):
+    def __init__(self, backend, max_batch_size=8, max_wait_ms=10.0, max_queue=256, key=None, request_timeout_s=30.0):
         if max_batch_size < 1:
             raise ValueError(f"SERVING.MAX_BATCH_SIZE must be >= 1, got {max_batch_size}")
-        self.model, self.class_names = model, class_names
-        self.fingerprint = model.fingerprint()
+        self.backend, self.key, self.request_timeout_s = backend, key, request_timeout_s
+        self.spec = backend.spec
+        self.fingerprint = self.spec.fingerprint
         self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_ms / 1e3
         self.metrics = Metrics(max_batch_size)
         self._queue = queue.Queue(maxsize=max_queue)
@@ -64,12 +60,22 @@ class CloudRuntime:
 
     @classmethod
     def from_config(cls, cfg):
-        """Load the cloud half of ``cfg`` (see :func:`~eccentric_det.serving.config.get_serving_cfg`)."""
+        """Load the cloud half of ``cfg`` (see :func:`~eccentric_det.serving.config.get_serving_cfg`), in a
+        worker process when ``SERVING.WORKER_PROCESS``."""
         S = cfg.SERVING
-        return cls(load_half(cfg), S.MAX_BATCH_SIZE, S.MAX_WAIT_MS, S.MAX_QUEUE, class_names_of(cfg))
+        key = fleet_key(S.PAYLOAD_KEY)
+        backend = CloudWorker(cfg) if S.WORKER_PROCESS else InProcessModel(load_half(cfg), class_names_of(cfg), key)
+        return cls(backend, S.MAX_BATCH_SIZE, S.MAX_WAIT_MS, S.MAX_QUEUE, key, S.REQUEST_TIMEOUT_S)
+
+    def validate(self, body) -> Payload:
+        """The payload of a request ``body``, authenticated, parsed and checked against the model's
+        :class:`~eccentric_det.codec.PayloadSpec`; raises PayloadError (nothing is decoded)."""
+        payload = Payload.from_bytes(body, self.fingerprint, self.key)
+        self.spec.check(payload)
+        return payload
 
     def submit(self, payload) -> Future:
-        """Queue a :class:`~eccentric_det.codec.Payload`; raises :class:`Overloaded` when the queue is full."""
+        """Queue a payload's bytes (checked with :meth:`validate`); raises :class:`Overloaded` when the queue is full."""
         future = Future()
         with self._lock:
             if self._closed:
@@ -85,15 +91,16 @@ class CloudRuntime:
 
     def health(self):
         return {"status": "ok", "half": "cloud", "fingerprint": self.fingerprint.hex(),
-                "offload_mode": self.model.offload_mode, "max_batch_size": self.max_batch_size,
-                "queued": self._queue.qsize()}
+                "offload_mode": self.backend.offload_mode, "max_batch_size": self.max_batch_size,
+                "queued": self._queue.qsize(), "authenticated": self.key is not None, **self.backend.health()}
 
     def close(self):
-        """Finish the queued requests, then stop the worker."""
+        """Finish the queued requests, then stop the batcher and the backend."""
         with self._lock:
             self._closed = True
             self._queue.put(_STOP)
         self._thread.join()
+        self.backend.close()
 
     def _next_batch(self):
         """Up to max_batch_size queued requests, and whether the runtime was told to stop."""
@@ -120,7 +127,10 @@ class CloudRuntime:
                 continue
             self.metrics.batch(len(batch))
             try:
-                results = run_batch(self.model, [payload for payload, _ in batch], self.class_names)
+                results = self.backend.run([payload for payload, _ in batch], self.request_timeout_s)
+            except (WorkerDied, WorkerTimeout) as e:
+                self.metrics.error("worker_restarts")
+                results = [e] * len(batch)
             except Exception as e:  # a failing model fails this batch, not the server
                 logger.exception("cloud batch of %d failed", len(batch))
                 results = [e] * len(batch)

@@ -21,7 +21,9 @@ from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import ImageList, Instances
 
-from ...codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, check_payload, parse_payloads
+from ...codec import (KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, PayloadLimits, PayloadSpec,
+                      parse_payloads)
+from ...codec.validation import check_image_header
 from ..backbone.split_resnet import SplitFeature
 from ..edge_detector import EdgeDetector
 from ..offload import OffloadGate
@@ -50,7 +52,7 @@ class EccentricRCNN(GeneralizedRCNN):
     @configurable
     def __init__(self, *, edge_detector=None, offload_gate=None, offload_mode="features", policy="always",
                  threshold=0.5, jpeg_quality=90, half="both", size_divisibility=32, losses=None, kd_hint=None,
-                 **kwargs):
+                 payload_limits=None, **kwargs):
         super().__init__(**kwargs)
         if offload_mode not in OFFLOAD_MODES:
             raise ValueError(f"MODEL.ECCENTRIC.OFFLOAD_MODE must be one of {OFFLOAD_MODES}, got {offload_mode!r}")
@@ -63,6 +65,7 @@ class EccentricRCNN(GeneralizedRCNN):
         self.offload_mode, self.policy, self.threshold = offload_mode, policy, threshold
         self.jpeg_quality, self.half, self.size_divisibility = jpeg_quality, half, size_divisibility
         self.losses, self.kd_hint = losses, kd_hint
+        self.payload_limits = payload_limits or PayloadLimits(1333, 800)
         if losses is not None:
             losses.freeze_parameters(self)
 
@@ -75,7 +78,9 @@ class EccentricRCNN(GeneralizedRCNN):
         ret = {"backbone": backbone, "pixel_mean": cfg.MODEL.PIXEL_MEAN, "pixel_std": cfg.MODEL.PIXEL_STD,
                "input_format": cfg.INPUT.FORMAT, "vis_period": cfg.VIS_PERIOD, "offload_mode": E.OFFLOAD_MODE,
                "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD, "jpeg_quality": E.JPEG_QUALITY,
-               "half": E.HALF, "proposal_generator": None, "roi_heads": None}
+               "half": E.HALF, "proposal_generator": None, "roi_heads": None,
+               "payload_limits": PayloadLimits.from_config(cfg, cfg.INPUT.MAX_SIZE_TEST,
+                                                           _max_min_size(cfg.INPUT.MIN_SIZE_TEST))}
         if features_mode and not hasattr(_bottom_up(backbone), "edge_forward"):
             raise ValueError("OFFLOAD_MODE 'features' needs a split backbone: set MODEL.BACKBONE.NAME to "
                              "build_split_resnet_fpn_backbone (or build_split_resnet_backbone)")
@@ -106,10 +111,18 @@ class EccentricRCNN(GeneralizedRCNN):
         return self.split_backbone.codec
 
     def fingerprint(self):
-        """8 bytes shared by the edge and cloud halves of one trained model."""
+        """Bytes shared by the edge and cloud halves of one trained model."""
         if self.offload_mode == "image":
-            return b"JPEG" + bytes(4)
+            return b"JPEG"
         return self.codec.fingerprint()
+
+    def payload_spec(self) -> PayloadSpec:
+        """What this model's cloud accepts (checked before any decoding)."""
+        if self.offload_mode == "image":
+            return PayloadSpec(self.fingerprint(), KIND_IMAGE, self.payload_limits)
+        split = self.split_backbone
+        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, self.codec.payload_fields(),
+                           dict(self.codec.config), split.edge_shapes[split.split_at].stride, self.size_divisibility)
 
     def train(self, mode=True):
         super().train(mode)
@@ -151,7 +164,7 @@ class EccentricRCNN(GeneralizedRCNN):
             if trunk is not None:
                 coded = self.codec.compress(trunk[self.split_backbone.split_at])[0]
                 payload = Payload(KIND_FEATURES, self.fingerprint(), tuple(images.image_sizes[0]), out_size,
-                                  coded.strings, coded.latent_shape, coded.output_shape)
+                                  coded.strings, coded.fields)
             else:
                 payload = Payload(KIND_IMAGE, self.fingerprint(), tuple(images.image_sizes[0]), out_size,
                                   [self._encode_jpeg(inp["image"])])
@@ -168,37 +181,26 @@ class EccentricRCNN(GeneralizedRCNN):
 
     # ------------------------------------------------------------------ cloud
     @torch.no_grad()
-    def cloud(self, payloads) -> List[dict]:
-        """Detections for payloads (``Payload`` or bytes); same-shape payloads run as one batch.
-        Raises :class:`PayloadError` for a payload this model cannot decode."""
+    def cloud(self, payloads, key=None) -> List[dict]:
+        """Detections for payloads (``Payload`` or bytes, authenticated with the fleet ``key`` when given);
+        same-shape payloads run as one batch. Every payload is checked against :meth:`payload_spec` before
+        any decoding; raises :class:`PayloadError` for one this model cannot have produced."""
         if self.roi_heads is None:
             raise RuntimeError("this is an edge-half model (MODEL.ECCENTRIC.HALF 'edge'): it has no cloud side")
-        fp = self.fingerprint()
-        parsed, groups = parse_payloads(payloads, fp, self._check)
+        parsed, shapes, groups = parse_payloads(payloads, self.payload_spec(), key)
         results = [None] * len(parsed)
         for idx in groups:
-            for i, r in zip(idx, self._cloud_batch([parsed[i] for i in idx])):
+            for i, r in zip(idx, self._cloud_batch([parsed[i] for i in idx], shapes[idx[0]])):
                 results[i] = r
         return results
 
-    def _check(self, p, fp):
-        features = self.offload_mode == "features"
-        check_payload(p, fp, KIND_FEATURES if features else KIND_IMAGE, self.codec if features else None)
-        if features:
-            stride = self.split_backbone.edge_shapes[self.split_backbone.split_at].stride
-            div = self.size_divisibility
-            padded = [-(-s // div) * div // stride for s in p.image_size] if div else list(p.feature_shape)
-            if list(p.feature_shape) != padded or not self.codec.latent_shape_ok(p.latent_shape, p.feature_shape):
-                raise PayloadError(f"payload shapes (image {p.image_size}, feature {p.feature_shape}, latent "
-                                   f"{p.latent_shape}) are inconsistent with this model")
-
-    def _cloud_batch(self, payloads):
+    def _cloud_batch(self, payloads, feature_hw):
         t0 = time.perf_counter()
         sizes = [p.image_size for p in payloads]
         if payloads[0].kind == KIND_FEATURES:
+            latent_hw = self.codec.latent_shape(feature_hw)
             try:
-                x = self.codec.decompress([CodedFeature(p.strings, p.latent_shape, p.feature_shape)
-                                           for p in payloads])
+                x = self.codec.decompress([CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads])
             except (ValueError, RuntimeError) as e:
                 raise PayloadError(f"payload could not be entropy-decoded: {e}") from e
             images = ImageList(x, sizes)
@@ -213,6 +215,7 @@ class EccentricRCNN(GeneralizedRCNN):
                 for r, p in zip(results, payloads)]
 
     def _decode_jpeg(self, p):
+        check_image_header(p.strings[0], p.image_size, ("JPEG",))
         img = cv2.imdecode(np.frombuffer(p.strings[0], np.uint8), cv2.IMREAD_COLOR)
         if img is None or tuple(img.shape[:2]) != tuple(p.image_size):
             raise PayloadError(f"payload image is not a decodable JPEG of size {p.image_size}")
@@ -241,6 +244,11 @@ class EccentricRCNN(GeneralizedRCNN):
                     "score": d.score, "edge_ms": d.edge_ms, "cloud_ms": c["cloud_ms"] if c else 0.0}
             outputs.append({"instances": c["instances"] if c else d.instances, "eccentric": info})
         return outputs
+
+
+def _max_min_size(min_size):
+    """The largest of INPUT.MIN_SIZE_TEST (an int, or a list/tuple of sizes); 0 when it is 0 (no resize)."""
+    return max(min_size) if isinstance(min_size, (list, tuple)) else int(min_size)
 
 
 def _bottom_up(backbone):
