@@ -106,10 +106,10 @@ def load(args, edge, cfg, url, payloads, seconds, stats):
 
 
 def cpu_seconds(proc):
-    """CPU time the server process has used (all its threads): unlike wall time, it does not grow
-    when other work on the machine takes the cores."""
-    t = psutil.Process(proc.pid).cpu_times()
-    return t.user + t.system
+    """CPU time the server has used (all threads of its process and of its model worker process):
+    unlike wall time, it does not grow when other work on the machine takes the cores."""
+    server = psutil.Process(proc.pid)
+    return sum(t.user + t.system for t in (p.cpu_times() for p in [server, *server.children(recursive=True)]))
 
 
 def batch_mean(url):

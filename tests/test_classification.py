@@ -11,7 +11,6 @@ from eccentric_det.classification.data import ClsData, load_cls_dataset
 from eccentric_det.classification.split_model import create_timm, encode_png
 from eccentric_det.classification.train import ClsLosses, evaluate, fit_gate, main, split_gflops, train
 from eccentric_det.codec import KIND_IMAGE, Payload, PayloadError
-from eccentric_det.data.fashion_det import DEFAULT_FASHION_ROOT
 
 SIZE = 32
 RESNET = {"channels": (8, 16, 32, 64)}
@@ -215,8 +214,7 @@ def test_missing_datasets_say_what_to_install(tmp_path):
         load_cls_dataset("cifar10_test", str(tmp_path))
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
-                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.fashion_mnist
 def test_main_trains_and_evaluates_on_fashion_mnist(tmp_path):
     cfg = get_cls_cfg(QUICK.format("cloud_teacher"), ["OUTPUT_DIR", str(tmp_path)])
     metrics = main(cfg)

@@ -29,7 +29,10 @@ def test_config_loads(name):
 def test_detection_config_builds(name):
     cfg = get_eccentric_cfg(name, INFER)
     model = build_model(cfg)
-    assert sum(p.numel() for p in model.parameters()) > 0
+    assert type(model).__name__ == cfg.MODEL.META_ARCHITECTURE
+    assert model.roi_heads.num_classes == cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if getattr(model, "offload_mode", None) == "features":
+        assert model.split_backbone.split_at == cfg.MODEL.ECCENTRIC.SPLIT_AT
 
 
 def test_wrong_key_names_the_key():

@@ -11,7 +11,6 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 
-from eccentric_det.data import fashion_det as fd
 from eccentric_det.demo import DemoError, EccentricPredictor, HttpCloud, compose_demo_video, run_on_video, setup_cfg
 from eccentric_det.demo.cloud import InProcessCloud
 
@@ -170,8 +169,7 @@ def test_cli_one_line_error(tmp_path):
     assert e.value.code == f"demo.py: error: video {missing!r} not found"
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(fd.DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
-                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.fashion_mnist
 def test_compose_is_deterministic(clip, tmp_path):
     info = compose_demo_video(str(tmp_path / "a.mp4"), clip, num_tracks=3, input_size=64)
     compose_demo_video(str(tmp_path / "b.mp4"), clip, num_tracks=3, input_size=64)

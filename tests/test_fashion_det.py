@@ -1,7 +1,6 @@
 """FashionDet: determinism, exact boxes, COCO validity, registration and the missing-data message."""
 import itertools
 import json
-import os
 
 import cv2
 import numpy as np
@@ -12,10 +11,7 @@ from eccentric_det.data import register_fashion_det
 
 SIZE = 128
 BACKGROUNDS = fd.DEFAULT_BACKGROUNDS  # texture-only backgrounds when the darknet photos are absent
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.exists(os.path.join(fd.DEFAULT_FASHION_ROOT, "t10k-images-idx3-ubyte.gz")),
-    reason=f"Fashion-MNIST not found in {fd.DEFAULT_FASHION_ROOT} (apt-get install dataset-fashion-mnist)",
-)
+needs_fashion_mnist = pytest.mark.fashion_mnist
 
 
 def _generate(out, seed=0):

@@ -149,7 +149,8 @@ def forged(p, **changes):
     ({"image_size": (96, 0)}, "image size 96x0"),
     ({"output_size": (0, 50)}, "output size 0x50"),
     ({"output_size": (65535, 100)}, r"output size 65535x100 is outside 1..16384"),
-    ({"strings": [b"x" * 100000]}, "string 0 holds 100000 bytes; for a feature of \\(16, 16\\) this codec writes 8..8192"),
+    ({"strings": [b"x" * 100000]}, r"string 0 holds 100000 bytes; for a feature of \(16, 16\) this codec "
+                                   r"writes 8..8192"),
     ({"strings": [b"x" * 8, b"y" * 8]}, "holds 2 strings, this codec \\(factorized\\) writes 1"),
     ({"strings": [b"x" * 6]}, "holds 6 bytes"),
     ({"fields": {FIELD_RATE: b"\x01"}}, "optional fields \\[1\\] that this model does not read"),

@@ -6,11 +6,10 @@ import sys
 
 import pytest
 
-from eccentric_det.data.fashion_det import DEFAULT_FASHION_ROOT, generate_fashion_det
+from eccentric_det.data.fashion_det import generate_fashion_det
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.skipif(not os.path.isdir(DEFAULT_FASHION_ROOT),
-                                reason="Fashion-MNIST missing: apt-get install dataset-fashion-mnist")
+pytestmark = pytest.mark.fashion_mnist
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ to a cloud; run them against your own deployment the same way.
 import random
 import zlib
 
-from . import guarded_ans
-from .feature_codec import _hyper_shape, latent_shape
-from .payload import CRC_BYTES, FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, KIND_FEATURES, KIND_IMAGE, MAX_SIZE, Payload
+from .feature_codec import _hyper_shape, latent_shape, rans_string_bounds
+from .payload import (CRC_BYTES, FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, KIND_FEATURES, KIND_IMAGE, MAX_SIZE,
+                      Payload)
 
 KINDS = ("oversize_image", "at_limit_image", "bad_output", "string_count", "string_length", "random_strings",
          "fields", "kind", "header_bytes")
@@ -38,10 +38,10 @@ def _string_bounds(spec, hw):
         n = 4 * c["in_channels"] * hw[0] * hw[1]
         return [(n, n)]
     y = latent_shape(c, hw)
-    bounds = [guarded_ans.string_bounds(c["latent_channels"] * y[0] * y[1])]
+    bounds = [rans_string_bounds(c["latent_channels"] * y[0] * y[1])]
     if c["name"] == "hyperprior":
         z = _hyper_shape(y)
-        bounds.append(guarded_ans.string_bounds(c["latent_channels"] * z[0] * z[1]))
+        bounds.append(rans_string_bounds(c["latent_channels"] * z[0] * z[1]))
     return bounds
 
 

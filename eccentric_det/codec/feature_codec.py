@@ -17,7 +17,6 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 from torch.nn import functional as F
 
-from . import guarded_ans
 from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES, PayloadError
 from .scale_indexes import decode_exceptions, encode_exceptions, near_boundary
 
@@ -199,7 +198,7 @@ class FeatureCodec(nn.Module):
             if FIELD_SCALE_INDEXES in c.fields:
                 pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
                 indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
-        return guarded_ans.decompress(gc, [c.strings[0] for c in coded], indexes).to(device)
+        return guarded_decompress(gc, [c.strings[0] for c in coded], indexes).to(device)
 
     @torch.no_grad()
     def decompress(self, coded: List[CodedFeature]):
@@ -251,7 +250,7 @@ class FeatureCodec(nn.Module):
         eb = self.entropy_bottleneck
         indexes = eb._build_indexes((len(strings), eb.channels, *hw))
         medians = eb._get_medians().detach().cpu().reshape(1, -1, 1, 1).expand(len(strings), -1, *hw)
-        return guarded_ans.decompress(eb, strings, indexes, medians)
+        return guarded_decompress(eb, strings, indexes, medians)
 
     def _scales(self, z_hat, y_hw):
         """Scales of y from z_hat, on the CPU in float32 on both sides (see :mod:`.scale_indexes`)."""
@@ -269,6 +268,20 @@ class FeatureCodec(nn.Module):
         if dh == 0 and dw == 0:
             return t
         return F.pad(t, (0, dw, 0, dh))
+
+
+def guarded_decompress(entropy_model, strings, indexes, means=None):
+    """:func:`eccentric_det.codec.guarded_ans.decompress` (imported here, on the decoding side only: the
+    edge never loads numba)."""
+    from .guarded_ans import decompress
+
+    return decompress(entropy_model, strings, indexes, means)
+
+
+def rans_string_bounds(num_symbols):
+    """(fewest, most) bytes of a rANS string that CompressAI's encoder writes for ``num_symbols``
+    symbols: the 8-byte final state, and at most one 32-bit word per symbol (its output buffer)."""
+    return 8, 4 * max(num_symbols, 2)
 
 
 def latent_shape(config, feature_hw):
@@ -289,10 +302,10 @@ def check_strings(config, strings, feature_hw):
         bounds = [(4 * config["in_channels"] * feature_hw[0] * feature_hw[1],) * 2]
     else:
         y_hw, n = latent_shape(config, feature_hw), config["latent_channels"]
-        bounds = [guarded_ans.string_bounds(n * y_hw[0] * y_hw[1])]
+        bounds = [rans_string_bounds(n * y_hw[0] * y_hw[1])]
         if name == "hyperprior":
             z_hw = _hyper_shape(y_hw)
-            bounds.append(guarded_ans.string_bounds(n * z_hw[0] * z_hw[1]))
+            bounds.append(rans_string_bounds(n * z_hw[0] * z_hw[1]))
     for i, (s, (lo, hi)) in enumerate(zip(strings, bounds)):
         if not lo <= len(s) <= hi:
             raise PayloadError(f"payload string {i} holds {len(s)} bytes; for a feature of {tuple(feature_hw)} "

@@ -130,9 +130,3 @@ def decompress(entropy_model, strings, indexes, means=None):
     symbols = np.stack([decode_symbols(s, idx[i], cdfs, lengths, offsets).reshape(idx.shape[1:])
                         for i, s in enumerate(strings)])
     return entropy_model.dequantize(torch.from_numpy(symbols), means, torch.float)
-
-
-def string_bounds(num_symbols):
-    """(fewest, most) bytes of a rANS string that CompressAI's encoder writes for ``num_symbols``
-    symbols: the 8-byte final state, and at most one 32-bit word per symbol (its output buffer)."""
-    return 8, 4 * max(num_symbols, 2)

@@ -73,7 +73,8 @@ class Payload:
         if not 0 < len(self.strings) <= MAX_STRINGS:
             raise PayloadError(f"a payload holds 1..{MAX_STRINGS} strings, got {len(self.strings)}")
         if len(self.fields) > MAX_FIELDS or any(not 0 < t < 128 for t in self.fields):
-            raise PayloadError(f"a payload holds at most {MAX_FIELDS} fields with tags 1..127, got {sorted(self.fields)}")
+            raise PayloadError(f"a payload holds at most {MAX_FIELDS} fields with tags 1..127, "
+                               f"got {sorted(self.fields)}")
         sizes = (*self.image_size, *self.output_size)
         if any(not 0 <= int(s) <= MAX_SIZE for s in sizes):
             raise PayloadError(f"sizes must lie in 0..{MAX_SIZE}, got {sizes}")

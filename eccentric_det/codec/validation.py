@@ -20,11 +20,13 @@ class PayloadLimits:
 
     @classmethod
     def from_config(cls, cfg, max_side, max_short_side):
-        """Limits of ``cfg.MODEL.ECCENTRIC.PAYLOAD``; its 0 entries take the model's own ``max_side``/``max_short_side``."""
+        """Limits of ``cfg.MODEL.ECCENTRIC.PAYLOAD``; its 0 entries take the model's own ``max_side`` and
+        ``max_short_side``."""
         P = cfg.MODEL.ECCENTRIC.PAYLOAD
         side = P.MAX_IMAGE_SIDE or max_side
         short = P.MAX_IMAGE_SHORT_SIDE or min(max_short_side or side, side)
-        for key, value in (("MAX_IMAGE_SIDE", side), ("MAX_IMAGE_SHORT_SIDE", short), ("MAX_OUTPUT_SIDE", P.MAX_OUTPUT_SIDE)):
+        for key, value in (("MAX_IMAGE_SIDE", side), ("MAX_IMAGE_SHORT_SIDE", short),
+                           ("MAX_OUTPUT_SIDE", P.MAX_OUTPUT_SIDE)):
             if not 0 < value <= MAX_SIZE:
                 raise ValueError(f"MODEL.ECCENTRIC.PAYLOAD.{key} resolves to {value}: it must lie in 1..{MAX_SIZE}")
         return cls(side, short, P.MAX_OUTPUT_SIDE)

@@ -18,11 +18,12 @@ import logging
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from ..codec import PayloadError
 from .detections import CONTENT_TYPE, DETECT_PATH
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .runtime import CloudRuntime, Overloaded
 from .worker import WorkerDied, WorkerTimeout
 
@@ -89,7 +90,7 @@ def create_app(backend, max_body_bytes, token=""):
 
     @app.get("/metrics")
     async def metrics():
-        return PlainTextResponse(backend.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(backend.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app
 

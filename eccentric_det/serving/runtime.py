@@ -75,7 +75,8 @@ class CloudRuntime:
         return payload
 
     def submit(self, payload) -> Future:
-        """Queue a payload's bytes (checked with :meth:`validate`); raises :class:`Overloaded` when the queue is full."""
+        """Queue a payload's bytes (checked with :meth:`validate`); raises :class:`Overloaded` when the queue
+        is full."""
         future = Future()
         with self._lock:
             if self._closed:
@@ -129,7 +130,7 @@ class CloudRuntime:
             try:
                 results = self.backend.run([payload for payload, _ in batch], self.request_timeout_s)
             except (WorkerDied, WorkerTimeout) as e:
-                self.metrics.error("worker_restarts")
+                self.metrics.restart()
                 results = [e] * len(batch)
             except Exception as e:  # a failing model fails this batch, not the server
                 logger.exception("cloud batch of %d failed", len(batch))

@@ -59,6 +59,15 @@ class InProcessModel:
         pass
 
 
+def _result(answer):
+    """A worker's JSON answer for one payload as run_batch gives it: detections or the exception."""
+    if "payload_error" in answer:
+        return PayloadError(answer["payload_error"])
+    if "internal_error" in answer:
+        return RuntimeError(f"internal error ({answer['internal_error']}); see the server log")
+    return answer
+
+
 def _pack(blobs):
     return b"".join(_LEN.pack(len(b)) + bytes(b) for b in blobs)
 
@@ -122,7 +131,8 @@ class CloudWorker:
         except EOFError:
             proc.kill()
             proc.join()
-            raise RuntimeError(f"the cloud worker did not start (exit code {proc.exitcode}): see the log above") from None
+            raise RuntimeError(f"the cloud worker did not start (exit code {proc.exitcode}): see the log "
+                               f"above") from None
         self.proc, self.conn = proc, parent
         self.spec, self.offload_mode = PayloadSpec.from_dict(hello["spec"]), hello["offload_mode"]
         logger.info("cloud worker %d ready", proc.pid)
@@ -152,15 +162,14 @@ class CloudWorker:
             logger.error("cloud worker %d died holding a batch of %d after %.1f s (exit code %s, %s): restarting",
                          pid, len(blobs), time.monotonic() - t0, code, type(e).__name__)
             self.restart()
-            raise WorkerDied(f"the cloud worker died while decoding (exit code {code}); it was restarted: retry") from None
+            raise WorkerDied(f"the cloud worker died while decoding (exit code {code}); it was restarted: "
+                             f"retry") from None
         if not answered:
             pid = self.proc.pid
             self.restart()
             raise WorkerTimeout(f"the batch ran past its deadline of {timeout_s:g} s (SERVING.REQUEST_TIMEOUT_S); "
                                 f"worker {pid} was killed and restarted")
-        return [PayloadError(a["payload_error"]) if "payload_error" in a
-                else RuntimeError(f"internal error ({a['internal_error']}); see the server log") if "internal_error" in a
-                else a for a in answer]
+        return [_result(a) for a in answer]
 
     def health(self):
         return {"worker_pid": self.proc.pid if self.proc else None, "worker_restarts": self.restarts}
