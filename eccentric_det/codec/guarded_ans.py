@@ -130,3 +130,9 @@ def decompress(entropy_model, strings, indexes, means=None):
     symbols = np.stack([decode_symbols(s, idx[i], cdfs, lengths, offsets).reshape(idx.shape[1:])
                         for i, s in enumerate(strings)])
     return entropy_model.dequantize(torch.from_numpy(symbols), means, torch.float)
+
+
+def warm_up():
+    """Compile (or load from the cache) the decoder now, so that the first payload does not wait for it."""
+    one = np.zeros(1, np.int32)
+    _decode(np.zeros(2, np.uint32), one, np.zeros((1, 2), np.int32), one + 2, one, one)

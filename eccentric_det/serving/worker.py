@@ -91,6 +91,10 @@ def _worker_main(cfg_yaml, conn):
     setup_logger(name="eccentric_det")
     cfg = cfg_from_dump(cfg_yaml)
     model, class_names, key = load_half(cfg), class_names_of(cfg), fleet_key(cfg.SERVING.PAYLOAD_KEY)
+    if model.offload_mode == "features":
+        from ..codec.guarded_ans import warm_up
+
+        warm_up()
     conn.send_bytes(json.dumps({"spec": model.payload_spec().to_dict(), "offload_mode": model.offload_mode}).encode())
     while True:
         try:
