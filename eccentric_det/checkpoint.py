@@ -53,7 +53,9 @@ def save_halves(model, output_dir):
 
 def load_edge_weights(model, path):
     """Initialise the edge (trunk, edge detector, gate) from a checkpoint, leaving the rest alone.
-    For Independent ECC the trunk of a feature-mode checkpoint moves into the edge detector."""
+    For Independent ECC the trunk of a feature-mode checkpoint moves into the edge detector. A
+    checkpoint whose edge tensors do not fit the model, or that holds none, is refused (never a silent
+    partial load)."""
     state = DetectionCheckpointer(model)._load_file(path)["model"]
     state = {k: torch.as_tensor(v) for k, v in state.items()}
     if model.offload_mode == "image":
@@ -62,7 +64,17 @@ def load_edge_weights(model, path):
                  for k, v in state.items()}
     prefixes = edge_prefixes(model) if model.offload_mode == "features" else ("edge_detector.", "offload_gate.")
     own = model.state_dict()
-    picked = {k: v for k, v in state.items() if k.startswith(prefixes) and k in own and own[k].shape == v.shape}
+    picked = {k: v for k, v in state.items() if k.startswith(prefixes) and k in own}
+    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+             for k, v in picked.items() if v.shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"{path} does not fit this model's edge (MODEL.ECCENTRIC.EDGE.WEIGHTS): {len(wrong)} tensors "
+                         f"have other shapes, e.g. {'; '.join(wrong[:3])}. Use the edge config the checkpoint was "
+                         f"trained with (MODEL.ECCENTRIC.EDGE.*, CODEC.*, ROI_HEADS.NUM_CLASSES).")
+    if not picked:
+        raise ValueError(f"{path} holds none of this model's edge tensors (names starting with "
+                         f"{', '.join(prefixes[:3])}, ...): pass an edge checkpoint of this architecture as "
+                         f"MODEL.ECCENTRIC.EDGE.WEIGHTS, or '' to keep MODEL.WEIGHTS")
     model.load_state_dict(picked, strict=False)
     logger.info("Loaded %d edge tensors from %s", len(picked), path)
     return picked

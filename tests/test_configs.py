@@ -87,3 +87,21 @@ def test_codec_learns_at_its_lr_factor():
     assert any(".codec." in n for n in params)
     for name, p in params.items():
         assert lr_of[id(p)] == pytest.approx(0.001 if ".codec." in name else 0.004), name
+
+
+def test_edge_weights_that_do_not_fit_are_refused(tmp_path):
+    """MODEL.ECCENTRIC.EDGE.WEIGHTS of another edge architecture (or of no edge at all) is an error that
+    names the tensors, never a silent partial load from a random edge."""
+    from eccentric_det.checkpoint import load_edge_weights
+
+    model = build_model(get_eccentric_cfg(QUICK, INFER))
+    good = tmp_path / "edge.pth"
+    torch.save({"model": half_state_dict(model, "edge")}, good)
+    assert len(load_edge_weights(model, str(good))) == len(half_state_dict(model, "edge"))
+    wider = build_model(get_eccentric_cfg(QUICK, INFER + ["MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS", 32]))
+    with pytest.raises(ValueError, match=r"does not fit this model's edge .*res2.* in the file"):
+        load_edge_weights(wider, str(good))
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"model": {"stem.conv1.weight": torch.zeros(1)}}, foreign)
+    with pytest.raises(ValueError, match="holds none of this model's edge tensors"):
+        load_edge_weights(model, str(foreign))

@@ -40,7 +40,8 @@ def add_serving_config(cfg):
     # "" turns it off; the environment variable ECCENTRIC_PAYLOAD_KEY is used when this is "".
     S.PAYLOAD_KEY = ""
     # Cloud: a request not answered within this many seconds gets 504; a model batch running longer than this
-    # has its worker process killed and restarted.
+    # has its worker process killed and restarted. Keep it above the time of a full batch (MAX_BATCH_SIZE) of
+    # the largest input the model accepts on this hardware.
     S.REQUEST_TIMEOUT_S = 30.0
     # Cloud: run the model in a supervised worker process (a native crash answers 503 and restarts the
     # worker instead of killing the server). False runs it in the server process.
