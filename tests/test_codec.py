@@ -155,3 +155,21 @@ def test_hyperprior_decodes_exactly_when_cloud_scales_differ_by_one_ulp(directio
     except ValueError:  # the strict decoder often notices the mismatch
         return
     assert not torch.equal(wrong, expected)
+
+
+def test_scale_index_list_round_trip_and_corruption():
+    """The list of boundary elements decodes to what was encoded; every corruption is a PayloadError."""
+    from eccentric_det.codec import PayloadError
+    from eccentric_det.codec.scale_indexes import decode_exceptions, encode_exceptions
+
+    g = torch.Generator().manual_seed(0)
+    indexes = torch.randint(0, 64, (2, 7, 9), generator=g, dtype=torch.int32)
+    mask = torch.rand(indexes.shape, generator=g) < 0.2
+    data = encode_exceptions(indexes, mask)
+    positions, values = decode_exceptions(data, indexes.numel(), 64)
+    assert positions.tolist() == torch.nonzero(mask.reshape(-1)).reshape(-1).tolist()
+    assert values.tolist() == indexes[mask].tolist()
+    for bad, n, k in [(data[:-1], 126, 64), (data + b"\x00", 126, 64), (data, 10, 64), (data, 126, 8),
+                      (b"\xff\xff\xff\xff\x7f", 126, 64), (b"", 126, 64)]:
+        with pytest.raises(PayloadError, match="scale.index"):
+            decode_exceptions(bad, n, k)

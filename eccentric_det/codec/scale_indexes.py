@@ -27,52 +27,49 @@ def near_boundary(scales, table):
 
 def encode_exceptions(indexes, mask):
     """Bytes listing (position, index) of the elements of one image's ``indexes`` selected by ``mask``:
-    varint count, then per element a varint gap to the previous position and one index byte."""
-    pos = torch.nonzero(mask.reshape(-1)).reshape(-1).tolist()
-    flat = indexes.reshape(-1)
-    out, prev = bytearray(), -1
-    _varint(out, len(pos))
-    for p in pos:
-        _varint(out, p - prev - 1)
-        out.append(int(flat[p]))
-        prev = p
-    return bytes(out)
+    a varint count, the gaps between successive positions as varints, then one byte per index."""
+    pos = torch.nonzero(mask.reshape(-1)).reshape(-1)
+    gaps = torch.diff(pos, prepend=torch.tensor([-1])) - 1
+    out = bytearray()
+    for v in [len(pos), *gaps.tolist()]:
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out) + bytes(indexes.reshape(-1)[pos].to(torch.uint8).tolist())
 
 
 def decode_exceptions(data, num_elements, num_indexes):
     """(positions, indexes) int64 arrays from :func:`encode_exceptions` bytes, checked against the
-    element count and the table size; raises :class:`PayloadError` for anything else."""
-    r = iter(data)
-    count = _read_varint(r)
+    element count and the table size (vectorised: linear in the field's length); raises
+    :class:`PayloadError` for anything else."""
+    b = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(b < 0x80)  # the last byte of each varint (and every index byte)
+    if not len(ends) or ends[0] > 3:
+        raise PayloadError("payload's scale-index list has no valid count")
+    count = _varints(b, np.array([0]), ends[:1])[0]
     if count > num_elements:
         raise PayloadError(f"payload lists {count} scale indexes, the latent has {num_elements} elements")
-    positions, values, prev = np.empty(count, np.int64), np.empty(count, np.int64), -1
-    for k in range(count):
-        prev += _read_varint(r) + 1
-        value = next(r, None)
-        if prev >= num_elements or value is None or value >= num_indexes:
-            raise PayloadError(f"payload's scale-index list is corrupt (entry {k}: position {prev}, index {value}; "
-                               f"{num_elements} elements, {num_indexes} indexes)")
-        positions[k], values[k] = prev, value
-    if next(r, None) is not None:
-        raise PayloadError("payload's scale-index list has trailing bytes")
+    gap_ends = ends[1:1 + count]
+    stop = (int(gap_ends[-1]) if count else int(ends[0])) + 1 if len(gap_ends) == count else len(b) + 1
+    if len(b) - stop != count:
+        raise PayloadError("payload's scale-index list is truncated or has trailing bytes")
+    starts = np.concatenate([[ends[0] + 1], gap_ends[:-1] + 1])[:count]
+    if count and (gap_ends - starts).max() > 3:
+        raise PayloadError("payload's scale-index list has an overlong varint")
+    positions = np.cumsum(_varints(b, starts, gap_ends) + 1) - 1
+    values = b[stop:].astype(np.int64)
+    if count and (positions[-1] >= num_elements or values.max() >= num_indexes):
+        raise PayloadError(f"payload's scale-index list is corrupt (last position {positions[-1]} of "
+                           f"{num_elements} elements, largest index {values.max()} of {num_indexes})")
     return positions, values
 
 
-def _varint(out, v):
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
-def _read_varint(it, max_bytes=4):
-    value = 0
-    for i in range(max_bytes):
-        b = next(it, None)
-        if b is None:
-            raise PayloadError("payload's scale-index list is truncated")
-        value |= (b & 0x7F) << (7 * i)
-        if not b & 0x80:
-            return value
-    raise PayloadError("payload's scale-index list has an overlong varint")
+def _varints(b, starts, ends):
+    """LEB128 values of the byte runs b[starts[i]..ends[i]] (each at most 4 bytes)."""
+    value = np.zeros(len(starts), np.int64)
+    for k in range(4):
+        at = starts + k
+        inside = at <= ends
+        value[inside] |= (b[at[inside]].astype(np.int64) & 0x7F) << (7 * k)
+    return value
