@@ -209,10 +209,6 @@ class FeatureCodec(nn.Module):
         y_hat = self.decompress_latent(coded)
         return self._fit(self.decoder(y_hat), coded[0].output_shape)
 
-    def expected_strings(self):
-        """How many bit strings one image's payload holds."""
-        return 2 if self.name == "hyperprior" else 1
-
     def payload_fields(self):
         """The optional payload fields this codec reads."""
         return (FIELD_SCALE_INDEXES,) if self.name == "hyperprior" else ()
@@ -220,10 +216,6 @@ class FeatureCodec(nn.Module):
     def latent_shape(self, feature_hw):
         """(h, w) of the first latent for a split feature of ``feature_hw``."""
         return latent_shape(self.config, feature_hw)
-
-    def check_strings(self, strings, feature_hw):
-        """See :func:`check_strings`."""
-        check_strings(self.config, strings, feature_hw)
 
     def fingerprint(self) -> bytes:
         """FINGERPRINT_BYTES that identify this codec: its config and the entropy model both halves hold."""

@@ -80,17 +80,17 @@ class Payload:
             raise PayloadError(f"sizes must lie in 0..{MAX_SIZE}, got {sizes}")
         flags = FLAG_AUTH if key else 0
         out = bytearray()
-        _put(out, *map(int, self.image_size))
+        put_varints(out, *map(int, self.image_size))
         if tuple(self.output_size) != tuple(self.image_size):
             flags |= FLAG_OUTPUT
-            _put(out, *map(int, self.output_size))
+            put_varints(out, *map(int, self.output_size))
         if self.fields:
             flags |= FLAG_FIELDS
-            _put(out, len(self.fields))
+            put_varints(out, len(self.fields))
             for tag, value in sorted(self.fields.items()):
-                _put(out, tag, len(value))
+                put_varints(out, tag, len(value))
                 out += value
-        _put(out, len(self.strings), *(len(s) for s in self.strings[:-1]))
+        put_varints(out, len(self.strings), *(len(s) for s in self.strings[:-1]))
         for s in self.strings:
             out += s
         body = bytes([MAGIC, VERSION, self.kind | flags]) + self.fingerprint + bytes(out)
@@ -178,7 +178,7 @@ def fleet_key(text):
     return key
 
 
-def _put(out, *values):
+def put_varints(out, *values):
     """Append unsigned LEB128 varints."""
     for v in values:
         while v >= 0x80:

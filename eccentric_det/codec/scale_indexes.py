@@ -11,7 +11,7 @@ perturbation smaller than ``MARGIN`` can move to another CDF.
 import numpy as np
 import torch
 
-from .payload import PayloadError
+from .payload import PayloadError, put_varints
 
 MARGIN = 2.0 ** -14  # relative; float32 rounding differences are ~1e-7 per operation
 
@@ -31,11 +31,7 @@ def encode_exceptions(indexes, mask):
     pos = torch.nonzero(mask.reshape(-1)).reshape(-1)
     gaps = torch.diff(pos, prepend=torch.tensor([-1])) - 1
     out = bytearray()
-    for v in [len(pos), *gaps.tolist()]:
-        while v >= 0x80:
-            out.append((v & 0x7F) | 0x80)
-            v >>= 7
-        out.append(v)
+    put_varints(out, len(pos), *gaps.tolist())
     return bytes(out) + bytes(indexes.reshape(-1)[pos].to(torch.uint8).tolist())
 
 

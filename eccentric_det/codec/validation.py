@@ -102,13 +102,18 @@ class PayloadSpec:
         check_strings(self.codec, p.strings, hw)
         return hw
 
+    def parse(self, data, key=None):
+        """(payload, derived shape) of ``data`` (bytes, or an already parsed Payload): its MAC under the
+        fleet ``key`` first, then framing, fingerprint and :meth:`check`; raises :class:`PayloadError`."""
+        p = data if isinstance(data, Payload) else Payload.from_bytes(data, self.fingerprint, key)
+        return p, self.check(p)
+
 
 def parse_payloads(payloads, spec: PayloadSpec, key=None):
-    """Parse payloads given as bytes (checking ``key``'s MAC and the fingerprint), check each against
-    ``spec``, and return them, the derived shape of each, and the index lists of same-shape payloads
-    (each can run as one batch)."""
-    parsed = [p if isinstance(p, Payload) else Payload.from_bytes(p, spec.fingerprint, key) for p in payloads]
-    shapes = [spec.check(p) for p in parsed]
+    """Parse and check payloads (:meth:`PayloadSpec.parse`) and return them, the derived shape of each,
+    and the index lists of same-shape payloads (each can run as one batch)."""
+    pairs = [spec.parse(p, key) for p in payloads]
+    parsed, shapes = [p for p, _ in pairs], [hw for _, hw in pairs]
     groups = {}
     for i, hw in enumerate(shapes):
         groups.setdefault(hw, []).append(i)

@@ -13,7 +13,7 @@ import time
 import ray
 from ray import serve
 
-from ..codec import Payload, fleet_key
+from ..codec import fleet_key
 from .config import load_half
 from .http_app import create_app
 from .metrics import Metrics
@@ -43,9 +43,7 @@ class CloudDeployment:
         return create_app(self, self.max_body_bytes, self.token)
 
     def validate(self, body):
-        payload = Payload.from_bytes(body, self.fingerprint, self.key)
-        self.spec.check(payload)
-        return payload
+        return self.spec.parse(body, self.key)[0]
 
     async def detect(self, payload):
         result = await self._batch(payload)

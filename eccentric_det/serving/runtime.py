@@ -70,9 +70,7 @@ class CloudRuntime:
     def validate(self, body) -> Payload:
         """The payload of a request ``body``, authenticated, parsed and checked against the model's
         :class:`~eccentric_det.codec.PayloadSpec`; raises PayloadError (nothing is decoded)."""
-        payload = Payload.from_bytes(body, self.fingerprint, self.key)
-        self.spec.check(payload)
-        return payload
+        return self.spec.parse(body, self.key)[0]
 
     def submit(self, payload) -> Future:
         """Queue a payload's bytes (checked with :meth:`validate`); raises :class:`Overloaded` when the queue
