@@ -14,7 +14,7 @@ setup(
     package_data={"eccentric_det": ["configs/*.yaml", "configs/*/*.yaml"]},
     install_requires=[
         "torch>=2.0", "torchvision", "numpy<2", "opencv-python", "pycocotools>=2.0.2", "fvcore>=0.1.5,<0.1.6",
-        "compressai==1.2.8", "timm", "fastapi", "uvicorn", "httpx", "tqdm", "matplotlib",
+        "compressai==1.2.8", "timm", "onnx", "onnxruntime", "fastapi", "uvicorn", "httpx", "tqdm", "matplotlib",
     ],
     extras_require={"serve": ["ray[serve]"], "bench": ["sc2bench"], "test": ["pytest", "hypothesis"]},
 )

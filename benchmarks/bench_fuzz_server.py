@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_fuzz_server.py --num 10000 --output output/bench_fuzz_server.json
     python benchmarks/bench_fuzz_server.py --config-file configs/FashionDet/adaptive_ecc.yaml \
         --weights checkpoints/fashion_det/adaptive_ecc.pth --clients 4 --max-seconds 900 \
-        --opts MODEL.DEVICE cpu MODEL.ECCENTRIC.EDGE.WEIGHTS ""
+        MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.3
 
 tools/cloud_server.py runs in a subprocess (its model in a supervised worker process by default);
 this process builds the same model to encode legit payloads (FashionDet val images when
@@ -58,15 +58,20 @@ def get_parser():
     p.add_argument("--max-seconds", type=float, default=900.0, help="stop sending after this long")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="output/bench_fuzz_server.json")
-    p.add_argument("--opts", default=["MODEL.DEVICE", "cpu", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""],
-                   nargs=argparse.REMAINDER, help="config overrides for server and model: KEY VALUE ...")
+    p.add_argument("opts", default=[], nargs=argparse.REMAINDER,
+                   help="config overrides for server and model (after MODEL.DEVICE cpu, no EDGE.WEIGHTS): KEY VALUE "
+                        "pairs, last")
     return p
+
+
+def server_opts(args):
+    """The config overrides of the server and of this process's model."""
+    return ["MODEL.DEVICE", "cpu", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""] + args.opts
 
 
 def legit_payloads(args):
     """(PayloadSpec, legit Payloads) of the model the server runs."""
-    cfg = get_eccentric_cfg(args.config_file, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", args.weights,
-                                               "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""] + args.opts)
+    cfg = get_eccentric_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights] + server_opts(args))
     model = load_model(cfg)
     files = sorted(glob.glob(os.path.join(ROOT, "datasets", "fashion_det", "val", "*.jpg")))[:args.legit]
     if files:
@@ -76,7 +81,7 @@ def legit_payloads(args):
         sizes = [(256, 256), (200, 256), (256, 320), (180, 240)]
         images = [cv2.resize(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8), (w, h))
                   for h, w in itertools.islice(itertools.cycle(sizes), args.legit)]
-    builder = InputBuilder(cfg)
+    builder = InputBuilder.from_config(cfg)
     return model.payload_spec(), [model.edge([builder(img)])[0] for img in images], bool(files)
 
 
@@ -216,7 +221,7 @@ def main(argv=None):
     spec, legit, from_dataset = legit_payloads(args)
     with tempfile.TemporaryDirectory() as workdir:
         log_path = os.path.join(workdir, "server.log")
-        proc, url = start_server(args.config_file, args.weights, args.opts, log_path, {"ECCENTRIC_TOKEN": None})
+        proc, url = start_server(args.config_file, args.weights, server_opts(args), log_path, {"ECCENTRIC_TOKEN": None})
         try:
             for p in legit:  # warm-up, and the legit payloads must work before anything is crafted
                 r = httpx.post(url + DETECT_PATH, content=p.to_bytes(), headers=HEADERS, timeout=args.timeout)

@@ -5,7 +5,7 @@ tools/cloud_server.py with dynamic batching (SERVING.MAX_BATCH_SIZE) and with MA
     python benchmarks/bench_serving.py --clients 8 --duration 20 --output output/bench_serving.json
     python benchmarks/bench_serving.py --config-file configs/FashionDet/adaptive_ecc.yaml --halves output/halves
 
-The clients are threads of this process, each an EdgeClient with its own connection, replaying
+The clients are threads of this process, each a CloudClient (the edge's HTTP client) with its own connection, replaying
 payloads that the edge half encoded once up front: on one machine the edge's own compute would
 compete with the server being measured. Without ``--halves`` (a folder with edge.pth and cloud.pth)
 the model is randomly initialised. Bounded: ``--duration`` seconds and ``--max-requests`` per server.
@@ -30,7 +30,8 @@ from loopback import start_server
 
 from eccentric_det.checkpoint import load_model, save_halves
 from eccentric_det.inputs import InputBuilder
-from eccentric_det.serving import EdgeClient, get_serving_cfg, load_half
+from eccentric_det.edge import CloudClient
+from eccentric_det.serving import get_serving_cfg, load_half
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = "configs/quick_schedules/fashion_det_adaptive_ecc_instant_test.yaml"
@@ -46,7 +47,7 @@ def get_parser():
     p.add_argument("--max-requests", type=int, default=5000, help="requests per server, at most")
     p.add_argument("--images", type=int, default=16, help="distinct payloads the clients cycle through")
     p.add_argument("--output", default="output/bench_serving.json")
-    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
 
 
@@ -66,7 +67,7 @@ def prepare(args, workdir):
         paths = save_halves(edge, workdir)
     side = cfg.INPUT.MIN_SIZE_TEST
     rng = np.random.default_rng(0)
-    builder = InputBuilder(cfg)
+    builder = InputBuilder.from_config(cfg)
     images = [cv2.resize(rng.integers(0, 256, (side // 8, side // 8, 3), dtype=np.uint8), (side, side))
               for _ in range(args.images)]
     payloads = [p.to_bytes() for p in edge.edge([builder(img) for img in images])]
@@ -78,7 +79,7 @@ def load(args, edge, cfg, url, payloads, seconds, stats):
     lock, stop = threading.Lock(), time.monotonic() + seconds
 
     def client_loop(k):
-        client = EdgeClient(edge, url, InputBuilder(cfg), timeout_s=60, retries=0, token=cfg.SERVING.TOKEN)
+        client = CloudClient(url, timeout_s=60, retries=0, token=cfg.SERVING.TOKEN)
         i = k
         while time.monotonic() < stop and len(stats["latency"]) + stats["errors"] < args.max_requests:
             body = payloads[i % len(payloads)]
@@ -139,7 +140,7 @@ def run(args, edge, cfg, weights, payloads, workdir):
         stats = {bs: {"latency": [], "cloud_ms": [], "bytes": 0, "errors": 0, "seconds": 0.0, "cpu_s": 0.0}
                  for bs in sizes}
         for bs in sizes:  # warm-up
-            warm = EdgeClient(edge, servers[bs][1], InputBuilder(cfg), timeout_s=60, token=cfg.SERVING.TOKEN)
+            warm = CloudClient(servers[bs][1], timeout_s=60, token=cfg.SERVING.TOKEN)
             for body in payloads[:args.clients]:
                 warm.send(body)
             warm.close()

@@ -17,7 +17,7 @@ def start_server(config_file, weights, opts, log_path, env=None, timeout_s=300):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, os.path.join(ROOT, "tools", "cloud_server.py"), "--config-file", config_file,
-           "--weights", weights, "--port", str(port), "--opts", *opts]
+           "--weights", weights, "--port", str(port), *opts]
     full_env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}
     with open(log_path, "wb") as log:

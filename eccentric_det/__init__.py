@@ -1,12 +1,19 @@
 """eccentric_det: edge-cloud collaborative object detection for Detectron2 (after ECCENTRIC, arXiv 2511.11719).
 
-``import eccentric_det`` registers the split backbones, KnowledgeAdaptedROIHeads, EccentricRCNN and
-the embedded datasets; ``add_eccentric_config(cfg)`` adds ``cfg.MODEL.ECCENTRIC``.
+``add_eccentric_config(cfg)`` adds ``cfg.MODEL.ECCENTRIC`` and registers eccentric_det's Detectron2 components
+(the split backbones, KnowledgeAdaptedROIHeads, EccentricRCNN, the embedded datasets); so does
+``get_eccentric_cfg``, and importing ``eccentric_det.modeling``. ``import eccentric_det`` itself loads nothing
+else, so that an edge device importing ``eccentric_det.edge`` carries neither Detectron2 nor the cloud half.
 """
-from .config import add_eccentric_config, get_eccentric_cfg, resolve_config_file
-from . import modeling as _modeling  # registration only
-from . import data as _data  # registration only
-from .codec import Payload, PayloadError
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["add_eccentric_config", "get_eccentric_cfg", "resolve_config_file", "Payload", "PayloadError"]
+_EXPORTS = {"add_eccentric_config": ".config", "get_eccentric_cfg": ".config", "resolve_config_file": ".config",
+            "Payload": ".codec.payload", "PayloadError": ".codec.payload"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'eccentric_det' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -1,7 +1,15 @@
-"""Recall-rate boosting for Dynamic ECC: label the images the edge gets wrong, fit the offload gate.
+"""Recall-rate boosting for Dynamic ECC, both tasks: label the images the edge gets wrong, fit the offload gate.
 
-An image "needs the cloud" when the edge's detections make more errors (missed objects plus false
-detections, IoU 0.5, same class, score >= 0.5) than the cloud's on the same image.
+Under an offload budget, missing an image that needs the cloud costs accuracy, while offloading an easy one
+only costs bytes: the gate is fitted with the positive class up-weighted, and its threshold set to reach a
+target recall of those images (:func:`threshold_for_recall`).
+
+* Detection: an image "needs the cloud" when the edge's detections make more errors (missed objects plus
+  false detections, IoU 0.5, same class, score >= 0.5) than the cloud's on the same image; the gate
+  (``OffloadGate``) is a logistic model over statistics of the edge detector's scores
+  (:func:`calibrate_offload_gate`, :func:`fit_offload_gate`).
+* Classification: an image needs the cloud when the edge's own head gets it wrong; the gate is a threshold
+  on 1 - the edge's max softmax (:func:`fit_gate`).
 """
 import logging
 
@@ -9,8 +17,10 @@ import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.structures import BoxMode, pairwise_iou, Boxes
+from torch import nn
+from torch.nn import functional as F
 
-from .modeling.offload import detection_statistics, fit_offload_gate
+from .edge.gate import detection_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +59,9 @@ def collect_gate_data(cfg, model, dataset_name, max_images=300):
         decision = model.edge_step([inp], force_offload=True)[0]
         cloud = model.cloud([decision.payload])[0]["instances"]
         gt_boxes, gt_classes = _ground_truth(record)
-        edge_err = count_errors(decision.instances.to("cpu"), gt_boxes, gt_classes)
+        edge_err = count_errors(decision.answer.to("cpu"), gt_boxes, gt_classes)
         cloud_err = count_errors(cloud.to("cpu"), gt_boxes, gt_classes)
-        stats.append(detection_statistics(decision.instances.scores.cpu(), model.offload_gate.min_score))
+        stats.append(detection_statistics(decision.answer.scores.cpu(), model.offload_gate.min_score))
         labels.append(edge_err > cloud_err)
     return np.stack(stats), np.array(labels)
 
@@ -64,3 +74,69 @@ def calibrate_offload_gate(cfg, model, dataset_name, max_images=300, recall_targ
     model.offload_gate.load_fit(fit)
     fit["needs_cloud_fraction"] = float(labels.mean())
     return fit
+
+
+def fit_offload_gate(stats, needs_cloud, recall_target=0.9, positive_weight=None, steps=2000, lr=0.1):
+    """Recall-boosted logistic regression. ``stats``: [N, F] from :func:`detection_statistics`;
+    ``needs_cloud``: [N] bool. Returns the parameters and the threshold reaching ``recall_target``
+    of the positives on these images, with the offload rate it implies."""
+    x = torch.as_tensor(np.asarray(stats), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(needs_cloud), dtype=torch.float32)
+    if len(y) == 0 or y.sum() == 0 or y.sum() == len(y):
+        raise ValueError("fitting the offload gate needs images both needing and not needing the cloud")
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mean) / std
+    pos_w = positive_weight or float((1 - y).sum() / y.sum())  # boost recall: balance the classes at least
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=lr, max_iter=steps)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_w))
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(z @ w + b, y) + 1e-3 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        p = torch.sigmoid(z @ w + b)
+    threshold = threshold_for_recall(p.numpy(), y.numpy().astype(bool), recall_target)
+    return {"weight": w.detach().tolist(), "bias": float(b.detach()), "mean": mean.tolist(), "std": std.tolist(),
+            "threshold": threshold, "offload_rate": float((p.numpy() >= threshold).mean()),
+            "recall": float(((p.numpy() >= threshold) & y.numpy().astype(bool)).sum() / y.sum())}
+
+
+def threshold_for_recall(probs, positives, recall_target):
+    """The largest threshold whose offloaded set (probs >= threshold) holds ``recall_target`` of the positives."""
+    pos = np.sort(np.asarray(probs)[np.asarray(positives)])[::-1]
+    k = max(1, int(np.ceil(recall_target * len(pos))))
+    return float(pos[k - 1])
+
+
+@torch.no_grad()
+def edge_confidence(model, data, batch_size=256):
+    """Classification: the edge's "needs the cloud" score (1 - max softmax) and its correctness on every image of
+    ``data``."""
+    scores, correct = [], []
+    for start in range(0, len(data), batch_size):
+        images, labels = data.images[start:start + batch_size], data.labels[start:start + batch_size]
+        _, logits = model.edge_half(model.normalizer(images))
+        p = F.softmax(logits.float(), dim=1).cpu()
+        scores.append(1 - p.max(1).values)
+        correct.append(p.argmax(1) == labels)
+    return torch.cat(scores).numpy(), torch.cat(correct).numpy()
+
+
+def fit_gate(model, data, recall, batch_size=256):
+    """Classification's recall-rate boosting: the threshold at which the edge offloads ``recall`` of the images of
+    ``data`` it gets wrong, set as ``model.threshold``. Returns the threshold and what it implies on ``data``."""
+    model.eval()
+    scores, correct = edge_confidence(model, data, batch_size)
+    if correct.all():
+        raise ValueError(f"the edge gets all {len(correct)} held-out images right: nothing to fit the gate on")
+    threshold = threshold_for_recall(scores, ~correct, recall)
+    model.threshold = threshold
+    offload = scores >= threshold
+    return {"threshold": threshold, "offload_rate": float(offload.mean()), "edge_top1": float(100 * correct.mean()),
+            "recall": float((offload & ~correct).sum() / (~correct).sum())}

@@ -1,9 +1,10 @@
-"""Loading and saving EccentricRCNN weights: whole models, the edge and cloud halves, edge initialisation."""
+"""Loading and saving weights: the one checked loader (both tasks), EccentricRCNN's halves and edge initialisation."""
 import logging
 import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.modeling import build_model
 
 from .modeling.backbone.resnet_stages import STAGES
@@ -51,46 +52,131 @@ def save_halves(model, output_dir):
     return paths
 
 
-def load_edge_weights(model, path):
-    """Initialise the edge (trunk, edge detector, gate) from a checkpoint, leaving the rest alone.
-    For Independent ECC the trunk of a feature-mode checkpoint moves into the edge detector. A
-    checkpoint whose edge tensors do not fit the model, or that holds none, is refused (never a silent
-    partial load)."""
-    state = DetectionCheckpointer(model)._load_file(path)["model"]
-    state = {k: torch.as_tensor(v) for k, v in state.items()}
+MAX_MISSING = 0.1  # an evaluated model that its checkpoints leave more than this fraction unfilled is refused
+_FIX = "Use the config the checkpoint was trained with, or a checkpoint of this config's architecture."
+_EDGE_FIX = ("Use the edge config the checkpoint was trained with (detection: MODEL.ECCENTRIC.EDGE.*, CODEC.*, "
+             "ROI_HEADS.NUM_CLASSES; classification: MODEL.CLS.EDGE_*), or MODEL.ECCENTRIC.EDGE.WEIGHTS '' to keep "
+             "MODEL.WEIGHTS.")
+
+
+def check_state(model, state, source, part="", fix=_FIX):
+    """The entries of ``state`` (a name -> tensor dict under ``model``'s names) that ``model`` holds, checked:
+    a tensor whose shape differs from the model's, or a state that fills none of the model's tensors, is
+    refused with a ValueError naming ``source``, the first mismatching tensors with both shapes, and ``fix``.
+    ``part`` ("edge", ...) names what ``state`` is meant to fill. Shared by detection and classification."""
+    own = model.state_dict()
+    picked = {k: v for k, v in state.items() if k in own}
+    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+             for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise ValueError(f"{source} does not match the config: it does not fit this model's {part or 'tensors'} "
+                         f"({len(wrong)} tensors have other shapes, e.g. {'; '.join(wrong[:3])}). {fix}")
+    if not picked:
+        raise ValueError(f"{source} holds none of this model's {part + ' ' if part else ''}tensors. {fix}")
+    return picked
+
+
+def load_checked(model, weights=None, edge=None, complete=False):
+    """Load ``weights`` (MODEL.WEIGHTS) and ``edge`` (MODEL.ECCENTRIC.EDGE.WEIGHTS), each a ``(source, state)``
+    pair or None, into ``model`` after :func:`check_state`; a tensor that ``edge`` provides is not taken from
+    ``weights``. What neither fills is logged by module; with ``complete`` (an evaluated model) more than
+    MAX_MISSING of the model unfilled by ``weights`` and ``edge`` is refused. Returns the loaded tensors."""
+    loaded = check_state(model, edge[1], edge[0], "edge", _EDGE_FIX) if edge else {}
+    if weights:
+        loaded.update(check_state(model, {k: v for k, v in weights[1].items() if k not in loaded}, weights[0]))
+    if not loaded:
+        return loaded
+    model.load_state_dict(loaded, strict=False)
+    own = model.state_dict()
+    missing = [k for k in own if k not in loaded]
+    sources = " with ".join(source for source, _ in filter(None, (weights, edge)))
+    if weights and complete and len(missing) > MAX_MISSING * len(own):
+        raise ValueError(f"{sources} does not match the config: {len(missing)} of the model's {len(own)} tensors are "
+                         f"not in it ({summarize_names(missing)}). Is it the checkpoint of this config? A model "
+                         f"with an edge detector may also need its MODEL.ECCENTRIC.EDGE.WEIGHTS.")
+    logger.info("Loaded %d tensors from %s", len(loaded), sources)
+    if missing:
+        logger.warning("%d tensors of the model are not in %s and keep their initial values: %s", len(missing),
+                       sources, summarize_names(missing))
+    return loaded
+
+
+def summarize_names(names, limit=8):
+    """Tensor names grouped by module (at most 3 levels deep), with counts: "roi_heads.adapters.p2 (2), ..."."""
+    groups = {}
+    for name in names:
+        parts = name.split(".")[:-1] or [name]
+        module = ".".join(parts[:3])
+        groups[module] = groups.get(module, 0) + 1
+    text = ", ".join(f"{m} ({n})" for m, n in list(groups.items())[:limit])
+    return text + (f", and {len(groups) - limit} more modules" if len(groups) > limit else "")
+
+
+def read_weights(model, path, names=None):
+    """The tensors of checkpoint ``path`` (a file or a Detectron2 model-zoo URL) under ``model``'s names, read as
+    Detectron2 does: Detectron2 .pth/.pkl, and Caffe2/pycls files through its name-matching heuristics (against
+    the model tensors ``names``, default all)."""
+    checkpointer = DetectionCheckpointer(model)
+    try:
+        checkpoint = checkpointer._load_file(checkpointer.path_manager.get_local_path(path))
+    except Exception as e:  # a file that is not a checkpoint: torch/pickle say why
+        raise ValueError(f"{path!r} is not a readable checkpoint: {type(e).__name__}: {e}") from None
+    state = checkpoint["model"]
+    checkpointer._convert_ndarray_to_tensor(state)
+    if checkpoint.get("matching_heuristics", False):
+        own = {k: v for k, v in model.state_dict().items() if names is None or k in names}
+        state = align_and_update_state_dicts(own, state, c2_conversion=checkpoint.get("__author__") == "Caffe2")
+    if state and all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel model
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _edge_part(model):
+    return edge_prefixes(model) if model.offload_mode == "features" else ("edge_detector.", "offload_gate.")
+
+
+def _read_edge(model, path):
+    """The edge tensors of ``path`` under the model's names. For Independent ECC the trunk of a feature-mode
+    checkpoint moves into the edge detector."""
+    prefixes = _edge_part(model)
+    state = read_weights(model, path, {k for k in model.state_dict() if k.startswith(prefixes)})
     if model.offload_mode == "image":
         state = {k.replace("backbone.bottom_up.", "edge_detector.backbone.bottom_up.", 1)
                  if k.startswith(tuple(f"backbone.bottom_up.{s}." for s in STAGES)) else k: v
                  for k, v in state.items()}
-    prefixes = edge_prefixes(model) if model.offload_mode == "features" else ("edge_detector.", "offload_gate.")
-    own = model.state_dict()
-    picked = {k: v for k, v in state.items() if k.startswith(prefixes) and k in own}
-    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
-             for k, v in picked.items() if v.shape != own[k].shape]
-    if wrong:
-        raise ValueError(f"{path} does not fit this model's edge (MODEL.ECCENTRIC.EDGE.WEIGHTS): {len(wrong)} tensors "
-                         f"have other shapes, e.g. {'; '.join(wrong[:3])}. Use the edge config the checkpoint was "
-                         f"trained with (MODEL.ECCENTRIC.EDGE.*, CODEC.*, ROI_HEADS.NUM_CLASSES).")
-    if not picked:
-        raise ValueError(f"{path} holds none of this model's edge tensors (names starting with "
-                         f"{', '.join(prefixes[:3])}, ...): pass an edge checkpoint of this architecture as "
-                         f"MODEL.ECCENTRIC.EDGE.WEIGHTS, or '' to keep MODEL.WEIGHTS")
+    return {k: v for k, v in state.items() if k.startswith(prefixes)}
+
+
+def load_edge_weights(model, path):
+    """Initialise the edge (trunk, edge detector, gate) from a checkpoint, leaving the rest alone; a checkpoint
+    whose edge tensors do not fit the model, or that holds none, is refused (:func:`check_state`)."""
+    picked = check_state(model, _read_edge(model, path), f"{path} (MODEL.ECCENTRIC.EDGE.WEIGHTS)", "edge", _EDGE_FIX)
     model.load_state_dict(picked, strict=False)
-    logger.info("Loaded %d edge tensors from %s", len(picked), path)
     return picked
 
 
-def load_model(cfg):
-    """Build the model of ``cfg`` in eval mode with MODEL.WEIGHTS and then MODEL.ECCENTRIC.EDGE.WEIGHTS."""
-    model = build_model(cfg)
-    for path in (cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS):
-        if path and not (path.startswith(("detectron2://", "http://", "https://")) or os.path.isfile(path)):
-            raise FileNotFoundError(f"Checkpoint {path!r} not found: check MODEL.WEIGHTS / "
+def load_weights(model, cfg, complete=False):
+    """MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS into a detection model, checked (:func:`load_checked`):
+    the edge tensors that EDGE.WEIGHTS provides are not taken from MODEL.WEIGHTS (so a cloud teacher's
+    checkpoint initialises a model with an edge of another width). ``complete``: refuse checkpoints that
+    leave much of the model unfilled (evaluation). Returns the loaded tensors."""
+    path, edge_path = cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
+    for p in (path, edge_path):
+        if p and not (p.startswith(("detectron2://", "http://", "https://")) or os.path.isfile(p)):
+            raise FileNotFoundError(f"Checkpoint {p!r} not found: check MODEL.WEIGHTS / "
                                     f"MODEL.ECCENTRIC.EDGE.WEIGHTS (committed FashionDet models are in checkpoints/)")
-    if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    if cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
-        load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
+    edge = (f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS)", _read_edge(model, edge_path)) if edge_path else None
+    weights = None
+    if path:
+        names = {k for k in model.state_dict() if not (edge and k in edge[1])}
+        weights = (f"{path} (MODEL.WEIGHTS)", read_weights(model, path, names))
+    return load_checked(model, weights, edge, complete)
+
+
+def load_model(cfg):
+    """Build the model of ``cfg`` in eval mode with its checked MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS."""
+    model = build_model(cfg)
+    load_weights(model, cfg, complete=True)
     return model.eval()
 
 

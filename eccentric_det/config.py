@@ -1,14 +1,19 @@
-"""``cfg.MODEL.ECCENTRIC``: every knob of the edge/cloud split, the codec, offloading and training."""
+"""``cfg.MODEL.ECCENTRIC``: every knob of the edge/cloud split, the codec, offloading and training; and
+:func:`get_eccentric_cfg`, the config factory of every entry point (detection, classification, serving)."""
 import logging
 import os
 
 import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+from detectron2.utils.logger import log_first_n
 
 
 def add_eccentric_config(cfg):
-    """Add ``cfg.MODEL.ECCENTRIC`` (and ``cfg.TEST.ECCENTRIC``) to a Detectron2 config, in place."""
+    """Add ``cfg.MODEL.ECCENTRIC`` (and ``cfg.TEST.ECCENTRIC``) to a Detectron2 config, in place, and register
+    eccentric_det's backbones, ROI heads, meta-architecture and datasets in Detectron2's registries."""
+    from . import data, modeling  # noqa: F401  (registration)
+
     _C = cfg
     _C.MODEL.ECCENTRIC = CN()
     E = _C.MODEL.ECCENTRIC
@@ -125,25 +130,60 @@ def resolve_config_file(path):
                             f"Pass a path to a .yaml file, e.g. configs/FashionDet/adaptive_ecc.yaml.")
 
 
+KEY_DOCS = ("eccentric_det/config.py (MODEL.ECCENTRIC, TEST.ECCENTRIC), eccentric_det/classification/config.py "
+            "(MODEL.CLS, DATA_CLS), eccentric_det/serving/config.py (SERVING) and Detectron2's "
+            "detectron2/config/defaults.py")
+
+
 def fall_back_to_cpu(cfg):
     """Set MODEL.DEVICE to cpu, with a warning, when it names CUDA and this machine has none."""
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger("eccentric_det").warning("No CUDA device: running on CPU (MODEL.DEVICE cpu).")
+        log_first_n(logging.WARNING, "No CUDA device: running on CPU (MODEL.DEVICE cpu).", name="eccentric_det",
+                    key="message")
         cfg.MODEL.DEVICE = "cpu"
     return cfg
 
 
-def get_eccentric_cfg(config_file=None, opts=()):
-    """A Detectron2 config with ``add_eccentric_config`` applied, merged from a file and overrides."""
+def is_classification_config(config_file):
+    """Whether a config file (with its ``_BASE_`` files) describes a classifier (sets MODEL.CLS or DATA_CLS)."""
+    data = CN.load_yaml_with_base(resolve_config_file(config_file), allow_unsafe=True)
+    return "DATA_CLS" in data or "CLS" in (data.get("MODEL") or {})
+
+
+def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
+    """The config of every entry point: Detectron2's defaults with ``MODEL.ECCENTRIC`` (and, for ``task``
+    "classification", ``MODEL.CLS`` and ``DATA_CLS``; ``task`` None: read from the file), ``cfg.SERVING`` when
+    ``serving``, merged from ``config_file`` and the ``opts`` overrides (KEY VALUE ...; a leading "--", which
+    ends a tool's options before them, is dropped), MODEL.DEVICE cpu on a machine without CUDA. An unknown key
+    is a KeyError naming the key, where it came from and where keys are documented. Not frozen."""
+    if task is None:
+        task = "classification" if config_file and is_classification_config(config_file) else "detection"
+    if task not in ("detection", "classification"):
+        raise ValueError(f"task must be 'detection' or 'classification', got {task!r}")
     cfg = get_cfg()
     add_eccentric_config(cfg)
-    for source, merge in ((config_file, lambda: cfg.merge_from_file(resolve_config_file(config_file))),
-                          ("the command-line overrides", lambda: cfg.merge_from_list(list(opts)))):
+    if task == "classification":
+        from .classification.config import add_classification_config
+
+        add_classification_config(cfg)
+    if serving:
+        from .serving.config import add_serving_config
+
+        add_serving_config(cfg)
+    opts = list(opts)
+    if opts[:1] == ["--"]:
+        opts = opts[1:]
+    merges = ((config_file, lambda: cfg.merge_from_file(resolve_config_file(config_file))),
+              ("the command-line overrides", lambda: cfg.merge_from_list(opts)))
+    for source, merge in merges:
         if not source:
             continue
         try:
             merge()
-        except (AssertionError, KeyError) as e:  # yacs reports an unknown key with an assertion
-            raise KeyError(f"{e} (in {source}): check the key's spelling; eccentric_det's keys are documented "
-                           f"in eccentric_det/config.py and need add_eccentric_config(cfg)") from None
-    return cfg
+        except (AssertionError, KeyError) as e:  # yacs reports an unknown key in overrides with an assertion
+            message = e.args[0] if e.args else repr(e)
+            if "Non-existent" not in str(message):  # e.g. an odd number of overrides
+                raise ValueError(f"{message} (in {source})") from None
+            raise KeyError(f"{message} (in {source}): check the key's spelling; keys are documented in "
+                           f"{KEY_DOCS}") from None
+    return fall_back_to_cpu(cfg)

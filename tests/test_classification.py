@@ -5,12 +5,14 @@ import os
 import pytest
 import torch
 
-from eccentric_det.classification import SplitTimmClassifier, get_cls_cfg, load_weights, save_weights, timm_to_split
+from eccentric_det.calibration import fit_gate
+from eccentric_det.classification import SplitTimmClassifier, load_weights, save_weights, timm_to_split
 from eccentric_det.classification.checkpoint import edge_state, load_state, read_state
 from eccentric_det.classification.data import ClsData, load_cls_dataset
 from eccentric_det.classification.split_model import create_timm, encode_png
-from eccentric_det.classification.train import ClsLosses, evaluate, fit_gate, main, split_gflops, train
+from eccentric_det.classification.train import ClsLosses, classifier_gflops, evaluate, load_initial_weights, main, train
 from eccentric_det.codec import KIND_IMAGE, Payload, PayloadError
+from eccentric_det.config import CONFIG_DIR, get_eccentric_cfg
 
 SIZE = 32
 RESNET = {"channels": (8, 16, 32, 64)}
@@ -94,6 +96,36 @@ def test_unsplit_checkpoint_initialises_both_halves(tmp_path):
         assert torch.equal(split(images).logits, want)
 
 
+def test_checkpoints_are_checked_as_detection_checks_them(tmp_path):
+    """The shared check (eccentric_det.checkpoint.check_state): a tensor of another shape is refused with its name
+    and both shapes, a checkpoint of nothing the model holds too; EDGE.WEIGHTS' tensors are not taken from
+    MODEL.WEIGHTS, so an unsplit teacher initialises a split model whose edge is narrower."""
+    narrow = tmp_path / "narrow_edge.yaml"
+    narrow.write_text(f'_BASE_: "{os.path.join(CONFIG_DIR, QUICK.format("adaptive_ecc"))}"\nMODEL:\n  CLS:\n'
+                      f'    EDGE_TIMM_NAME: "resnet18"\n    EDGE_TIMM_KWARGS:\n      channels: [4, 8, 16, 32]\n')
+    torch.manual_seed(0)
+    edge = SplitTimmClassifier(get_eccentric_cfg(str(narrow)))
+    edge_path = save_weights(edge, str(tmp_path / "edge.pth"), half_precision=False)
+    teacher = SplitTimmClassifier(get_eccentric_cfg(QUICK.format("cloud_teacher"))).cloud_half.model
+    teacher_path = str(tmp_path / "teacher.pth")
+    torch.save(teacher.state_dict(), teacher_path)  # a plain timm state dict: it names both halves' tensors
+    cfg = get_eccentric_cfg(str(narrow), ["MODEL.WEIGHTS", teacher_path, "MODEL.ECCENTRIC.EDGE.WEIGHTS", edge_path])
+    model = SplitTimmClassifier(cfg)
+    load_initial_weights(cfg, model)
+    got = model.state_dict()
+    assert all(torch.equal(v, got[k]) for k, v in edge.state_dict().items() if k.startswith("edge_half."))
+    assert torch.equal(got["cloud_half.model.fc.weight"], teacher.state_dict()["fc.weight"])
+    alone = get_eccentric_cfg(str(narrow), ["MODEL.WEIGHTS", teacher_path])
+    with pytest.raises(ValueError, match=r"teacher.pth \(MODEL.WEIGHTS\) does not match the config: .*"
+                                         r"edge_half.model.layer1.0.conv1.weight: \(8, 64, 3, 3\) in the file, "
+                                         r"\(4, 64, 3, 3\) in the model"):
+        load_initial_weights(alone, SplitTimmClassifier(alone))
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"model": {"codec.nothing": torch.zeros(1)}}, foreign)
+    with pytest.raises(ValueError, match="holds none of this model's tensors"):
+        load_weights(model, str(foreign))
+
+
 def test_bad_splits_are_refused():
     with pytest.raises(ValueError, match="EDGE_SPLIT_INDEX"):
         _split("resnet18", RESNET, 2, edge_name="mobilenetv3_small_050", edge_kwargs={}, edge_split_index=3,
@@ -147,7 +179,7 @@ def _tiny_set(n=48, seed=0):
 
 
 def _cfg(strategy, *opts):
-    cfg = get_cls_cfg(QUICK.format(strategy), ["SOLVER.IMS_PER_BATCH", 48, "SOLVER.MAX_ITER", 8, *opts])
+    cfg = get_eccentric_cfg(QUICK.format(strategy), ["SOLVER.IMS_PER_BATCH", 48, "SOLVER.MAX_ITER", 8, *opts])
     torch.manual_seed(0)
     return cfg, SplitTimmClassifier(cfg)
 
@@ -201,7 +233,7 @@ def test_dynamic_gate_and_evaluation(tmp_path):
     assert [r["bytes"] > 0 for r in written["images"]] == [r["offloaded"] for r in written["images"]]
     assert metrics["offload_rate"] == pytest.approx(len(sent) / len(data))
     assert all((r["score"] >= fit["threshold"]) == r["offloaded"] for r in written["images"])
-    g, rate = split_gflops(model), metrics["offload_rate"]
+    g, rate = classifier_gflops(model), metrics["offload_rate"]
     assert 0 < rate < 1 and g["cloud_only"] > 0 and g["edge"] > g["encoder"] > 0 and g["cloud"] > 0
     assert metrics["edge_gflops"] == pytest.approx(g["edge"] - (1 - rate) * g["encoder"])
     assert metrics["cloud_gflops"] == pytest.approx(rate * g["cloud"])
@@ -216,7 +248,7 @@ def test_missing_datasets_say_what_to_install(tmp_path):
 
 @pytest.mark.fashion_mnist
 def test_main_trains_and_evaluates_on_fashion_mnist(tmp_path):
-    cfg = get_cls_cfg(QUICK.format("cloud_teacher"), ["OUTPUT_DIR", str(tmp_path)])
+    cfg = get_eccentric_cfg(QUICK.format("cloud_teacher"), ["OUTPUT_DIR", str(tmp_path)])
     metrics = main(cfg)
     assert metrics["images"] == 32 and metrics["offload_rate"] == 1.0 and metrics["edge_gflops"] == 0.0
     assert metrics["bytes_mean"] > 39 and os.path.isfile(tmp_path / "model_final.pth")
@@ -224,7 +256,7 @@ def test_main_trains_and_evaluates_on_fashion_mnist(tmp_path):
 
 @pytest.mark.parametrize("config", sorted(f for f in os.listdir(CONFIGS) if not f.startswith("Base")))
 def test_shipped_configs_build(config):
-    cfg = get_cls_cfg(f"Classification/{config}")
+    cfg = get_eccentric_cfg(f"Classification/{config}")
     model = SplitTimmClassifier(cfg)
     assert (model.codec is None) == (cfg.MODEL.ECCENTRIC.OFFLOAD.POLICY == "never"
                                      or cfg.MODEL.ECCENTRIC.OFFLOAD_MODE == "image")

@@ -173,3 +173,23 @@ def test_scale_index_list_round_trip_and_corruption():
                       (b"\xff\xff\xff\xff\x7f", 126, 64), (b"", 126, 64)]:
         with pytest.raises(PayloadError, match="scale.index"):
             decode_exceptions(bad, n, k)
+
+
+@pytest.mark.parametrize("name", ["factorized", "hyperprior"])
+def test_edge_coder_writes_compressai_strings(name):
+    """The edge's coder (eccentric_det.codec.coding, CompressAI's C++ rANS encoder without the rest of CompressAI)
+    writes what CompressAI's own entropy models write, byte for byte."""
+    codec = FeatureCodec(48, 48, 16, 32, 2, name).eval()
+    x = real_features() * 8
+    ours = codec.compress(x)
+    with torch.no_grad():
+        y = codec.encoder(x)
+        eb = codec.entropy_bottleneck
+        if name == "factorized":
+            assert [c.strings[0] for c in ours] == eb.compress(y)
+            return
+        z = codec.h_a(y)
+        z_strings = eb.compress(z)
+        scales = codec._scales(eb.decompress(z_strings, z.shape[-2:]), y.shape[-2:])
+        y_strings = codec.gaussian_conditional.compress(y, codec.gaussian_conditional.build_indexes(scales))
+    assert [c.strings for c in ours] == [[ys, zs] for ys, zs in zip(y_strings, z_strings)]

@@ -107,17 +107,17 @@ def test_http_cloud_matches_in_process(cfg, clip):
     def server(request):
         assert request.url.path == "/v1/detect"
         assert request.headers["content-type"] == "application/octet-stream"
+        assert request.headers["authorization"] == "Bearer s3cret"
         posted.append(request.content)
         inst = p.model.cloud([request.content])[0]["instances"]
         return httpx.Response(200, json={"boxes": inst.pred_boxes.tensor.tolist(), "scores": inst.scores.tolist(),
                                          "classes": inst.pred_classes.tolist()})
 
     local = p(frame)
-    p.cloud = HttpCloud("http://cloud.test")
+    p.cloud = HttpCloud("http://cloud.test", retries=0, token="s3cret")
 
     def serve(handler):
-        p.cloud.client = httpx.Client(base_url="http://cloud.test", headers=p.cloud.client.headers,
-                                      transport=httpx.MockTransport(handler))
+        p.cloud.client._http = httpx.Client(headers=p.cloud.client._http.headers, transport=httpx.MockTransport(handler))
 
     serve(server)
     remote = p(frame)
@@ -127,7 +127,7 @@ def test_http_cloud_matches_in_process(cfg, clip):
     assert torch.equal(remote.instances.pred_classes, local.instances.pred_classes)
 
     serve(lambda request: httpx.Response(503, text="busy"))
-    with pytest.raises(DemoError, match="answered 503: busy"):
+    with pytest.raises(DemoError, match="HTTP 503: busy"):
         p(frame)
     serve(lambda request: httpx.Response(200, json={"boxes": [[0, 0, 1, 1]], "scores": [], "classes": []}))
     with pytest.raises(DemoError, match="not detections JSON"):
@@ -165,7 +165,7 @@ def test_cli_one_line_error(tmp_path):
     spec.loader.exec_module(cli)
     missing = str(tmp_path / "missing.mp4")
     with pytest.raises(SystemExit) as e:
-        cli.main(["--config-file", CONFIG, "--video-input", missing, "--output", str(tmp_path), "--opts", *OPTS])
+        cli.main(["--config-file", CONFIG, "--video-input", missing, "--output", str(tmp_path), *OPTS])
     assert e.value.code == f"demo.py: error: video {missing!r} not found"
 
 

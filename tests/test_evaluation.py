@@ -13,16 +13,20 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, BoxMode, Instances
 from torch import nn
 
-import eccentric_det  # noqa: F401
+import eccentric_det.data  # noqa: F401  (registers the datasets)
+import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
+from eccentric_det.baselines import ImageCodecBaseline
+from eccentric_det.checkpoint import load_model
 from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.data import register_fashion_det
 from eccentric_det.data.fashion_det import generate_fashion_det
-from eccentric_det.evaluation.baselines import ImageCodecBaseline, encode_image
 from eccentric_det.evaluation.build import coco_evaluator
-from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator, summarize
+from eccentric_det.evaluation.costs import summarize
+from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator
 from eccentric_det.evaluation.flops import count_gflops, edge_cloud_gflops
-from eccentric_det.evaluation.pareto import (bd_rate, dataset_dicts, load_checked_model, load_results,
-                                             pareto_mask, parse_sweep, plan, run_sweep)
+from eccentric_det.evaluation.pareto import (bd_rate, dataset_dicts, load_results, pareto_mask, parse_sweep, plan,
+                                             run_sweep)
+from eccentric_det.split.image_codecs import encode_image
 
 from .helpers import image_input, split_cfg
 
@@ -195,8 +199,8 @@ def test_image_codec_baseline_counts_coded_bytes():
 
 @needs_sc2bench
 def test_sc2bench_baseline_trains_both_stages_and_round_trips(tiny, tmp_path):
-    from eccentric_det.evaluation.baselines import (Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector,
-                                                    load_sc2bench, save_sc2bench)
+    from eccentric_det.baselines import (Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector,
+                                         load_sc2bench, save_sc2bench)
 
     torch.manual_seed(0)
     cfg = quick_cfg("cloud_teacher")
@@ -310,20 +314,20 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     torch.save({"model": build_model(quick_cfg("cloud_teacher")).state_dict()}, teacher)
     torch.save({"model": build_model(quick_cfg("dynamic_ecc")).state_dict()}, dynamic)
     with pytest.raises(ValueError, match="does not match the config"):
-        load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(teacher)))
-    assert not load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(dynamic))).training
+        load_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(teacher)))
+    assert not load_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(dynamic))).training
     # Independent ECC: the teacher fills the cloud, the edge checkpoint the edge detector; neither alone is enough
     edge = tmp_path / "edge.pth"
     torch.save({"model": build_model(quick_cfg("edge_kd")).state_dict()}, edge)
-    independent = load_checked_model(quick_cfg("independent_ecc", "MODEL.WEIGHTS", str(teacher),
+    independent = load_model(quick_cfg("independent_ecc", "MODEL.WEIGHTS", str(teacher),
                                                "MODEL.ECCENTRIC.EDGE.WEIGHTS", str(edge)))
     assert torch.equal(independent.state_dict()["roi_heads.box_predictor.cls_score.weight"],
                        torch.load(teacher)["model"]["roi_heads.box_predictor.cls_score.weight"])
     with pytest.raises(ValueError, match="does not match the config"):
-        load_checked_model(quick_cfg("independent_ecc", "MODEL.WEIGHTS", str(teacher)))
+        load_model(quick_cfg("independent_ecc", "MODEL.WEIGHTS", str(teacher)))
     (tmp_path / "notes.pth").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        load_checked_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(tmp_path / "notes.pth")))
+        load_model(quick_cfg("dynamic_ecc", "MODEL.WEIGHTS", str(tmp_path / "notes.pth")))
 
 
 def test_empty_or_unknown_dataset():

@@ -23,9 +23,9 @@ from eccentric_det.checkpoint import load_model, save_halves
 from eccentric_det.codec import Payload, PayloadError
 from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.inputs import InputBuilder
-from eccentric_det.serving import CloudRuntime, EdgeClient, get_serving_cfg, load_half
+from eccentric_det.edge import CloudRejected, EdgeClient, run_images
+from eccentric_det.serving import CloudRuntime, get_serving_cfg, load_half
 from eccentric_det.serving.detections import CONTENT_TYPE
-from eccentric_det.serving.edge_client import CloudRejected, run_images
 from eccentric_det.serving.worker import InProcessModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ class Server:
     def __init__(self, weights, log_path, opts=(), env=None):
         self.port, self.log_path, self.env = free_port(), log_path, env or {}
         self.cmd = [sys.executable, os.path.join(ROOT, "tools", "cloud_server.py"), "--config-file", CFG,
-                    "--weights", weights, "--port", str(self.port), "--opts", *OPTS, *opts]
+                    "--weights", weights, "--port", str(self.port), *OPTS, *opts]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
@@ -131,7 +131,7 @@ def client(halves, server):
 
 @pytest.fixture(scope="module")
 def inputs():
-    builder = InputBuilder(get_eccentric_cfg(CFG))
+    builder = InputBuilder.from_config(get_eccentric_cfg(CFG))
     images = [bgr_image(h, w, i) for i, (h, w) in enumerate(SIZES)]
     return images, [builder(img) for img in images]
 
@@ -156,7 +156,7 @@ def test_default_bind_is_loopback(server, model):
 
 @pytest.mark.parametrize("threshold,source", [(0.0, "cloud"), (1.0, "edge")])
 def test_network_equals_in_process(client, model, inputs, threshold, source):
-    client.model.threshold = model.threshold = threshold  # every image offloaded / every image kept
+    client.edge.model.threshold = model.threshold = threshold  # every image offloaded / every image kept
     for image, inp in zip(*inputs):
         result, expected = client(image), model([inp])[0]
         assert result.source == source
@@ -296,7 +296,7 @@ def test_worker_killed_mid_request_the_server_answers_and_the_retry_succeeds(ser
     died = server.metrics().get('eccentric_errors_total{reason="worker_died"}', 0)
     client = make_client(halves, server.url, "SERVING.RETRIES", "6", "SERVING.BACKOFF_S", "0.5",
                          "SERVING.TIMEOUT_S", "120.0")
-    client.model.threshold = 0.0
+    client.edge.model.threshold = 0.0
     os.kill(before["worker_pid"], signal.SIGSTOP)  # frozen, so the request is surely in its hands when it dies
     result = {}
     request = threading.Thread(target=lambda: result.setdefault("r", client(inputs[0][0])))
@@ -326,7 +326,7 @@ def test_fleet_key_keeps_out_payloads_from_outside_the_fleet(halves, model, inpu
     clients = {k: make_client(halves, keyed.url, "SERVING.PAYLOAD_KEY", k) for k in (key, "", "another-key-0123456")}
     try:
         for c in clients.values():
-            c.model.threshold = 0.0
+            c.edge.model.threshold = 0.0
         assert clients[key](inputs[0][0]).source == "cloud"
         assert httpx.get(keyed.url + "/healthz").json()["authenticated"] is True
         for other in ("", "another-key-0123456"):
@@ -345,14 +345,14 @@ def test_a_half_checkpoint_is_refused_by_the_other_half(halves):
 
 def test_unreachable_cloud_falls_back_to_edge(halves, model, inputs):
     client = make_client(halves, f"http://127.0.0.1:{free_port()}", "SERVING.RETRIES", "2", "SERVING.BACKOFF_S", "0.01")
-    client.model.threshold = model.threshold = 0.0
+    client.edge.model.threshold = model.threshold = 0.0
     image, inp = inputs[0][0], inputs[1][0]
     try:
         result = client(image)
     finally:
         client.close()
     assert result.source == "edge-fallback" and result.bytes_sent == 0
-    assert_same(result.instances, model.edge_step([inp])[0].instances)
+    assert_same(result.instances, model.edge_step([inp])[0].answer)
 
 
 class Gated:
@@ -371,7 +371,7 @@ class Gated:
 
 
 def test_server_restart_during_a_client_run(server, client, halves, inputs, tmp_path):
-    client.model.threshold = 0.0  # offload every image
+    client.edge.model.threshold = 0.0  # offload every image
     folder = tmp_path / "images"
     folder.mkdir()
     for i in range(7):
@@ -404,7 +404,7 @@ def test_server_restart_during_a_client_run(server, client, halves, inputs, tmp_
     cli = runpy.run_path(os.path.join(ROOT, "tools", "edge_client.py"))
     counts = cli["main"](["--config-file", CFG, "--weights", halves["edge"], "--cloud-url", server.url,
                           "--input", str(folder), "--output", output, "--resume",
-                          "--opts", *OPTS, "SERVING.TOKEN", TOKEN, "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", "0.0"])
+                          *OPTS, "SERVING.TOKEN", TOKEN, "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", "0.0"])
     assert counts["skipped"] == 6 and counts["cloud"] == 1
     again = [json.loads(line) for line in open(output)]
     assert [r["image"] for r in again] == [r["image"] for r in lines] and again[:6] == lines[:6]

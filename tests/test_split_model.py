@@ -3,7 +3,8 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-import eccentric_det  # noqa: F401
+import eccentric_det.data  # noqa: F401  (registers the datasets)
+import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.codec import Payload
 
 from .helpers import image_input, split_cfg, stock_cfg

@@ -2,14 +2,15 @@
 """Serve the cloud half of an eccentric_det model over HTTP (FastAPI + uvicorn, or Ray Serve).
 
     python tools/cloud_server.py --config-file configs/FashionDet/adaptive_ecc.yaml --weights halves/cloud.pth
-    python tools/cloud_server.py ... --host 0.0.0.0 --port 8000 --opts SERVING.MAX_BATCH_SIZE 16
+    python tools/cloud_server.py ... --host 0.0.0.0 --port 8000 SERVING.MAX_BATCH_SIZE 16
     ECCENTRIC_TOKEN=s3cret python tools/cloud_server.py ...          # clients must send the same token
     ECCENTRIC_PAYLOAD_KEY=$(cat fleet.key) python tools/cloud_server.py ...   # only payloads signed by the fleet
-    python tools/cloud_server.py ... --ray --opts SERVING.RAY.NUM_REPLICAS 2        # Ray Serve, local
+    python tools/cloud_server.py ... --ray SERVING.RAY.NUM_REPLICAS 2        # Ray Serve, local
     python tools/cloud_server.py ... --ray --ray-address auto        # on a running Ray cluster
 
 ``--weights`` is the ``cloud.pth`` written by ``eccentric_det.checkpoint.save_halves``; every other
-setting is a config key (``cfg.SERVING``, see eccentric_det/serving/config.py) given with ``--opts``.
+setting is a config key (``cfg.SERVING``, see eccentric_det/serving/config.py) given as trailing KEY VALUE
+pairs, after the options (Detectron2's convention).
 """
 import argparse
 
@@ -27,7 +28,7 @@ def get_parser():
     p.add_argument("--ray", action="store_true", help="serve with Ray Serve instead of uvicorn")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join ('auto': the running one); "
                                                        "default: start a local Ray instance")
-    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
 
 

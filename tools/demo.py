@@ -4,9 +4,12 @@
     python tools/demo.py --config-file configs/FashionDet/dynamic_ecc.yaml --video-input default --output output/demo
     python tools/demo.py --config-file ... --input 'photos/*.jpg' --output output/demo_images
     python tools/demo.py --config-file ... --video-input my.mp4 --cloud-url http://cloud:8000 --offload-threshold 0.3
+    python tools/demo.py --config-file ... --video-input default --output out MODEL.DEVICE cpu  # overrides last
 
 Each frame shows its boxes and classes, EDGE or CLOUD (who answered), the bytes sent and running
-totals; a JSONL log holds one record per frame and the summary is printed at the end.
+totals; a JSONL log holds one record per frame and the summary is printed at the end. With --cloud-url, set
+ECCENTRIC_TOKEN if the server wants a token and ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed
+payloads.
 """
 import argparse
 import sys
@@ -31,7 +34,7 @@ def get_parser():
                         "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
     p.add_argument("--cloud-url", help="a running cloud server (tools/cloud_server.py; POST {url}/v1/detect); "
                                        "default: the model's cloud half in this process")
-    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
 
 
@@ -40,7 +43,7 @@ def run(args):
         raise DemoError("give exactly one of --input, --video-input, --webcam")
     video = ensure_default_video() if args.video_input == "default" else args.video_input
     cfg = setup_cfg(args.config_file, args.opts)
-    cloud = HttpCloud(args.cloud_url) if args.cloud_url else None
+    cloud = HttpCloud.from_environment(args.cloud_url) if args.cloud_url else None
     predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold)
     if args.input:
         return run_on_images(predictor, args.input, args.output)

@@ -1,45 +1,64 @@
 #!/usr/bin/env python
 """Run the edge half over images, offload to a cloud server, and write one JSON line per image.
 
-    python tools/edge_client.py --config-file configs/FashionDet/adaptive_ecc.yaml --weights halves/edge.pth \
-        --cloud-url http://127.0.0.1:8000 --input datasets/fashion_det/val --output results.jsonl
-    python tools/edge_client.py ... --input "photos/*.jpg" --output results.jsonl --resume
+    python tools/edge_client.py --edge export/fashion_det_edge --cloud-url http://127.0.0.1:8000 \
+        --input datasets/fashion_det/val --output results.jsonl          # exported edge (tools/export_edge.py)
+    python tools/edge_client.py --config-file configs/FashionDet/dynamic_ecc.yaml --weights halves/edge.pth \
+        --cloud-url http://127.0.0.1:8000 --input "photos/*.jpg" --output results.jsonl --resume   # PyTorch edge
 
-Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback", "boxes", "scores", "classes", ...}``,
-written (and flushed) as each image finishes: ``--resume`` skips the images already in the file, so
-a restarted run loses nothing and duplicates nothing. Set ECCENTRIC_TOKEN if the server wants a token,
-and ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.
+``--edge`` runs an exported edge: it imports neither Detectron2 nor anything of the cloud (a device's
+install). ``--config-file`` runs the PyTorch edge half (Detectron2), which also runs Dynamic ECC's edge
+detector and falls back on it when the cloud is unreachable; its config overrides come last, as KEY VALUE
+pairs. Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback", "boxes", "scores", "classes", ...}``,
+written (and flushed) as each image finishes: ``--resume`` skips the images already in the file, so a
+restarted run loses nothing and duplicates nothing. Set ECCENTRIC_TOKEN if the server wants a token, and
+ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.
 """
 import argparse
+import logging
+import os
 
-from detectron2.utils.logger import setup_logger
-
-from eccentric_det.serving.config import get_serving_cfg
-from eccentric_det.serving.edge_client import EdgeClient, list_images, run_images
+from eccentric_det.codec.payload import fleet_key
+from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge, list_images, run_images
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", required=True, metavar="FILE", help="the model's config")
-    p.add_argument("--weights", default="", help="edge half checkpoint (default: the config's MODEL.WEIGHTS)")
-    p.add_argument("--cloud-url", help="the cloud server (default http://SERVING.HOST:SERVING.PORT)")
+    edge = p.add_mutually_exclusive_group(required=True)
+    edge.add_argument("--edge", metavar="DIR", help="an exported edge (tools/export_edge.py)")
+    edge.add_argument("--config-file", metavar="FILE", help="the model's config (PyTorch edge)")
+    p.add_argument("--backend", choices=("onnx", "torchscript"), default="onnx", help="runtime of --edge")
+    p.add_argument("--weights", default="", help="edge half checkpoint of --config-file (default: MODEL.WEIGHTS)")
+    p.add_argument("--cloud-url", help="the cloud server (default with --config-file: http://SERVING.HOST:SERVING.PORT)")
     p.add_argument("--input", nargs="+", required=True, help="images, folders or quoted glob patterns")
     p.add_argument("--output", required=True, help="JSONL file of results")
     p.add_argument("--resume", action="store_true", help="continue an existing --output, skipping its images")
-    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
+
+
+def build_client(args):
+    if args.config_file:
+        from eccentric_det.serving.config import get_serving_cfg
+
+        return EdgeClient.from_config(get_serving_cfg(args.config_file, "edge", args.weights, args.opts), args.cloud_url)
+    if not args.cloud_url or args.opts or args.weights:
+        raise SystemExit("edge_client.py: error: --edge takes --cloud-url, and neither --weights nor config overrides")
+    return EdgeClient(ExportedEdge(args.edge, args.backend), CloudClient(args.cloud_url, token=os.environ.get(
+        "ECCENTRIC_TOKEN", "")), key=fleet_key(os.environ.get("ECCENTRIC_PAYLOAD_KEY", "")))
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    logger = setup_logger(name="eccentric_det")
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s")
     paths = [p for spec in args.input for p in list_images(spec)]
-    client = EdgeClient.from_config(get_serving_cfg(args.config_file, "edge", args.weights, args.opts), args.cloud_url)
+    client = build_client(args)
     try:
         counts = run_images(client, paths, args.output, args.resume)
     finally:
         client.close()
-    logger.info("%s -> %s", ", ".join(f"{k}: {v}" for k, v in counts.items()), args.output)
+    logging.getLogger("eccentric_det").info("%s -> %s", ", ".join(f"{k}: {v}" for k, v in counts.items()),
+                                            args.output)
     return counts
 
 

@@ -12,7 +12,8 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
-import eccentric_det  # noqa: F401  (registers backbones, heads, meta-arch, datasets)
+import eccentric_det.data  # noqa: F401  (registers the datasets)
+import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.evaluation.pareto import SWEEP_KEYS, format_summary, parse_sweep, run_sweep
 
 
@@ -35,7 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--accuracy", default="AP", help="accuracy axis: AP, AP50, AP75, APs/m/l; top1 for --results of "
                                                     "classification runs (tools/train_cls.py --eval-only)")
     p.add_argument("--bd-method", choices=("pchip", "cubic"), default="pchip", help="BD-rate curve fit")
-    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every point")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every point: KEY VALUE "
+                                                                   "pairs, last")
     return p.parse_args(argv)
 
 

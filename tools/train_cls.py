@@ -11,8 +11,8 @@ import os
 import torch
 from detectron2.utils.logger import setup_logger
 
-from eccentric_det.classification import get_cls_cfg
 from eccentric_det.classification.train import main
+from eccentric_det.config import get_eccentric_cfg
 
 
 def parse_args():
@@ -25,9 +25,7 @@ def parse_args():
 
 if __name__ == "__main__":
     args = parse_args()
-    cfg = get_cls_cfg(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = get_eccentric_cfg(args.config_file, args.opts, task="classification")
     if cfg.MODEL.DEVICE == "cpu":
         torch.set_flush_denormal(True)
     cfg.freeze()

@@ -14,15 +14,17 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import eccentric_det  # noqa: F401  (registers backbones, heads, meta-arch, datasets)
-from eccentric_det.checkpoint import load_edge_weights
-from eccentric_det.config import fall_back_to_cpu, get_eccentric_cfg
+import eccentric_det.data  # noqa: F401  (registers the datasets)
+import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
+from eccentric_det.checkpoint import load_weights
+from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.evaluation import build_eccentric_evaluator, check_datasets
 from eccentric_det.solver import build_optimizer
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with eccentric_det's evaluator; the edge's own init (EDGE.WEIGHTS) after MODEL.WEIGHTS."""
+    """DefaultTrainer with eccentric_det's evaluator and optimizer, and its checked loader for MODEL.WEIGHTS and
+    MODEL.ECCENTRIC.EDGE.WEIGHTS."""
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -44,10 +46,12 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     def resume_or_load(self, resume=True):
-        resumed = resume and self.checkpointer.has_checkpoint()
-        super().resume_or_load(resume)
-        if not resumed and self.cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
-            load_edge_weights(_unwrap(self.model), self.cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
+        """Detectron2's resume from OUTPUT_DIR's last checkpoint (model, optimizer, scheduler, iteration);
+        otherwise the checked MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS."""
+        if resume and self.checkpointer.has_checkpoint():
+            super().resume_or_load(resume=True)
+        else:
+            load_weights(_unwrap(self.model), self.cfg)
 
 
 def _unwrap(model):
@@ -55,7 +59,7 @@ def _unwrap(model):
 
 
 def setup(args):
-    cfg = fall_back_to_cpu(get_eccentric_cfg(args.config_file, args.opts))
+    cfg = get_eccentric_cfg(args.config_file, args.opts)
     if cfg.MODEL.DEVICE == "cpu":
         torch.set_flush_denormal(True)
     cfg.freeze()
@@ -69,9 +73,11 @@ def main(args):
     check_datasets(cfg, train=not args.eval_only)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        if cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
-            load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
+        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        if args.resume and checkpointer.has_checkpoint():
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=True)  # this run's last checkpoint
+        else:
+            load_weights(model, cfg, complete=True)
         res = Trainer.test(cfg, model)
         if args.eval_only and cfg.TEST.EXPECTED_RESULTS:
             verify_results(cfg, res)

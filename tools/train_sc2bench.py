@@ -19,12 +19,12 @@ import torch
 from detectron2.data import build_detection_train_loader
 from detectron2.utils.logger import setup_logger
 
-import eccentric_det  # noqa: F401  (registers datasets and models)
-from eccentric_det.config import fall_back_to_cpu, get_eccentric_cfg
+import eccentric_det.data  # noqa: F401  (registers the datasets)
+import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
+from eccentric_det.baselines import Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector, save_sc2bench
+from eccentric_det.checkpoint import load_model
+from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.data import check_dataset_available
-from eccentric_det.evaluation.baselines import (Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector,
-                                                save_sc2bench)
-from eccentric_det.evaluation.pareto import load_checked_model
 
 
 def parse_args(argv=None):
@@ -47,10 +47,10 @@ def main(argv=None):
     try:
         if min(args.iters) < 1:
             raise ValueError(f"--iters must be positive, got {args.iters}")
-        cfg = fall_back_to_cpu(get_eccentric_cfg(args.config_file, args.opts))
+        cfg = get_eccentric_cfg(args.config_file, args.opts)
         for name in cfg.DATASETS.TRAIN:
             check_dataset_available(name)
-        model = Sc2benchDetector(load_checked_model(cfg), args.bottleneck_channels)
+        model = Sc2benchDetector(load_model(cfg), args.bottleneck_channels)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         print(f"train_sc2bench.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from ..checkpoint import check_state, summarize_names
+
 logger = logging.getLogger(__name__)
 HALVES = ("edge_half.", "cloud_half.")
 
@@ -34,18 +36,15 @@ def edge_state(state):
 
 
 def load_state(model, state, source=""):
-    """Load the keys of ``state`` that this model holds; keys of parts it does not build (the other half, a pruned
-    tail) are skipped. Returns the keys of the model's top-level modules that ``state`` covers but lacks."""
-    own = model.state_dict()
-    take = {k: v for k, v in state.items() if k in own}
-    bad = [k for k, v in take.items() if v.shape != own[k].shape]
-    if bad:
-        raise ValueError(f"{source}: shapes differ from the model's for {bad[:5]}: it was made with another config")
+    """Load the keys of ``state`` that this model holds, checked by :func:`eccentric_det.checkpoint.check_state`
+    (other shapes, or no tensor of the model, are refused); keys of parts it does not build (the other half, a
+    pruned tail) are skipped. Returns the keys of the model's top-level modules that ``state`` covers but lacks."""
+    take = check_state(model, state, source)
     model.load_state_dict(take, strict=False)
     covered = {k.split(".", 1)[0] for k in state}
-    missing = [k for k in own if k not in take and k.split(".", 1)[0] in covered]
+    missing = [k for k in model.state_dict() if k not in take and k.split(".", 1)[0] in covered]
     logger.info("Loaded %d tensors from %s%s", len(take), source,
-                f"; not in it: {_summary(missing)}" if missing else "")
+                f"; not in it: {summarize_names(missing)}" if missing else "")
     return missing
 
 
@@ -58,8 +57,3 @@ def timm_to_split(state_dict):
     """An unsplit timm model's state dict under the names of both halves of a SplitTimmClassifier of that model
     (each half takes the keys it holds)."""
     return {f"{half}model.{k}": v for k, v in state_dict.items() for half in HALVES}
-
-
-def _summary(keys):
-    heads = sorted({".".join(k.split(".")[:2]) for k in keys})
-    return ", ".join(heads[:8]) + (" ..." if len(heads) > 8 else "")

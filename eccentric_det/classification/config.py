@@ -6,11 +6,10 @@ a process builds (``HALF``), training modes (``DISTILL``), ``MODEL.WEIGHTS``, ``
 """
 from detectron2.config import CfgNode as CN
 
-from ..config import get_eccentric_cfg, resolve_config_file
-
 
 def add_classification_config(cfg):
-    """Add ``cfg.MODEL.CLS`` and ``cfg.DATA_CLS`` to a config made by ``get_eccentric_cfg``, in place."""
+    """Add ``cfg.MODEL.CLS`` and ``cfg.DATA_CLS`` to a config, in place (``get_eccentric_cfg`` calls it for
+    classification configs)."""
     cfg.MODEL.CLS = CN()
     C = cfg.MODEL.CLS
     # The cloud timm model (any name timm.create_model knows; built without pretrained weights).
@@ -54,14 +53,4 @@ def add_classification_config(cfg):
     D.FLIP = False
     # Batch size of evaluation on the cloud and of gate calibration (the edge runs one image at a time).
     D.TEST_BATCH_SIZE = 256
-    return cfg
-
-
-def get_cls_cfg(config_file=None, opts=()):
-    """A config with ``MODEL.ECCENTRIC``, ``MODEL.CLS`` and ``DATA_CLS``, merged from a file and overrides."""
-    cfg = get_eccentric_cfg()
-    add_classification_config(cfg)
-    if config_file:
-        cfg.merge_from_file(resolve_config_file(config_file))
-    cfg.merge_from_list(list(opts))
     return cfg

@@ -11,6 +11,7 @@ from typing import List
 import torch
 from torchvision.datasets import CIFAR10
 
+from ..data.datasets import datasets_root
 from ..data.fashion_det import DEFAULT_FASHION_ROOT, FASHION_CLASSES, load_fashion_mnist
 
 DATASETS = ("fashion_mnist_train", "fashion_mnist_test", "cifar10_train", "cifar10_test")
@@ -36,7 +37,7 @@ class ClsData:
 def default_root(name):
     if name.startswith("fashion_mnist"):
         return DEFAULT_FASHION_ROOT
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+    return datasets_root()
 
 
 def load_cls_dataset(name, root=""):

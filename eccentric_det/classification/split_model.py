@@ -6,18 +6,16 @@
   the cloud. Edge and cloud may be different timm models: the decoder maps the edge's channels to the cloud's.
 * ``cloud_half`` (:class:`TimmCloud`): the cloud timm model from the split on, then its head.
 * ``edge_step(images) -> list[EdgeDecision]``, ``edge(images) -> list[Payload]``, ``cloud(payloads) -> logits``
-  move real bytes; ``forward`` is the training path (likelihoods instead of bytes).
+  move real bytes (the classification adapter around :class:`eccentric_det.split.SplitModel`); ``forward`` is
+  the training path (likelihoods instead of bytes).
 
 Only timm's public API is used: ``create_model``, ``feature_info``, ``forward_intermediates``,
 ``prune_intermediate_layers``, ``forward_features`` and ``forward_head``.
 """
 import copy
-import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-import cv2
-import numpy as np
 import timm
 import torch
 from detectron2.config import configurable
@@ -25,14 +23,9 @@ from timm.models import FeatureInfo
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec import (KIND_FEATURES, KIND_IMAGE, CodedFeature, FeatureCodec, Payload, PayloadError, PayloadLimits,
-                     PayloadSpec, parse_payloads)
-from ..codec.validation import check_image_header
-
-OFFLOAD_MODES = ("features", "image")
-POLICIES = ("always", "never", "dynamic")
-HALVES = ("both", "edge", "cloud")
-PNG_FINGERPRINT = b"PNG\0"  # image payloads are plain PNG: any cloud of the right input size reads them
+from ..codec import FeatureCodec, PayloadLimits
+from ..inputs import ImageNormalizer
+from ..split import HALVES, OFFLOAD_MODES, POLICIES, SplitModel, check_choice, encode_image, run_split, tensor_to_hwc
 
 
 @dataclass
@@ -43,17 +36,6 @@ class ClsOutput:
     edge_logits: Optional[torch.Tensor]  # the edge's own head (None when it has none)
     likelihoods: Dict[str, torch.Tensor]
     features: Dict[str, torch.Tensor]  # "split": the decoded feature the cloud consumes, "final": before the head
-
-
-@dataclass
-class EdgeDecision:
-    """The edge's answer for one image."""
-
-    payload: Optional[Payload]  # None when the image stays on the edge
-    logits: Optional[torch.Tensor]  # the edge's own logits [K] (None without its own head)
-    offload: bool
-    score: float  # "needs the cloud": 1 - the edge's max softmax (1.0 without its own head)
-    edge_ms: float
 
 
 def create_timm(name, num_classes, in_chans, kwargs=None, device=None):
@@ -68,22 +50,6 @@ def feature_info(model):
     if not hasattr(model, "forward_intermediates"):
         raise ValueError(f"{type(model).__name__} has no forward_intermediates: timm cannot split it")
     return FeatureInfo(model.feature_info, list(range(len(model.feature_info))))
-
-
-class ImageNormalizer(nn.Module):
-    """Images [B, C, H, W] with 0-255 values -> normalised network input at ``image_size``."""
-
-    def __init__(self, pixel_mean, pixel_std, image_size):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-        self.image_size = tuple(image_size)
-
-    def forward(self, images):
-        x = (images.to(self.mean.device, torch.float32) - self.mean) / self.std
-        if tuple(x.shape[-2:]) != self.image_size:
-            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
-        return x
 
 
 def _flat_children(model):
@@ -157,7 +123,7 @@ class TimmCloud(nn.Module):
         return final, m.forward_head(final)
 
 
-class SplitTimmClassifier(nn.Module):
+class SplitTimmClassifier(SplitModel, nn.Module):
     """See the module docstring. ``offload_mode`` "image" is the cloud-only baseline: the edge sends the image as
     PNG and the cloud runs the whole cloud model. ``policy``: "always" offload, "never" (the edge's own head
     answers) or "dynamic" (offload when 1 - the edge's max softmax is at least ``threshold``)."""
@@ -170,12 +136,12 @@ class SplitTimmClassifier(nn.Module):
         super().__init__()
         for key, value, allowed in (("OFFLOAD_MODE", offload_mode, OFFLOAD_MODES), ("OFFLOAD.POLICY", policy, POLICIES),
                                     ("HALF", half, HALVES)):
-            if value not in allowed:
-                raise ValueError(f"MODEL.ECCENTRIC.{key} must be one of {allowed}, got {value!r}")
+            check_choice(key, value, allowed)
         if offload_mode == "image" and policy != "always":
             raise ValueError("OFFLOAD_MODE 'image' (cloud-only) has no edge model: OFFLOAD.POLICY must be 'always'")
         self.offload_mode, self.policy, self.threshold, self.half = offload_mode, policy, threshold, half
         self.in_chans, self.image_size = in_chans, tuple(image_size)
+        self.image_codec, self.image_channels, self.rgb = ("png", 9), in_chans, True  # image payloads: PNG, level 9
         self.payload_limits = payload_limits or PayloadLimits(2048, 2048)
         self.cloud_spec = (cloud_name, num_classes, in_chans, cloud_kwargs)  # to count the unsplit model's FLOPs
         self.normalizer = ImageNormalizer(pixel_mean, pixel_std, image_size)
@@ -226,9 +192,47 @@ class SplitTimmClassifier(nn.Module):
     def device(self):
         return self.normalizer.mean.device
 
-    def fingerprint(self):
-        """8 bytes shared by the edge and cloud halves of one trained model."""
-        return PNG_FINGERPRINT if self.offload_mode == "image" else self.codec.fingerprint()
+    # ------------------------------------------------------------------ split core hooks
+    def split_parts(self):
+        """(edge, codec, tail) of the split path (see :mod:`eccentric_det.split.path`): normalised images ->
+        (split feature, own logits or None), the codec, decoded feature -> (final features, logits)."""
+        return self.edge_half, self.codec, self.cloud_half
+
+    def has_edge(self):
+        return self.half != "cloud"
+
+    def has_cloud(self):
+        return self.cloud_half is not None
+
+    def feature_geometry(self):
+        return {"feature_hw": tuple(self.cloud_half.feature_shape[1:])}
+
+    def edge_export(self):
+        """(module holding the edge's parameters, manifest, traceable own answer or None) for
+        :func:`eccentric_det.edge.export.export_edge`."""
+        n = self.normalizer
+        manifest = {"task": "classification", "policy": self.policy, "threshold": self.threshold,
+                    "input": {"pixel_mean": n.mean.flatten().tolist(), "pixel_std": n.std.flatten().tolist(),
+                              "image_size": list(n.image_size)}}
+        return self.edge_half, manifest, None if self.policy == "always" else (lambda x, logits, size: (logits,))
+
+    def edge_input(self, image):
+        size = tuple(image.shape[-2:])
+        return (self.normalizer(image[None]) if self.edge_half is not None else None), size, size, image
+
+    def edge_answer(self, x, logits, image_size, output_size):
+        """The edge's own logits [K] and 1 - their max softmax."""
+        return logits[0], 1.0 - float(F.softmax(logits[0].float(), dim=0).max())
+
+    def cloud_tail_batch(self, x, payloads):
+        return self.cloud_half(x)[1]
+
+    def cloud_image_batch(self, images, payloads):
+        rgb = [torch.from_numpy(img[:, :, ::-1].transpose(2, 0, 1).copy()) for img in images]  # BGR -> RGB
+        return self.cloud_half(self.normalizer(torch.stack(rgb)))[1]
+
+    def cloud_results(self, logits, payloads, ms):
+        return list(logits)
 
     # ------------------------------------------------------------------ training path
     def forward(self, images, run_cloud=True):
@@ -237,93 +241,18 @@ class SplitTimmClassifier(nn.Module):
         if self.edge_half is None:
             final, logits = self.cloud_half(x)
             return ClsOutput(logits, None, {}, {"final": final})
-        feat, edge_logits = self.edge_half(x)
         if self.cloud_half is None or not run_cloud:
-            return ClsOutput(None, edge_logits, {}, {})
-        coded = self.codec(feat)
-        final, logits = self.cloud_half(coded.x_hat)
-        return ClsOutput(logits, edge_logits, coded.likelihoods, {"split": coded.x_hat, "final": final})
-
-    # ------------------------------------------------------------------ edge
-    @torch.no_grad()
-    def edge_step(self, images, force_offload=False) -> List[EdgeDecision]:
-        """Run the edge on each image on its own, as a device would: its own answer, the offload
-        decision, and the payload of each image it sends."""
-        if self.half == "cloud":
-            raise RuntimeError("this is a cloud-half model (MODEL.ECCENTRIC.HALF 'cloud'): it has no edge side")
-        return [self._edge_one(img, force_offload) for img in images]
-
-    def edge(self, images) -> List[Payload]:
-        """The payload of every image (as if every image were offloaded)."""
-        return [d.payload for d in self.edge_step(images, force_offload=True)]
-
-    def _edge_one(self, image, force_offload):
-        t0 = time.perf_counter()
-        size = tuple(image.shape[-2:])
-        if self.offload_mode == "image":
-            payload = Payload(KIND_IMAGE, PNG_FINGERPRINT, size, size, [encode_png(image)])
-            return EdgeDecision(payload, None, True, 1.0, (time.perf_counter() - t0) * 1e3)
-        feat, logits = self.edge_half(self.normalizer(image[None]))
-        score = 1.0
-        if logits is not None:
-            logits = logits[0]
-            score = 1.0 - float(F.softmax(logits.float(), dim=0).max())
-        offload = force_offload or self.policy == "always" or (
-            self.policy == "dynamic" and score >= self.threshold)
-        payload = None
-        if offload:
-            coded = self.codec.compress(feat)[0]
-            payload = Payload(KIND_FEATURES, self.fingerprint(), size, size, coded.strings, coded.fields)
-        return EdgeDecision(payload, logits, offload, score, (time.perf_counter() - t0) * 1e3)
-
-    # ------------------------------------------------------------------ cloud
-    def payload_spec(self) -> PayloadSpec:
-        """What this model's cloud accepts (checked before any decoding)."""
-        if self.offload_mode == "image":
-            return PayloadSpec(PNG_FINGERPRINT, KIND_IMAGE, self.payload_limits)
-        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, self.codec.payload_fields(),
-                           dict(self.codec.config), feature_hw=tuple(self.cloud_half.feature_shape[1:]))
+            return ClsOutput(None, self.edge_half(x)[1], {}, {})
+        out = run_split(*self.split_parts(), x)
+        final, logits = out.out
+        return ClsOutput(logits, out.extra, out.likelihoods, {"split": out.x_hat, "final": final})
 
     @torch.no_grad()
     def cloud(self, payloads, key=None):
-        """Logits [N, K] for payloads (``Payload`` or bytes, authenticated with the fleet ``key`` when given),
-        in order; same-shape payloads run as one batch. Every payload is checked against
-        :meth:`payload_spec` before any decoding; raises :class:`PayloadError` for one this model cannot
-        have produced."""
-        if self.cloud_half is None:
-            raise RuntimeError("this model has no cloud side (MODEL.ECCENTRIC.HALF 'edge' or OFFLOAD.POLICY 'never')")
-        parsed, shapes, groups = parse_payloads(payloads, self.payload_spec(), key)
-        out = [None] * len(parsed)
-        for idx in groups:
-            for i, row in zip(idx, self._cloud_batch([parsed[i] for i in idx], shapes[idx[0]])):
-                out[i] = row
-        return torch.stack(out)
-
-    def _cloud_batch(self, payloads, feature_hw):
-        if payloads[0].kind == KIND_IMAGE:
-            x = self.normalizer(torch.stack([self._decode_png(p) for p in payloads]))
-        else:
-            latent_hw = self.codec.latent_shape(feature_hw)
-            try:
-                x = self.codec.decompress([CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads])
-            except (ValueError, RuntimeError) as e:
-                raise PayloadError(f"payload could not be entropy-decoded: {e}") from e
-        return self.cloud_half(x)[1]
-
-    def _decode_png(self, p):
-        check_image_header(p.strings[0], p.image_size, ("PNG",))
-        img = cv2.imdecode(np.frombuffer(p.strings[0], np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None or tuple(img.shape[:2]) != tuple(p.image_size) or (img.ndim == 3) != (self.in_chans == 3):
-            raise PayloadError(f"payload image is not a decodable {self.in_chans}-channel PNG of size {p.image_size}")
-        hwc = img.reshape(*img.shape[:2], -1)[:, :, ::-1]  # BGR -> RGB
-        return torch.from_numpy(hwc.transpose(2, 0, 1).copy())
+        """Logits [N, K] for payloads, in order (see :meth:`eccentric_det.split.SplitModel.cloud`)."""
+        return torch.stack(super().cloud(payloads, key))
 
 
 def encode_png(image):
     """A [C, H, W] uint8-valued image (RGB order for 3 channels) as PNG bytes, at maximum compression."""
-    hwc = image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)[:, :, ::-1]  # RGB -> BGR
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the image as PNG")
-    return buf.tobytes()
+    return encode_image(tensor_to_hwc(image, rgb=True), "png", 9)

@@ -22,13 +22,14 @@ import torch
 from detectron2.solver import build_lr_scheduler
 from torch.nn import functional as F
 
+from ..calibration import fit_gate
+from ..checkpoint import load_checked
+from ..config import get_eccentric_cfg
 from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss
-from ..evaluation.eccentric_evaluator import FORMAT, cost_table, finite_json, summarize
-from ..evaluation.flops import count_gflops
-from ..modeling.offload import threshold_for_recall
+from ..evaluation.costs import FORMAT, cost_table, finite_json, summarize
+from ..evaluation.flops import count_gflops, split_gflops
 from ..solver import param_groups
-from .checkpoint import edge_state, load_state, load_weights, read_state, save_weights
-from .config import get_cls_cfg
+from .checkpoint import edge_state, load_weights, read_state, save_weights
 from .data import batches, test_data, train_and_holdout
 from .split_model import SplitTimmClassifier, create_timm, encode_png
 
@@ -38,7 +39,7 @@ MODES = ("task", "kd", "adapt")
 
 def build_cls_teacher(config_file, weights, device="cpu"):
     """A frozen unsplit classifier (a config with ``OFFLOAD_MODE`` "image", e.g. the cloud teacher's)."""
-    cfg = get_cls_cfg(config_file)
+    cfg = get_eccentric_cfg(config_file, task="classification")
     if cfg.MODEL.ECCENTRIC.OFFLOAD_MODE != "image":
         raise ValueError(f"teacher config {config_file} must describe an unsplit model (OFFLOAD_MODE 'image')")
     teacher = SplitTimmClassifier(cfg).to(device)
@@ -138,59 +139,22 @@ def train(cfg, model, data, losses=None):
 
 
 @torch.no_grad()
-def edge_confidence(model, data, batch_size=256):
-    """The edge's "needs the cloud" score (1 - max softmax) and its correctness on every image of ``data``."""
-    scores, correct = [], []
-    for start in range(0, len(data), batch_size):
-        images, labels = data.images[start:start + batch_size], data.labels[start:start + batch_size]
-        _, logits = model.edge_half(model.normalizer(images))
-        p = F.softmax(logits.float(), dim=1).cpu()
-        scores.append(1 - p.max(1).values)
-        correct.append(p.argmax(1) == labels)
-    return torch.cat(scores).numpy(), torch.cat(correct).numpy()
-
-
-def fit_gate(model, data, recall, batch_size=256):
-    """Recall-rate boosting: the threshold at which the edge offloads ``recall`` of the images of ``data`` it
-    gets wrong, set as ``model.threshold``. Returns the threshold and what it implies on ``data``."""
-    model.eval()
-    scores, correct = edge_confidence(model, data, batch_size)
-    if correct.all():
-        raise ValueError(f"the edge gets all {len(correct)} held-out images right: nothing to fit the gate on")
-    threshold = threshold_for_recall(scores, ~correct, recall)
-    model.threshold = threshold
-    offload = scores >= threshold
-    return {"threshold": threshold, "offload_rate": float(offload.mean()), "edge_top1": float(100 * correct.mean()),
-            "recall": float((offload & ~correct).sum() / (~correct).sum())}
-
-
-@torch.no_grad()
-def split_gflops(model):
-    """GFLOPs of one image, as the detection side counts them (``eccentric_det.evaluation.flops``): ``edge`` (all
-    the edge runs for an offloaded image), ``encoder`` (the part of it that runs only when offloading), ``cloud``
-    (the cloud's work for an offloaded image) and ``cloud_only`` (the unsplit cloud model on the image)."""
+def classifier_gflops(model):
+    """GFLOPs of one image, as the detection side counts them (:func:`eccentric_det.evaluation.flops.split_gflops`):
+    ``edge`` (all the edge runs for an offloaded image), ``encoder`` (the part of it that runs only when
+    offloading), ``cloud`` (the cloud's work for an offloaded image) and ``cloud_only`` (the unsplit cloud model)."""
     model.eval()
     x = model.normalizer(torch.zeros(1, model.in_chans, *model.image_size))
     full = create_timm(*model.cloud_spec).to(x.device).eval()
     g = {"edge": 0.0, "encoder": 0.0, "cloud": 0.0, "cloud_only": count_gflops(full, (x,))}
     if model.edge_half is None:
         g["cloud"] = g["cloud_only"]
-        return g
-    g["edge"] = count_gflops(lambda t: [o for o in model.edge_half(t) if o is not None], (x,), model.edge_half)
-    codec = model.codec
-    if codec is None:
-        return g
-    feat = model.edge_half(x)[0]
-    if codec.name != "passthrough":
-        y = codec.encoder(feat)
-        g["encoder"] = count_gflops(codec.encoder, (feat,))
-        g["cloud"] = count_gflops(codec.decoder, (y,))
-        if codec.name == "hyperprior":  # the edge also runs h_s, to code y with the scales the cloud will see
-            z = codec.h_a(y)
-            g["encoder"] += count_gflops(codec.h_a, (y,)) + count_gflops(codec.h_s, (z,))
-            g["cloud"] += count_gflops(codec.h_s, (z,))
-    g["edge"] += g["encoder"]
-    g["cloud"] += count_gflops(lambda t: list(model.cloud_half(t)), (codec(feat).x_hat,), model.cloud_half)
+    elif model.codec is None:
+        g["edge"] = count_gflops(lambda t: [o for o in model.edge_half(t) if o is not None], (x,), model.edge_half)
+    else:
+        edge, codec, tail = model.split_parts()
+        g.update(split_gflops(edge, codec, tail, x, (edge,), (tail,)))
+        del g["tail"]
     return g
 
 
@@ -220,13 +184,13 @@ def evaluate(cfg, model, data, output_dir=""):
             cloud = dict(zip(sent, model.cloud(list(sent.values())).cpu()))
             cloud_ms = (time.perf_counter() - t0) * 1e3 / len(sent)
         for i, d in enumerate(decisions):
-            pred = int((cloud[i] if d.offload else d.logits).argmax())
+            pred = int((cloud[i] if d.offload else d.answer).argmax())
             records.append({"image_id": start + i, "label": int(labels[i]), "pred": pred,
                             "pixels": int(images[i, 0].numel()), "bytes": len(sent.get(i, b"")),
                             "offloaded": d.offload, "score": d.score, "edge_ms": d.edge_ms,
                             "cloud_ms": cloud_ms if d.offload else 0.0})
     metrics = {"top1": 100.0 * float(np.mean([r["pred"] == r["label"] for r in records])),
-               **summarize(records, split_gflops(model)),
+               **summarize(records, classifier_gflops(model)),
                "png_bytes_mean": float(np.mean([len(encode_png(img)) for img in data.images]))}
     if model.policy == "dynamic":
         metrics["offload_threshold"] = model.threshold
@@ -240,14 +204,16 @@ def evaluate(cfg, model, data, output_dir=""):
     return metrics
 
 
-def load_initial_weights(cfg, model):
-    """``MODEL.WEIGHTS`` into the whole model, then ``MODEL.ECCENTRIC.EDGE.WEIGHTS`` into the edge half (see
-    :func:`edge_state`: an unsplit checkpoint of the edge's timm model also serves)."""
-    if cfg.MODEL.WEIGHTS:
-        load_weights(model, cfg.MODEL.WEIGHTS)
-    path = cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
-    if path and model.edge_half is not None:
-        load_state(model, edge_state(read_state(path)), path)
+def load_initial_weights(cfg, model, complete=False):
+    """``MODEL.WEIGHTS`` into the whole model and ``MODEL.ECCENTRIC.EDGE.WEIGHTS`` into the edge half (see
+    :func:`edge_state`: an unsplit checkpoint of the edge's timm model also serves), checked as detection's are
+    (:func:`eccentric_det.checkpoint.load_checked`; ``complete`` for evaluation)."""
+    path, edge_path = cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
+    weights = (f"{path} (MODEL.WEIGHTS)", read_state(path)) if path else None
+    edge = None
+    if edge_path and model.edge_half is not None:
+        edge = (f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS)", edge_state(read_state(edge_path)))
+    load_checked(model, weights, edge, complete)
 
 
 def main(cfg, eval_only=False):
@@ -255,7 +221,7 @@ def main(cfg, eval_only=False):
     fit the Dynamic ECC gate on the held-out images (``MODEL.CLS.GATE_RECALL``), evaluate on ``DATASETS.TEST[0]``."""
     torch.manual_seed(max(cfg.SEED, 0))
     model = SplitTimmClassifier(cfg).to(cfg.MODEL.DEVICE)
-    load_initial_weights(cfg, model)
+    load_initial_weights(cfg, model, complete=eval_only)
     if not eval_only and cfg.SOLVER.MAX_ITER:
         train(cfg, model, train_and_holdout(cfg)[0])
         path = save_weights(model, os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))

@@ -6,7 +6,7 @@ to a cloud; run them against your own deployment the same way.
 import random
 import zlib
 
-from .feature_codec import _hyper_shape, latent_shape, rans_string_bounds
+from .shapes import hyper_shape, latent_shape, rans_string_bounds
 from .payload import (CRC_BYTES, FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, KIND_FEATURES, KIND_IMAGE, MAX_SIZE,
                       Payload)
 
@@ -40,7 +40,7 @@ def _string_bounds(spec, hw):
     y = latent_shape(c, hw)
     bounds = [rans_string_bounds(c["latent_channels"] * y[0] * y[1])]
     if c["name"] == "hyperprior":
-        z = _hyper_shape(y)
+        z = hyper_shape(y)
         bounds.append(rans_string_bounds(c["latent_channels"] * z[0] * z[1]))
     return bounds
 

@@ -8,17 +8,18 @@ import copy
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from dataclasses import dataclass
+from typing import Dict, List
 
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
-from torch.nn import functional as F
 
+from .coding import CodedFeature, CoderTables, code_latents, fit, hyper_scales, scale_indexes
+from .shapes import hyper_shape, latent_shape
 from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES, PayloadError
-from .scale_indexes import decode_exceptions, encode_exceptions, near_boundary
+from .scale_indexes import decode_exceptions
 
 CODECS = ("factorized", "hyperprior", "passthrough")
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
@@ -31,16 +32,6 @@ class CodecOutput:
 
     x_hat: torch.Tensor
     likelihoods: Dict[str, torch.Tensor]
-
-
-@dataclass
-class CodedFeature:
-    """One image's coded feature: its bit strings and the shapes needed to decode them."""
-
-    strings: List[bytes]
-    latent_shape: Tuple[int, int]  # (h, w) of the first latent (y)
-    output_shape: Tuple[int, int]  # (H, W) of the reconstructed feature
-    fields: Dict[int, bytes] = field(default_factory=dict)  # payload fields the decoder needs (FIELD_*)
 
 
 def _conv(cin, cout, k=3, stride=1):
@@ -120,10 +111,10 @@ class FeatureCodec(nn.Module):
         else:
             z = self.h_a(y)
             z_hat, z_lik = self.entropy_bottleneck(z)
-            scales = self._fit(self.h_s(z_hat), y.shape[-2:])
+            scales = fit(self.h_s(z_hat), y.shape[-2:])
             y_hat, y_lik = self.gaussian_conditional(y, scales)
             likelihoods = {"y": y_lik, "z": z_lik}
-        return CodecOutput(self._fit(self.decoder(y_hat), x.shape[-2:]), likelihoods)
+        return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), likelihoods)
 
     @staticmethod
     def rate_bits(likelihoods):
@@ -160,26 +151,18 @@ class FeatureCodec(nn.Module):
     @torch.no_grad()
     def compress(self, x) -> List[CodedFeature]:
         """Encode a batch of features into one :class:`CodedFeature` per image."""
-        out_hw = tuple(x.shape[-2:])
         if self.name == "passthrough":
+            out_hw = tuple(x.shape[-2:])
             return [CodedFeature([_tensor_bytes(xi)], out_hw, out_hw) for xi in x]
-        self.update_if_stale()
         y = self.encoder(x)
-        y_hw = tuple(y.shape[-2:])
-        if self.name == "factorized":
-            return [CodedFeature([s], y_hw, out_hw) for s in self.entropy_bottleneck.compress(y)]
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        scales = self._scales(z_hat, y_hw)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        y_strings = self.gaussian_conditional.compress(y, indexes.to(y.device))
-        near = near_boundary(scales, self.gaussian_conditional.scale_table)
-        out = []
-        for i, (ys, zs) in enumerate(zip(y_strings, z_strings)):
-            fields = {FIELD_SCALE_INDEXES: encode_exceptions(indexes[i], near[i])} if near[i].any() else {}
-            out.append(CodedFeature([ys, zs], y_hw, out_hw, fields))
-        return out
+        return code_latents(y, self.h_a(y) if self.name == "hyperprior" else None, self.coder_tables(), self._scales,
+                            tuple(x.shape[-2:]))
+
+    def coder_tables(self):
+        """The :class:`~eccentric_det.codec.coding.CoderTables` of each entropy model (built if stale)."""
+        self.update_if_stale()
+        return {name: CoderTables.of(getattr(self, name)) for name in ("entropy_bottleneck", "gaussian_conditional")
+                if hasattr(self, name)}
 
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):
@@ -191,9 +174,9 @@ class FeatureCodec(nn.Module):
         device = self._device()
         if self.name == "factorized":
             return self._decode_factorized([c.strings[0] for c in coded], y_hw).to(device)
-        z_hat = self._decode_factorized([c.strings[1] for c in coded], _hyper_shape(y_hw))
+        z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
         gc = self.gaussian_conditional
-        indexes = gc.build_indexes(self._scales(z_hat, y_hw))
+        indexes = scale_indexes(self._scales(z_hat, y_hw), CoderTables.of(gc))
         for i, c in enumerate(coded):
             if FIELD_SCALE_INDEXES in c.fields:
                 pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
@@ -207,7 +190,7 @@ class FeatureCodec(nn.Module):
             return torch.stack([_bytes_tensor(c.strings[0], self.config["in_channels"], c.output_shape)
                                 for c in coded]).to(self._device())
         y_hat = self.decompress_latent(coded)
-        return self._fit(self.decoder(y_hat), coded[0].output_shape)
+        return fit(self.decoder(y_hat), coded[0].output_shape)
 
     def payload_fields(self):
         """The optional payload fields this codec reads."""
@@ -245,21 +228,11 @@ class FeatureCodec(nn.Module):
         return guarded_decompress(eb, strings, indexes, medians)
 
     def _scales(self, z_hat, y_hw):
-        """Scales of y from z_hat, on the CPU in float32 on both sides (see :mod:`.scale_indexes`)."""
-        h_s = self._cpu_h_s[0] if self._cpu_h_s else self.h_s
-        return self._fit(h_s(z_hat.detach().float().cpu()), y_hw)
+        return hyper_scales(self._cpu_h_s[0] if self._cpu_h_s else self.h_s, z_hat, y_hw)
 
     def _device(self):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
-
-    @staticmethod
-    def _fit(t, hw):
-        """Crop (or zero-pad) the spatial size of ``t`` to ``hw``: transposed convs round up."""
-        dh, dw = hw[0] - t.shape[-2], hw[1] - t.shape[-1]
-        if dh == 0 and dw == 0:
-            return t
-        return F.pad(t, (0, dw, 0, dh))
 
 
 def guarded_decompress(entropy_model, strings, indexes, means=None):
@@ -270,50 +243,12 @@ def guarded_decompress(entropy_model, strings, indexes, means=None):
     return decompress(entropy_model, strings, indexes, means)
 
 
-def rans_string_bounds(num_symbols):
-    """(fewest, most) bytes of a rANS string that CompressAI's encoder writes for ``num_symbols``
-    symbols: the 8-byte final state, and at most one 32-bit word per symbol (its output buffer)."""
-    return 8, 4 * max(num_symbols, 2)
-
-
-def latent_shape(config, feature_hw):
-    """(h, w) of the first latent a codec of ``config`` codes for a split feature of ``feature_hw``."""
-    ds = config["downsample"] if config["name"] != "passthrough" else 1
-    return tuple(-(-s // ds) for s in feature_hw)
-
-
-def check_strings(config, strings, feature_hw):
-    """Raise :class:`PayloadError` unless ``strings`` could code a feature of ``feature_hw`` with a codec of
-    ``config``: their count, and each one's length against the symbols it codes (shapes derived here,
-    never read from a header)."""
-    name = config["name"]
-    expected = 2 if name == "hyperprior" else 1
-    if len(strings) != expected:
-        raise PayloadError(f"payload holds {len(strings)} strings, this codec ({name}) writes {expected}")
-    if name == "passthrough":
-        bounds = [(4 * config["in_channels"] * feature_hw[0] * feature_hw[1],) * 2]
-    else:
-        y_hw, n = latent_shape(config, feature_hw), config["latent_channels"]
-        bounds = [rans_string_bounds(n * y_hw[0] * y_hw[1])]
-        if name == "hyperprior":
-            z_hw = _hyper_shape(y_hw)
-            bounds.append(rans_string_bounds(n * z_hw[0] * z_hw[1]))
-    for i, (s, (lo, hi)) in enumerate(zip(strings, bounds)):
-        if not lo <= len(s) <= hi:
-            raise PayloadError(f"payload string {i} holds {len(s)} bytes; for a feature of {tuple(feature_hw)} "
-                               f"this codec writes {lo}..{hi}")
-
-
 _TABLES = ("_offset", "_quantized_cdf", "_cdf_length")
 
 
 def _drop_tables(module, state_dict, prefix, local_metadata):
     for key in [k for k in state_dict if k.startswith(prefix) and k.rsplit(".", 1)[-1] in _TABLES]:
         del state_dict[key]
-
-
-def _hyper_shape(hw):
-    return tuple(-(-(-(-s // 2)) // 2) for s in hw)
 
 
 def _tensor_bytes(t):

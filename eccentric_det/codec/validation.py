@@ -4,7 +4,7 @@ import io
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from .feature_codec import check_strings
+from .shapes import check_strings
 from .payload import KIND_FEATURES, KINDS, MAX_SIZE, Payload, PayloadError
 
 

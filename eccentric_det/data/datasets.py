@@ -18,9 +18,14 @@ _FASHION_ROOTS = {}  # registered FashionDet dataset name -> (root, split)
 _PREPARE = "python datasets/prepare_fashion_det.py"
 
 
+def datasets_root():
+    """``$DETECTRON2_DATASETS`` (``./datasets`` when the variable is unset), as Detectron2 reads it."""
+    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
 def default_fashion_det_root():
     """``$DETECTRON2_DATASETS/fashion_det`` (``./datasets/fashion_det`` when the variable is unset)."""
-    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "fashion_det")
+    return os.path.join(datasets_root(), "fashion_det")
 
 
 def _fashion_paths(root, split):
@@ -87,3 +92,8 @@ try:
     register_fashion_det()
 except Exception as e:  # registration must never break an import
     logger.warning("FashionDet registration failed: %s", e)
+
+
+def class_names_of(cfg):
+    """``thing_classes`` of the config's first test dataset, or None."""
+    return MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes") if cfg.DATASETS.TEST else None

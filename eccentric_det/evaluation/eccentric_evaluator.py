@@ -1,21 +1,17 @@
 """EccentricEvaluator: accuracy and the three costs (bytes, compute, offloading) of each image."""
 import json
 import logging
-import math
 import os
 
-import numpy as np
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
-from tabulate import tabulate
 
+from .costs import FORMAT, cost_table, finite_json, mean_gflops, summarize
 from .flops import edge_cloud_gflops
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1  # version of eccentric_metrics.json
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-GFLOP_KEYS = ("edge", "encoder", "cloud", "cloud_only")
 
 
 class EccentricEvaluator(DatasetEvaluator):
@@ -69,54 +65,6 @@ class EccentricEvaluator(DatasetEvaluator):
         return {**results, "eccentric": metrics}
 
 
-def mean_gflops(per_image):
-    """Mean of the per-image dicts of :func:`edge_cloud_gflops` (None when none were counted)."""
-    if not per_image:
-        return None
-    return {k: float(np.mean([g[k] for g in per_image])) for k in GFLOP_KEYS}
-
-
-def summarize(records, gflops=None):
-    """Costs per image: bytes (mean, median, p95), bits per input pixel, offload rate, edge and cloud ms,
-    and with ``gflops`` (of an offloaded image, see :func:`edge_cloud_gflops`) the GFLOPs per image on
-    average over the images' real offload decisions, and the fraction of the cloud-only work saved."""
-    out = {"images": len(records)}
-    if records and "bytes" in records[0]:
-        b = np.array([r["bytes"] for r in records], dtype=np.float64)
-        px = np.array([r["pixels"] for r in records], dtype=np.float64)
-        out.update({
-            "bytes_mean": float(b.mean()), "bytes_median": float(np.median(b)),
-            "bytes_p95": float(np.percentile(b, 95)), "bpp": float((8 * b / px).mean()),
-            "offload_rate": float(np.mean([r["offloaded"] for r in records])),
-            "edge_ms": float(np.mean([r["edge_ms"] for r in records])),
-            "cloud_ms": float(np.mean([r["cloud_ms"] for r in records])),
-        })
-    if gflops is not None:
-        rate = out.get("offload_rate", 1.0)
-        cloud = gflops["cloud"] * rate
-        out.update({
-            "edge_gflops": gflops["edge"] - gflops["encoder"] * (1.0 - rate), "cloud_gflops": cloud,
-            "cloud_gflops_offloaded": gflops["cloud"], "cloud_only_gflops": gflops["cloud_only"],
-            "cloud_saved": 1.0 - cloud / gflops["cloud_only"] if gflops["cloud_only"] else 0.0,
-        })
-    return out
-
-
-_ROWS = [("AP", "AP", "{:.2f}"), ("AP50", "AP50", "{:.2f}"), ("images", "images", "{:d}"),
-         ("bytes_mean", "bytes/image mean", "{:.1f}"), ("bytes_median", "bytes/image median", "{:.1f}"),
-         ("bytes_p95", "bytes/image p95", "{:.1f}"), ("bpp", "bits per input pixel", "{:.4f}"),
-         ("offload_rate", "offload rate", "{:.3f}"), ("edge_gflops", "edge GFLOPs/image", "{:.3f}"),
-         ("cloud_gflops", "cloud GFLOPs/image", "{:.3f}"), ("cloud_only_gflops", "cloud-only GFLOPs/image", "{:.3f}"),
-         ("cloud_saved", "cloud work saved", "{:.1%}"), ("edge_ms", "edge ms/image", "{:.1f}"),
-         ("cloud_ms", "cloud ms/image", "{:.1f}")]
-
-
-def cost_table(metrics):
-    """The metrics as a two-column table (rows for the metrics present)."""
-    return tabulate([[name, fmt.format(metrics[k])] for k, name, fmt in _ROWS if k in metrics],
-                    headers=["cost", "value"], tablefmt="pipe")
-
-
 def config_summary(cfg):
     """What identifies an operating point in eccentric_metrics.json (checked when results are reused)."""
     E = cfg.MODEL.ECCENTRIC
@@ -124,12 +72,3 @@ def config_summary(cfg):
             "input_size_test": [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST], "split_at": E.SPLIT_AT,
             "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
             "jpeg_quality": E.JPEG_QUALITY, "codec": E.CODEC.NAME}
-
-
-def finite_json(obj):
-    """NaN (pycocotools' AP of an empty area range) as null, so the JSON is standard."""
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [finite_json(v) for v in obj]
-    return None if isinstance(obj, float) and math.isnan(obj) else obj

@@ -10,8 +10,8 @@ from detectron2.structures import ImageList
 from detectron2.utils.analysis import FlopCountAnalysis
 from torch import nn
 
-from ..modeling.backbone import SplitFeature
 from ..modeling.backbone.resnet_stages import STAGES, build_resnet_parts
+from ..split import decode_image, run_split
 
 
 class _Call(nn.Module):
@@ -50,27 +50,50 @@ def edge_cloud_gflops(model, batched_input, cloud_resnets=None):
     images = model.preprocess_image([batched_input])
     if model.offload_mode == "image":
         edge = _edge_detector_gflops(model, images, images.tensor)
-        sent = ImageList.from_tensors([model._decode_jpeg(model.edge([batched_input])[0])], model.size_divisibility)
-        cloud = count_gflops(lambda x: _heads(model, ImageList(x, sent.image_sizes), model.backbone(x)),
-                             (sent.tensor,), model.backbone, model.proposal_generator, model.roi_heads)
+        sent = model.edge([batched_input])[0]  # the cloud runs on the decoded JPEG (its proposals depend on it)
+        x = model.decoded_images([decode_image(sent.strings[0], sent.image_size, model.image_codec[0])])
+        cloud = count_gflops(lambda t: _heads(model, ImageList(t, x.image_sizes), model.backbone(t)),
+                             (x.tensor,), model.backbone, model.proposal_generator, model.roi_heads)
         return {"edge": edge, "encoder": 0.0, "cloud": cloud, "cloud_only": cloud}
     if cloud_resnets is None:
         raise ValueError("counting cloud_only FLOPs of a features-mode model needs cloud_resnets (cfg.MODEL.RESNETS)")
-    sb, codec = model.split_backbone, model.codec
-    split = sb.split_at
-    trunk = sb.edge_forward(images.tensor)
-    edge = count_gflops(lambda x: sb.edge_forward(x)[split], (images.tensor,), sb)
-    edge += _edge_detector_gflops(model, images, trunk)
-    feature = trunk[split]
-    coded = codec.compress(feature)
-    encoder, decoder = _codec_gflops(codec, feature, coded)
-    decoded = codec.decompress(coded)
-    tail = count_gflops(lambda x: _heads(model, ImageList(x, images.image_sizes), model.backbone(SplitFeature(x))),
-                        (decoded,), model.backbone, model.proposal_generator, model.roi_heads)
+    edge, codec, tail = model.split_parts()
+    g = split_gflops(edge, codec, lambda x: _heads(model, ImageList(x, images.image_sizes), tail(x)), images.tensor,
+                     (model.split_backbone,), (model.backbone, model.proposal_generator, model.roi_heads))
+    g["edge"] += _edge_detector_gflops(model, images, edge(images.tensor)[1])
+    split = model.split_backbone.split_at
     parts, _ = build_resnet_parts(cloud_resnets, images.tensor.shape[1], STAGES[:STAGES.index(split) + 1])
     pre_split = nn.Sequential(*parts.values()).to(images.tensor.device).eval()
-    return {"edge": edge + encoder, "encoder": encoder, "cloud": decoder + tail,
-            "cloud_only": count_gflops(pre_split, (images.tensor,)) + tail}
+    g["cloud_only"] = count_gflops(pre_split, (images.tensor,)) + g.pop("tail")
+    return g
+
+
+@torch.no_grad()
+def split_gflops(edge, codec, tail, x, edge_modules=(), tail_modules=()):
+    """GFLOPs of one input down the split path (:func:`eccentric_det.split.run_split`): ``edge`` (the edge
+    part and the codec's encoder side), ``encoder`` (that encoder side alone), ``cloud`` (the codec's decoder
+    side and the tail) and ``tail`` (the tail alone). ``*_modules``: modules ``edge``/``tail`` run, so
+    fvcore attributes their ops."""
+    out = run_split(edge, codec, tail, x)
+    encoder, decoder = codec_gflops(codec, out.feature)
+    g_edge = count_gflops(lambda t: _tensors(edge(t)), (x,), *edge_modules)
+    g_tail = count_gflops(tail, (out.x_hat,), *tail_modules)
+    return {"edge": g_edge + encoder, "encoder": encoder, "cloud": decoder + g_tail, "tail": g_tail}
+
+
+def codec_gflops(codec, feature):
+    """(encoder side, decoder side) GFLOPs of coding one feature. A hyperprior's edge also runs h_a and h_s
+    (the scales index the range coder), its cloud h_s; a passthrough codec costs none."""
+    if codec.name == "passthrough":
+        return 0.0, 0.0
+    y = codec.encoder(feature)
+    encoder, decoder = count_gflops(codec.encoder, (feature,)), count_gflops(codec.decoder, (y,))
+    if codec.name == "hyperprior":
+        z = codec.h_a(y)
+        h_s = count_gflops(codec.h_s, (z,))
+        encoder += count_gflops(codec.h_a, (y,)) + h_s
+        decoder += h_s
+    return encoder, decoder
 
 
 def _edge_detector_gflops(model, images, x):
@@ -81,19 +104,13 @@ def _edge_detector_gflops(model, images, x):
     return count_gflops(lambda t: model.edge_detector(images, t)[1], (x,), model.edge_detector)
 
 
-def _codec_gflops(codec, feature, coded):
-    """(encoder, decoder) GFLOPs of one coded feature; a passthrough codec costs none."""
-    if codec.name == "passthrough":
-        return 0.0, 0.0
-    y_hat = codec.decompress_latent(coded)
-    if codec.name == "factorized":
-        return (count_gflops(codec.encoder, (feature,)),
-                count_gflops(lambda y: codec._fit(codec.decoder(y), feature.shape[-2:]), (y_hat,), codec.decoder))
-    # Hyperprior: the edge also runs h_a and h_s (the scales index the range coder), the cloud h_s.
-    z_hat = torch.round(codec.h_a(codec.encoder(feature)))
-    h_s = count_gflops(codec.h_s, (z_hat,))
-    encoder = count_gflops(lambda x: codec.h_a(codec.encoder(x)), (feature,), codec.encoder, codec.h_a) + h_s
-    return encoder, count_gflops(codec.decoder, (y_hat,)) + h_s
+def _tensors(out):
+    """The tensors of the edge's nested output (tuples, lists, dicts; None dropped), as a flat list for tracing."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for o in (out or ()) if o is not None for t in _tensors(o)]
 
 
 def _heads(model, images, features):

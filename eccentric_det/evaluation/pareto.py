@@ -14,18 +14,17 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
-from detectron2.modeling import build_model
 from tabulate import tabulate
 
-from ..checkpoint import load_edge_weights
-from ..config import fall_back_to_cpu, get_eccentric_cfg
+from ..baselines import ImageCodecBaseline, load_sc2bench
+from ..checkpoint import load_model
+from ..config import get_eccentric_cfg
 from ..data import check_dataset_available
-from .baselines import ImageCodecBaseline, load_sc2bench
 from .build import coco_evaluator
-from .eccentric_evaluator import AP_KEYS, FORMAT, EccentricEvaluator, finite_json
+from .costs import FORMAT, finite_json
+from .eccentric_evaluator import AP_KEYS, EccentricEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ SWEEP_KEYS = {
     "edge_only": "the config's edge detector alone (no values)",
     "sc2bench": "sc2bench baseline checkpoints of tools/train_sc2bench.py (--cloud-config)",
 }
-MAX_MISMATCH = 0.1  # a checkpoint missing (or adding) more than this fraction of tensors is the wrong one
 
 
 # ---------------------------------------------------------------------------------------- fronts
@@ -129,7 +127,9 @@ def parse_sweep(tokens):
     for tok in tokens:
         key, _, values = tok.partition("=")
         if key not in SWEEP_KEYS:
-            raise ValueError(f"unknown sweep {key!r}; use " + "; ".join(f"{k}: {v}" for k, v in SWEEP_KEYS.items()))
+            hint = " (config overrides go last, after '--')" if "." in key and key.isupper() else ""
+            raise ValueError(f"unknown sweep {key!r}{hint}; use "
+                             + "; ".join(f"{k}: {v}" for k, v in SWEEP_KEYS.items()))
         vals = [v for v in values.split(",") if v]
         if (key == "edge_only") != (not vals):
             raise ValueError(f"sweep {key!r} " + ("takes no values" if key == "edge_only" else "needs values: "
@@ -197,55 +197,10 @@ def dataset_dicts(name, max_images=None):
     return dicts[:max_images] if max_images else dicts
 
 
-def load_checked_model(cfg):
-    """Build ``cfg``'s model in eval mode with MODEL.WEIGHTS and EDGE.WEIGHTS, refusing a checkpoint
-    that does not belong to the config (shape mismatches, or many tensors that neither checkpoint
-    fills, or many checkpoint tensors the model lacks)."""
-    model = build_model(cfg)
-    loaded = _load_file_into(model, cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else None
-    from_edge = set()
-    if cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS:
-        _require_file(cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS)
-        from_edge = set(load_edge_weights(model, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS))
-    missing = set()
-    if loaded is not None:
-        shapes, missing, unexpected, n_ckpt = loaded
-        missing -= from_edge
-        n_model = len(model.state_dict())
-        if shapes or len(missing) > MAX_MISMATCH * n_model or len(unexpected) > MAX_MISMATCH * max(n_ckpt, 1):
-            raise ValueError(
-                f"checkpoint {cfg.MODEL.WEIGHTS!r} does not match the config: {len(shapes)} tensors of another "
-                f"shape {shapes[:3]}, {len(missing)} of {n_model} model tensors missing {sorted(missing)[:3]}, "
-                f"{len(unexpected)} of {n_ckpt} checkpoint tensors unexpected {sorted(unexpected)[:3]}. "
-                f"Is it the checkpoint of this config?")
-    if missing:
-        logger.warning("%d tensors of the model are not in its checkpoints and keep their initial values, "
-                       "e.g. %s", len(missing), sorted(missing)[:5])
-    return model.eval()
-
-
-def _require_file(path):
-    if not (path.startswith(("detectron2://", "http://", "https://")) or os.path.isfile(path)):
-        raise FileNotFoundError(f"checkpoint {path!r} not found (MODEL.WEIGHTS / MODEL.ECCENTRIC.EDGE.WEIGHTS)")
-
-
-def _load_file_into(model, path):
-    """Load ``path`` into ``model``; returns (wrong-shape keys, missing keys, unexpected keys, #tensors)."""
-    _require_file(path)
-    checkpointer = DetectionCheckpointer(model)
-    try:
-        checkpoint = checkpointer._load_file(path)
-    except Exception as e:  # a file that is not a checkpoint: torch/pickle say why
-        raise ValueError(f"{path!r} is not a readable checkpoint: {type(e).__name__}: {e}") from None
-    incompatible = checkpointer._load_model(checkpoint)
-    return ([k for k, *_ in incompatible.incorrect_shapes], set(incompatible.missing_keys),
-            incompatible.unexpected_keys, len(checkpoint.get("model", {})))
-
-
 def build_point_model(point, opts=()):
     """The config and the loaded, checked model of one operating point (wrapped as its baseline)."""
-    cfg = fall_back_to_cpu(get_eccentric_cfg(point.config_file, list(opts) + list(point.opts)))
-    model = load_checked_model(cfg)
+    cfg = get_eccentric_cfg(point.config_file, list(opts) + list(point.opts))
+    model = load_model(cfg)
     if point.image_codec:
         model = ImageCodecBaseline(model, *point.image_codec, input_format=cfg.INPUT.FORMAT)
     elif point.sc2bench_weights:

@@ -5,11 +5,10 @@ import pickle
 
 import torch
 from detectron2.config import CfgNode as CN
-from detectron2.config import get_cfg
 
 from ..checkpoint import load_model
 from ..codec import fleet_key
-from ..config import add_eccentric_config, fall_back_to_cpu, resolve_config_file
+from ..config import get_eccentric_cfg
 
 logger = logging.getLogger(__name__)
 HALVES = ("edge", "cloud")
@@ -71,20 +70,12 @@ def add_serving_config(cfg):
 
 
 def get_serving_cfg(config_file, half, weights="", opts=()):
-    """A config for one serving process: eccentric + serving keys, merged from ``config_file`` and
-    ``opts``, building only ``half`` ("edge" or "cloud") with ``weights``: that half's checkpoint from
+    """A config for one serving process (:func:`~eccentric_det.config.get_eccentric_cfg` with ``cfg.SERVING``),
+    building only ``half`` ("edge" or "cloud") with ``weights``: that half's checkpoint from
     :func:`eccentric_det.checkpoint.save_halves`, or a whole trained model ("" keeps MODEL.WEIGHTS)."""
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-    cfg = get_cfg()
-    add_eccentric_config(cfg)
-    add_serving_config(cfg)
-    try:
-        cfg.merge_from_file(resolve_config_file(config_file))
-        cfg.merge_from_list(list(opts))
-    except (AssertionError, KeyError) as e:  # yacs reports an unknown key with an assertion
-        raise KeyError(f"{e}: check the key's spelling; the keys are documented in eccentric_det/config.py and "
-                       f"eccentric_det/serving/config.py") from None
+    cfg = get_eccentric_cfg(config_file, opts, serving=True)
     cfg.MODEL.ECCENTRIC.HALF = half
     cfg.MODEL.ECCENTRIC.DISTILL.MODE = "task"  # a serving process never trains
     if weights:
@@ -95,16 +86,13 @@ def get_serving_cfg(config_file, half, weights="", opts=()):
     if not cfg.SERVING.PAYLOAD_KEY:
         cfg.SERVING.PAYLOAD_KEY = os.environ.get("ECCENTRIC_PAYLOAD_KEY", "")
     fleet_key(cfg.SERVING.PAYLOAD_KEY)  # a key too short to be one is refused here, with how to make one
-    fall_back_to_cpu(cfg)
     cfg.freeze()
     return cfg
 
 
 def cfg_from_dump(text):
     """The frozen serving config that ``cfg.dump()`` wrote (e.g. handed to a worker process)."""
-    cfg = get_cfg()
-    add_eccentric_config(cfg)
-    add_serving_config(cfg)
+    cfg = get_eccentric_cfg(serving=True)
     cfg.merge_from_other_cfg(CN.load_cfg(text))
     cfg.freeze()
     return cfg

@@ -17,7 +17,7 @@ from ..codec import fleet_key
 from .config import load_half
 from .http_app import create_app
 from .metrics import Metrics
-from .runtime import class_names_of
+from ..data.datasets import class_names_of
 from .worker import run_batch
 
 APP_NAME = "eccentric"

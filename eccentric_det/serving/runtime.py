@@ -19,9 +19,8 @@ import threading
 import time
 from concurrent.futures import Future
 
-from detectron2.data import MetadataCatalog
-
 from ..codec import Payload, fleet_key
+from ..data.datasets import class_names_of
 from .config import load_half
 from .metrics import Metrics
 from .worker import CloudWorker, InProcessModel, WorkerDied, WorkerTimeout
@@ -32,11 +31,6 @@ _STOP = object()
 
 class Overloaded(RuntimeError):
     """The request queue is full (or the runtime is closed): try again later."""
-
-
-def class_names_of(cfg):
-    """``thing_classes`` of the config's first test dataset, or None."""
-    return MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes") if cfg.DATASETS.TEST else None
 
 
 class CloudRuntime:

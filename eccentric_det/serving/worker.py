@@ -86,7 +86,7 @@ def _worker_main(cfg_yaml, conn):
     from detectron2.utils.logger import setup_logger
 
     from .config import cfg_from_dump, load_half
-    from .runtime import class_names_of
+    from ..data.datasets import class_names_of
 
     setup_logger(name="eccentric_det")
     cfg = cfg_from_dump(cfg_yaml)

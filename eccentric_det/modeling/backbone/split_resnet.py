@@ -10,9 +10,8 @@ from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
 from ...codec import FeatureCodec
+from ...split import HALVES, check_choice, run_split
 from .resnet_stages import STAGES, build_resnet_parts, freeze_parts, stage_index
-
-HALVES = ("both", "edge", "cloud")
 
 
 class SplitFeature:
@@ -62,6 +61,11 @@ class SplitResNet(Backbone):
             outs[name] = x
         return outs
 
+    def edge_part(self, x):
+        """Image -> (split feature, ``{stage: feature}`` of every edge stage): the edge of the split path."""
+        trunk = self.edge_forward(x)
+        return trunk[self.split_at], trunk
+
     def cloud_forward(self, x):
         """Decoded split feature -> the requested cloud features."""
         outs = {self.split_at: x}
@@ -73,9 +77,9 @@ class SplitResNet(Backbone):
     def forward(self, x):
         if isinstance(x, SplitFeature):
             return self.cloud_forward(x.tensor)
-        out = self.codec(self.edge_forward(x)[self.split_at])
+        out = run_split(self.edge_part, self.codec, self.cloud_forward, x)
         self.likelihoods = out.likelihoods
-        return self.cloud_forward(out.x_hat)
+        return out.out
 
 
 class EdgeHalfBackbone(Backbone):
@@ -94,8 +98,7 @@ class EdgeHalfBackbone(Backbone):
 def build_split_resnet(cfg, input_shape, out_features):
     """Build a :class:`SplitResNet` (the half in ``MODEL.ECCENTRIC.HALF``) from a config."""
     E = cfg.MODEL.ECCENTRIC
-    if E.HALF not in HALVES:
-        raise ValueError(f"MODEL.ECCENTRIC.HALF must be one of {HALVES}, got {E.HALF!r}.")
+    check_choice("HALF", E.HALF, HALVES)
     if E.PRE_SPLIT_LEVELS != "drop":
         raise ValueError(f"MODEL.ECCENTRIC.PRE_SPLIT_LEVELS must be 'drop', got {E.PRE_SPLIT_LEVELS!r}.")
     i = stage_index(E.SPLIT_AT)

@@ -1,2 +1,2 @@
 """Meta-architectures (registered in META_ARCH_REGISTRY)."""
-from .eccentric_rcnn import EccentricRCNN, EdgeDecision
+from .eccentric_rcnn import EccentricRCNN

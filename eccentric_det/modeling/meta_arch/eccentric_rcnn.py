@@ -1,69 +1,51 @@
 """EccentricRCNN: a Generalized R-CNN whose work is split between an edge device and the cloud.
 
+The detection adapter around :class:`eccentric_det.split.SplitModel`, which gives it:
+
 * ``edge(batched_inputs) -> list[Payload]``: what each image would send.
 * ``edge_step(batched_inputs) -> list[EdgeDecision]``: the edge's full step, with its own detections
-  and the Dynamic ECC decision (no payload for an image it keeps).
-* ``cloud(payloads) -> list[dict]``: detections from payloads (or their bytes) alone.
+  (``answer``) and the Dynamic ECC decision (no payload for an image it keeps).
+* ``cloud(payloads) -> list[dict]``: ``{"instances", "cloud_ms"}`` from payloads (or their bytes) alone.
 * ``forward`` in eval goes edge -> bytes -> cloud in one process; in training returns task losses,
   the rate loss, and the distillation/adaptation losses the config asks for.
 """
-import time
-from dataclasses import dataclass
-from typing import List, Optional
-
-import cv2
-import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.modeling.roi_heads import build_roi_heads
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import ImageList
+from torch import nn
 
-from ...codec import (KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, PayloadLimits, PayloadSpec,
-                      parse_payloads)
-from ...codec.validation import check_image_header
+from ...codec import PayloadLimits
+from ...edge.gate import OffloadGate
+from ...inputs import normalize_and_pad
+from ...split import OFFLOAD_MODES, POLICIES, SplitModel, check_choice
 from ..backbone.split_resnet import SplitFeature
 from ..edge_detector import EdgeDetector
-from ..offload import OffloadGate
-from .training import EccentricLosses, build_kd_hints
-
-OFFLOAD_MODES = ("features", "image")
-POLICIES = ("always", "never", "dynamic")
-
-
-@dataclass
-class EdgeDecision:
-    """The edge's answer for one image."""
-
-    payload: Optional[Payload]  # None when the image stays on the edge
-    instances: Optional[Instances]  # the edge detector's own result (None without one)
-    offload: bool
-    score: float  # the gate's "needs the cloud" probability (1.0 without an edge detector)
-    edge_ms: float
 
 
 @META_ARCH_REGISTRY.register()
-class EccentricRCNN(GeneralizedRCNN):
-    """See the module docstring. Cloud modules keep GeneralizedRCNN's names (``backbone``,
-    ``proposal_generator``, ``roi_heads``); the edge detector is ``edge_detector``, the gate ``offload_gate``."""
+class EccentricRCNN(SplitModel, GeneralizedRCNN):
+    """The detection adapter around :class:`~eccentric_det.split.SplitModel` (see the module docstring). Cloud
+    modules keep GeneralizedRCNN's names (``backbone``, ``proposal_generator``, ``roi_heads``); the edge detector
+    is ``edge_detector``, the gate ``offload_gate``."""
 
     @configurable
     def __init__(self, *, edge_detector=None, offload_gate=None, offload_mode="features", policy="always",
                  threshold=0.5, jpeg_quality=90, half="both", size_divisibility=32, losses=None, kd_hint=None,
                  payload_limits=None, **kwargs):
         super().__init__(**kwargs)
-        if offload_mode not in OFFLOAD_MODES:
-            raise ValueError(f"MODEL.ECCENTRIC.OFFLOAD_MODE must be one of {OFFLOAD_MODES}, got {offload_mode!r}")
-        if policy not in POLICIES:
-            raise ValueError(f"MODEL.ECCENTRIC.OFFLOAD.POLICY must be one of {POLICIES}, got {policy!r}")
+        check_choice("OFFLOAD_MODE", offload_mode, OFFLOAD_MODES)
+        check_choice("OFFLOAD.POLICY", policy, POLICIES)
         if policy != "always" and edge_detector is None and half != "cloud":
             raise ValueError(f"OFFLOAD.POLICY {policy!r} needs the edge's own detector: set "
                              f"MODEL.ECCENTRIC.EDGE.DETECTOR True")
         self.edge_detector, self.offload_gate = edge_detector, offload_gate
         self.offload_mode, self.policy, self.threshold = offload_mode, policy, threshold
-        self.jpeg_quality, self.half, self.size_divisibility = jpeg_quality, half, size_divisibility
+        self.image_codec, self.half, self.size_divisibility = ("jpeg", jpeg_quality), half, size_divisibility
+        self.image_channels, self.rgb = 3, self.input_format == "RGB"
         self.losses, self.kd_hint = losses, kd_hint
         self.payload_limits = payload_limits or PayloadLimits(1333, 800)
         if losses is not None:
@@ -93,7 +75,9 @@ class EccentricRCNN(GeneralizedRCNN):
         if E.EDGE.DETECTOR and E.HALF != "cloud":
             ret["edge_detector"] = EdgeDetector(cfg, E.SPLIT_AT if features_mode else None)
             ret["offload_gate"] = OffloadGate(E.OFFLOAD.MIN_SCORE)
-        if E.HALF == "both":
+        if E.HALF == "both":  # the training objective (and its teacher) only where the model may train
+            from .training import EccentricLosses, build_kd_hints
+
             ret["losses"] = EccentricLosses(cfg)
             if E.DISTILL.MODE == "kd":
                 edge_fpn = ret["edge_detector"].backbone
@@ -101,7 +85,7 @@ class EccentricRCNN(GeneralizedRCNN):
                                                 edge_fpn._out_features)
         return ret
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ split core hooks
     @property
     def split_backbone(self):
         return _bottom_up(self.backbone)
@@ -110,19 +94,46 @@ class EccentricRCNN(GeneralizedRCNN):
     def codec(self):
         return self.split_backbone.codec
 
-    def fingerprint(self):
-        """Bytes shared by the edge and cloud halves of one trained model."""
-        if self.offload_mode == "image":
-            return b"JPEG"
-        return self.codec.fingerprint()
+    def split_parts(self):
+        """(edge, codec, tail): image tensor -> (split feature, trunk), the codec, decoded feature -> cloud
+        features (see :mod:`eccentric_det.split.path`)."""
+        sb = self.split_backbone
+        return sb.edge_part, sb.codec, lambda x_hat: self.backbone(SplitFeature(x_hat))
 
-    def payload_spec(self) -> PayloadSpec:
-        """What this model's cloud accepts (checked before any decoding)."""
-        if self.offload_mode == "image":
-            return PayloadSpec(self.fingerprint(), KIND_IMAGE, self.payload_limits)
-        split = self.split_backbone
-        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, self.codec.payload_fields(),
-                           dict(self.codec.config), split.edge_shapes[split.split_at].stride, self.size_divisibility)
+    def has_edge(self):
+        return self.half != "cloud"
+
+    def has_cloud(self):
+        return self.roi_heads is not None
+
+    def feature_geometry(self):
+        return {"stride": self.split_backbone.edge_shapes[self.split_backbone.split_at].stride,
+                "size_divisibility": self.size_divisibility}
+
+    def edge_export(self):
+        """(module holding the edge's parameters, manifest, traceable own answer or None) for
+        :func:`eccentric_det.edge.export.export_edge`. Dynamic ECC's edge detector traces to TorchScript only:
+        onnxruntime's NonMaxSuppression keeps other boxes than torchvision's NMS, so its detections differ."""
+        manifest = {"task": "detection", "policy": self.policy, "threshold": self.threshold,
+                    "input": {"pixel_mean": self.pixel_mean.flatten().tolist(),
+                              "pixel_std": self.pixel_std.flatten().tolist(), "size_divisibility": self.size_divisibility}}
+        if self.policy == "always":
+            return self.split_backbone, manifest, None
+        g = self.offload_gate
+        manifest["gate"] = {"min_score": g.min_score, **{k: getattr(g, k).tolist() for k in ("weight", "bias", "mean",
+                                                                                              "std")}}
+        manifest["backends"] = ["torchscript"]
+        return nn.ModuleList([self.split_backbone, self.edge_detector]), manifest, self._detections_for_tracing
+
+    def _detections_for_tracing(self, x, trunk, image_size):
+        """The edge detector's boxes, scores and classes at the network input's size (``image_size``: a [2]
+        tensor, so that a traced graph clips to each image's own size)."""
+        r = self._edge_detections(x, trunk, (image_size[0], image_size[1]))
+        return r.pred_boxes.tensor, r.scores, r.pred_classes
+
+    def _edge_detections(self, x, trunk, image_size):
+        """The edge detector's Instances at the network input's size (on the trunk, or on the image)."""
+        return self.edge_detector(ImageList(x, [image_size]), trunk if trunk is not None else x)[1][0]
 
     def train(self, mode=True):
         super().train(mode)
@@ -136,93 +147,37 @@ class EccentricRCNN(GeneralizedRCNN):
         images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
         return ImageList.from_tensors(images, self.size_divisibility)
 
-    @torch.no_grad()
-    def edge_step(self, batched_inputs, force_offload=False) -> List[EdgeDecision]:
-        """Run the edge on each image on its own (as a device would): its detector, the offload
-        decision, and the payload of the images it sends."""
-        return [self._edge_one(x, force_offload) for x in batched_inputs]
+    def edge_input(self, inp):
+        x = normalize_and_pad(inp["image"], self.pixel_mean, self.pixel_std, self.size_divisibility)
+        size = tuple(inp["image"].shape[-2:])
+        return x, size, (inp.get("height", size[0]), inp.get("width", size[1])), inp["image"]
 
-    def edge(self, batched_inputs) -> List[Payload]:
-        """The payload of every image (as if every image were offloaded)."""
-        return [d.payload for d in self.edge_step(batched_inputs, force_offload=True)]
-
-    def _edge_one(self, inp, force_offload):
-        t0 = time.perf_counter()
-        images = self.preprocess_image([inp])
-        out_size = (inp.get("height", images.image_sizes[0][0]), inp.get("width", images.image_sizes[0][1]))
-        trunk = None
-        if self.offload_mode == "features":
-            trunk = self.split_backbone.edge_forward(images.tensor)
-        instances, score = None, 1.0
-        if self.edge_detector is not None and self.policy != "always":
-            _, results, _ = self.edge_detector(images, trunk if trunk is not None else images.tensor)
-            instances = detector_postprocess(results[0], *out_size)
-            score = float(self.offload_gate([instances.scores.cpu()])[0])
-        offload = force_offload or self.policy == "always" or (self.policy == "dynamic" and score >= self.threshold)
-        payload = None
-        if offload:
-            if trunk is not None:
-                coded = self.codec.compress(trunk[self.split_backbone.split_at])[0]
-                payload = Payload(KIND_FEATURES, self.fingerprint(), tuple(images.image_sizes[0]), out_size,
-                                  coded.strings, coded.fields)
-            else:
-                payload = Payload(KIND_IMAGE, self.fingerprint(), tuple(images.image_sizes[0]), out_size,
-                                  [self._encode_jpeg(inp["image"])])
-        return EdgeDecision(payload, instances, offload, score, (time.perf_counter() - t0) * 1e3)
-
-    def _encode_jpeg(self, image):
-        hwc = image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-        if self.input_format == "RGB":
-            hwc = hwc[:, :, ::-1]
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(hwc), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise RuntimeError("OpenCV could not encode the image as JPEG")
-        return buf.tobytes()
+    def edge_answer(self, x, trunk, image_size, output_size):
+        """The edge detector's detections at the output size and the gate's score."""
+        instances = detector_postprocess(self._edge_detections(x, trunk, image_size), *output_size)
+        return instances, float(self.offload_gate([instances.scores.cpu()])[0])
 
     # ------------------------------------------------------------------ cloud
-    @torch.no_grad()
-    def cloud(self, payloads, key=None) -> List[dict]:
-        """Detections for payloads (``Payload`` or bytes, authenticated with the fleet ``key`` when given);
-        same-shape payloads run as one batch. Every payload is checked against :meth:`payload_spec` before
-        any decoding; raises :class:`PayloadError` for one this model cannot have produced."""
-        if self.roi_heads is None:
-            raise RuntimeError("this is an edge-half model (MODEL.ECCENTRIC.HALF 'edge'): it has no cloud side")
-        parsed, shapes, groups = parse_payloads(payloads, self.payload_spec(), key)
-        results = [None] * len(parsed)
-        for idx in groups:
-            for i, r in zip(idx, self._cloud_batch([parsed[i] for i in idx], shapes[idx[0]])):
-                results[i] = r
-        return results
+    def cloud_tail_batch(self, x, payloads):
+        return self._heads(ImageList(x, [p.image_size for p in payloads]), self.backbone(SplitFeature(x)))
 
-    def _cloud_batch(self, payloads, feature_hw):
-        t0 = time.perf_counter()
-        sizes = [p.image_size for p in payloads]
-        if payloads[0].kind == KIND_FEATURES:
-            latent_hw = self.codec.latent_shape(feature_hw)
-            try:
-                x = self.codec.decompress([CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads])
-            except (ValueError, RuntimeError) as e:
-                raise PayloadError(f"payload could not be entropy-decoded: {e}") from e
-            images = ImageList(x, sizes)
-            features = self.backbone(SplitFeature(x))
-        else:
-            images = ImageList.from_tensors([self._decode_jpeg(p) for p in payloads], self.size_divisibility)
-            features = self.backbone(images.tensor)
-        proposals, _ = self.proposal_generator(images, features, None)
-        results, _ = self.roi_heads(images, features, proposals, None)
-        ms = (time.perf_counter() - t0) * 1e3 / len(payloads)
+    def cloud_image_batch(self, images, payloads):
+        batch = self.decoded_images(images)
+        return self._heads(batch, self.backbone(batch.tensor))
+
+    def decoded_images(self, images):
+        """Decoded HxWx3 BGR uint8 images as the normalised, padded ImageList the cloud network takes."""
+        return self.preprocess_image([{"image": torch.as_tensor(_channels_first(img, self.rgb), dtype=torch.float32)}
+                                      for img in images])
+
+    def cloud_results(self, results, payloads, ms):
+        """``{"instances", "cloud_ms"}`` per payload, at its output size."""
         return [{"instances": detector_postprocess(r, *p.output_size), "cloud_ms": ms}
                 for r, p in zip(results, payloads)]
 
-    def _decode_jpeg(self, p):
-        check_image_header(p.strings[0], p.image_size, ("JPEG",))
-        img = cv2.imdecode(np.frombuffer(p.strings[0], np.uint8), cv2.IMREAD_COLOR)
-        if img is None or tuple(img.shape[:2]) != tuple(p.image_size):
-            raise PayloadError(f"payload image is not a decodable JPEG of size {p.image_size}")
-        if self.input_format == "RGB":
-            img = img[:, :, ::-1]
-        t = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)), dtype=torch.float32, device=self.device)
-        return (t - self.pixel_mean) / self.pixel_std
+    def _heads(self, images, features):
+        proposals, _ = self.proposal_generator(images, features, None)
+        return self.roi_heads(images, features, proposals, None)[0]
 
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs):
@@ -242,13 +197,17 @@ class EccentricRCNN(GeneralizedRCNN):
             c = cloud_out.get(i)
             info = {"bytes": len(d.payload.to_bytes()) if d.offload else 0, "offloaded": d.offload,
                     "score": d.score, "edge_ms": d.edge_ms, "cloud_ms": c["cloud_ms"] if c else 0.0}
-            outputs.append({"instances": c["instances"] if c else d.instances, "eccentric": info})
+            outputs.append({"instances": c["instances"] if c else d.answer, "eccentric": info})
         return outputs
 
 
 def _max_min_size(min_size):
     """The largest of INPUT.MIN_SIZE_TEST (an int, or a list/tuple of sizes); 0 when it is 0 (no resize)."""
     return max(min_size) if isinstance(min_size, (list, tuple)) else int(min_size)
+
+
+def _channels_first(hwc, rgb):
+    return (hwc[:, :, ::-1] if rgb else hwc).transpose(2, 0, 1).copy()
 
 
 def _bottom_up(backbone):

@@ -15,7 +15,7 @@ from torch import nn
 from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss, rate_loss
 from ...config import get_eccentric_cfg
 from ...distill.teacher import build_teacher
-from ..backbone.split_resnet import SplitFeature
+from ...split import run_split
 from ..roi_heads.knowledge_adapted import teacher_box_outputs
 
 MODES = ("task", "kd", "adapt")
@@ -78,11 +78,16 @@ class EccentricLosses:
         losses, teacher_out = {}, None
         if self.mode != "task":
             teacher_out = self._run_teacher(images)
-        trunk = None
+        trunk = split = None
         if model.offload_mode == "features":
-            trunk = model.split_backbone.edge_forward(images.tensor)
+            edge, codec, tail = model.split_parts()
+            if self.mode == "kd":  # only the edge detector learns: the codec and the cloud do not run
+                trunk = edge(images.tensor)[1]
+            else:
+                split = run_split(edge, codec, tail, images.tensor)
+                trunk = split.extra
         if self.mode != "kd":
-            losses.update(self._cloud_losses(model, images, trunk, gt, teacher_out))
+            losses.update(self._cloud_losses(model, images, split, gt, teacher_out))
         if model.edge_detector is not None and self.mode != "adapt":
             losses.update(self._edge_losses(model, images, trunk, gt, teacher_out))
         return losses
@@ -96,26 +101,22 @@ class EccentricLosses:
     def _scaled(self, d, w, prefix=""):
         return {prefix + k: v * w for k, v in d.items()}
 
-    def _cloud_losses(self, model, images, trunk, gt, teacher_out):
-        if trunk is None:  # Independent ECC: the cloud is a plain detector on images
-            features = model.backbone(images.tensor)
-            likelihoods = {}
-        else:
-            codec_out = model.codec(trunk[model.split_backbone.split_at])
-            likelihoods = codec_out.likelihoods
-            features = model.backbone(SplitFeature(codec_out.x_hat))
+    def _cloud_losses(self, model, images, split, gt, teacher_out):
+        """``split``: the :class:`~eccentric_det.split.SplitOutput` of the batch (None in image mode)."""
+        # Independent ECC: the cloud is a plain detector on images
+        features = model.backbone(images.tensor) if split is None else split.out
         proposals, rpn_losses = model.proposal_generator(images, features, gt)
         _, det_losses = model.roi_heads(images, features, proposals, gt)
         losses = self._scaled({**rpn_losses, **det_losses}, self.w_task)
-        if trunk is not None:
+        if split is not None:
             num_pixels = sum(h * w for h, w in images.image_sizes)
-            bpp = rate_loss(likelihoods, num_pixels)
+            bpp = rate_loss(split.likelihoods, num_pixels)
             losses["loss_rate"] = self.rate_weight * bpp
             get_event_storage().put_scalar("rate_bpp", float(bpp))
         if self.mode == "adapt":
-            split = model.split_backbone.split_at
-            student = {split: codec_out.x_hat, **features}
-            teacher = {split: teacher_out["bottom_up"][split], **teacher_out["fpn"]}
+            level = model.split_backbone.split_at
+            student = {level: split.x_hat, **features}
+            teacher = {level: teacher_out["bottom_up"][level], **teacher_out["fpn"]}
             losses["loss_feature_match"] = self.w_feat * feature_matching_loss(student, teacher, list(student))
             losses.update(self._roi_kd(model.roi_heads, teacher_out["fpn"], prefix=""))
         return losses

@@ -1,19 +1,13 @@
-"""Baselines evaluated on the same images as the split models, with the same ``eccentric`` records.
-
-* :class:`ImageCodecBaseline`: cloud-only detection of the image sent through an OpenCV codec (JPEG,
-  WebP, PNG), its bytes counted in the same Payload container as Independent ECC.
-* :class:`Sc2benchDetector`: the cloud detector with its stem and res2 replaced by sc2bench's learned
-  bottleneck for ResNet (factorised prior), trained as sc2bench's entropic student in two stages:
-  head distillation (:func:`fit_sc2bench_bottleneck`), then the decoder and detector fine-tuned on the
-  frozen, quantised encoder (:func:`fit_sc2bench_detector`). A benchmark-only extra: ``sc2bench`` is
-  imported here only.
+"""The sc2bench baseline: the cloud detector with its stem and res2 replaced by sc2bench's learned bottleneck
+for ResNet (factorised prior), trained as sc2bench's entropic student in two stages: head distillation
+(:func:`fit_sc2bench_bottleneck`), then the decoder and detector fine-tuned on the frozen, quantised encoder
+(:func:`fit_sc2bench_detector`); saved and loaded with :func:`save_sc2bench` / :func:`load_sc2bench`. A
+benchmark-only extra: ``sc2bench`` is imported here only.
 """
 import logging
 import os
 import time
 
-import cv2
-import numpy as np
 import torch
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
@@ -24,71 +18,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checkpoint import export_checkpoint
-from ..codec import KIND_FEATURES, KIND_IMAGE, Payload
-from .flops import count_gflops, edge_cloud_gflops
+from ..codec import KIND_FEATURES, Payload
+from ..distill.losses import rate_loss
+from ..evaluation.flops import count_gflops
 
 logger = logging.getLogger(__name__)
 
 # sc2bench's bottleneck expects ImageNet-normalised input (pixel std ~57.6); Detectron2's caffe-style
 # configs only subtract the mean (PIXEL_STD 1), so its input is rescaled by PIXEL_STD / this.
 IMAGENET_PIXEL_STD = 57.6
-
-# codec -> (file extension, OpenCV quality flag, valid quality range)
-IMAGE_CODECS = {
-    "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY, (0, 100)),
-    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY, (1, 100)),
-    "png": (".png", cv2.IMWRITE_PNG_COMPRESSION, (0, 9)),  # lossless: the level trades time for bytes
-}
-
-
-def encode_image(bgr, codec, quality):
-    """Encode an HxWx3 uint8 BGR image with OpenCV; returns the bytes."""
-    if codec not in IMAGE_CODECS:
-        raise ValueError(f"Unknown image codec {codec!r}; choose one of {sorted(IMAGE_CODECS)}.")
-    ext, flag, (lo, hi) = IMAGE_CODECS[codec]
-    if not lo <= int(quality) <= hi:
-        raise ValueError(f"{codec} quality must be in [{lo}, {hi}], got {quality}.")
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), [flag, int(quality)])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode the image as {codec} (is this OpenCV built with it?)")
-    return buf.tobytes()
-
-
-def _payload_bytes(codec, data, image_size, output_size):
-    fingerprint = codec.upper().encode()[:4].ljust(4, b"\0")
-    return len(Payload(KIND_IMAGE, fingerprint, tuple(image_size), tuple(output_size), [data]).to_bytes())
-
-
-class ImageCodecBaseline(nn.Module):
-    """``detector`` (any Detectron2 model) on images coded with ``codec`` at ``quality`` on the edge
-    and decoded in the cloud. The input tensors are channel-ordered as ``input_format``."""
-
-    def __init__(self, detector, codec, quality, input_format="BGR"):
-        super().__init__()
-        encode_image(np.zeros((8, 8, 3), np.uint8), codec, quality)  # fail early on a bad codec/quality
-        self.detector, self.codec, self.quality, self.input_format = detector, codec, quality, input_format
-
-    @torch.no_grad()
-    def forward(self, batched_inputs):
-        outputs = []
-        for inp in batched_inputs:
-            t0 = time.perf_counter()
-            hwc = inp["image"].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-            data = encode_image(hwc[:, :, ::-1] if self.input_format == "RGB" else hwc, self.codec, self.quality)
-            size = tuple(hwc.shape[:2])
-            n_bytes = _payload_bytes(self.codec, data, size, (inp.get("height", size[0]), inp.get("width", size[1])))
-            t1 = time.perf_counter()
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            img = bgr[:, :, ::-1] if self.input_format == "RGB" else bgr
-            image = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)), dtype=torch.float32)
-            out = self.detector([{**inp, "image": image}])[0]
-            out["eccentric"] = {"bytes": n_bytes, "offloaded": True, "score": 1.0, "edge_ms": (t1 - t0) * 1e3,
-                                "cloud_ms": (time.perf_counter() - t1) * 1e3}
-            outputs.append(out)
-        return outputs
-
-    def gflops(self, batched_input):
-        return edge_cloud_gflops(self.detector, batched_input)
 
 
 def _require_sc2bench():
@@ -210,7 +148,7 @@ def fit_sc2bench_bottleneck(model, batches, iterations, rate_weight=0.01, lr=1e-
             target = model.teacher_head(images)
         y_hat, likelihoods = bn.entropy_bottleneck(bn.encoder(model.bottleneck_input(images)))
         x_hat = bn.decoder(y_hat)
-        bpp = -torch.log2(likelihoods).sum() / (images.shape[0] * images.shape[-2] * images.shape[-1])
+        bpp = rate_loss({"y": likelihoods}, images.shape[0] * images.shape[-2] * images.shape[-1])
         losses = {"distill": F.mse_loss(x_hat, target), "bpp": bpp}
         opt.zero_grad()
         (losses["distill"] + rate_weight * bpp).backward()

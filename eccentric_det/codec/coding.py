@@ -1,0 +1,152 @@
+"""The edge's entropy encoder: CompressAI's rANS encoder over tables exported from CompressAI's entropy models.
+
+It calls CompressAI's own C++ encoder (the ``compressai.ans`` extension), loaded on its own: importing the
+``compressai`` package loads its datasets, models and their dependencies (torch_geometric, scipy, dynamo),
+seconds and hundreds of MB an edge device does not need. Symbols and CDF indexes are built exactly as
+``EntropyBottleneck.compress`` and ``GaussianConditional.build_indexes`` build them, so the strings are
+CompressAI's, byte for byte (``tests/test_codec.py``). Both the PyTorch edge (:class:`FeatureCodec`) and the
+exported edge (:mod:`eccentric_det.edge`) code through this module.
+"""
+import glob
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch.nn import functional as F
+
+from .payload import FIELD_SCALE_INDEXES
+from .scale_indexes import encode_exceptions, near_boundary
+
+
+@dataclass
+class CodedFeature:
+    """One image's coded feature: its bit strings and the shapes needed to decode them."""
+
+    strings: List[bytes]
+    latent_shape: Tuple[int, int]  # (h, w) of the first latent (y)
+    output_shape: Tuple[int, int]  # (H, W) of the reconstructed feature
+    fields: Dict[int, bytes] = field(default_factory=dict)  # payload fields the decoder needs (FIELD_*)
+
+
+@dataclass
+class CoderTables:
+    """What the rANS encoder needs of one entropy model (CompressAI's ``_quantized_cdf``, ``_cdf_length``,
+    ``_offset``), plus the medians of an EntropyBottleneck or the scale table and bound of a GaussianConditional."""
+
+    cdf: torch.Tensor  # int32 [num_cdfs, max_length]
+    cdf_length: torch.Tensor  # int32 [num_cdfs]
+    offset: torch.Tensor  # int32 [num_cdfs]
+    medians: Optional[torch.Tensor] = None  # float32 [C] (EntropyBottleneck)
+    scale_table: Optional[torch.Tensor] = None  # float32 [num_cdfs] (GaussianConditional)
+    scale_bound: float = 0.0
+
+    @classmethod
+    def of(cls, entropy_model):
+        """The tables of an updated CompressAI EntropyBottleneck or GaussianConditional (on the CPU)."""
+        t = {"cdf": entropy_model._quantized_cdf, "cdf_length": entropy_model._cdf_length,
+             "offset": entropy_model._offset}
+        t = {k: v.detach().cpu().int() for k, v in t.items()}
+        if hasattr(entropy_model, "quantiles"):
+            t["medians"] = entropy_model.quantiles[:, 0, 1].detach().cpu().float()
+        else:
+            t["scale_table"] = entropy_model.scale_table.detach().cpu().float()
+            t["scale_bound"] = float(entropy_model.lower_bound_scale.bound)
+        return cls(**t)
+
+    def state(self):
+        """Plain tensors and numbers (for ``torch.save`` with ``weights_only`` loading)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def rans_encode(symbols, indexes, tables: CoderTables) -> List[bytes]:
+    """One string per image of int ``symbols`` [N, ...] with CDF ``indexes`` of the same shape."""
+    encoder = _ans().RansEncoder()
+    cdf, lengths, offsets = tables.cdf.tolist(), tables.cdf_length.tolist(), tables.offset.tolist()
+    return [encoder.encode_with_indexes(s.reshape(-1).tolist(), i.reshape(-1).tolist(), cdf, lengths, offsets)
+            for s, i in zip(symbols.int(), indexes.int())]
+
+
+def encode_factorized(x, tables: CoderTables) -> List[bytes]:
+    """``EntropyBottleneck.compress(x)`` for ``x`` [N, C, h, w]: symbols round(x - median), index = channel."""
+    x = x.detach().cpu().float()
+    medians = tables.medians.view(1, -1, 1, 1)
+    symbols = torch.round(x - medians)
+    indexes = torch.arange(x.shape[1], dtype=torch.int32).view(1, -1, 1, 1).expand_as(x)
+    return rans_encode(symbols, indexes, tables)
+
+
+def scale_indexes(scales, tables: CoderTables):
+    """``GaussianConditional.build_indexes``: the CDF index of each scale (after the scale bound)."""
+    scales = torch.clamp_min(scales, tables.scale_bound)
+    indexes = torch.full(scales.shape, len(tables.scale_table) - 1, dtype=torch.int32)
+    for s in tables.scale_table[:-1].tolist():
+        indexes -= (scales <= s).int()
+    return indexes
+
+
+def encode_gaussian(y, indexes, tables: CoderTables) -> List[bytes]:
+    """``GaussianConditional.compress(y, indexes)`` (zero means): symbols round(y)."""
+    return rans_encode(torch.round(y.detach().cpu().float()), indexes, tables)
+
+
+@torch.no_grad()
+def code_latents(y, z, tables, scales, feature_hw) -> List[CodedFeature]:
+    """Code a batch's latent ``y`` (factorized prior; ``z`` None) or ``y`` and its hyper-latent ``z``
+    (scale hyperprior: ``scales(z_hat, y_hw)`` gives the scales of ``y``, e.g. :func:`hyper_scales`). ``tables``: the
+    :class:`CoderTables` by entropy model name ("entropy_bottleneck", "gaussian_conditional")."""
+    y_hw = tuple(y.shape[-2:])
+    if z is None:
+        return [CodedFeature([s], y_hw, feature_hw) for s in encode_factorized(y, tables["entropy_bottleneck"])]
+    eb, gc = tables["entropy_bottleneck"], tables["gaussian_conditional"]
+    z_strings = encode_factorized(z, eb)
+    medians = eb.medians.view(1, -1, 1, 1)
+    z_hat = torch.round(z.detach().cpu().float() - medians) + medians  # what the cloud decodes
+    s = scales(z_hat, y_hw)
+    indexes = scale_indexes(s, gc)
+    near = near_boundary(s, gc.scale_table)
+    out = []
+    for i, (ys, zs) in enumerate(zip(encode_gaussian(y, indexes, gc), z_strings)):
+        fields = {FIELD_SCALE_INDEXES: encode_exceptions(indexes[i], near[i])} if near[i].any() else {}
+        out.append(CodedFeature([ys, zs], y_hw, feature_hw, fields))
+    return out
+
+
+def hyper_scales(h_s, z_hat, y_hw):
+    """Scales of y from the quantised hyper-latent, on the CPU in float32 (both sides; see
+    :mod:`.scale_indexes`)."""
+    return fit(h_s(z_hat.detach().float().cpu()), y_hw)
+
+
+def fit(t, hw):
+    """Crop (or zero-pad) the spatial size of ``t`` to ``hw``: transposed convs round up."""
+    dh, dw = hw[0] - t.shape[-2], hw[1] - t.shape[-1]
+    if dh == 0 and dw == 0:
+        return t
+    return F.pad(t, (0, dw, 0, dh))
+
+
+_ANS = []
+
+
+def _ans():
+    """CompressAI's ``ans`` extension module, without running ``compressai/__init__``."""
+    if not _ANS:
+        module = sys.modules.get("compressai.ans")
+        if module is None:
+            spec = importlib.util.find_spec("compressai")
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError("the edge's entropy coder is CompressAI's: pip install compressai==1.2.8")
+            found = [p for d in spec.submodule_search_locations for p in glob.glob(os.path.join(d, "ans.*"))
+                     if p.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))]
+            if not found:
+                raise ImportError(f"CompressAI's compiled rANS coder (ans extension) is missing under "
+                                  f"{spec.submodule_search_locations}: reinstall compressai")
+            loader = importlib.machinery.ExtensionFileLoader("compressai.ans", found[0])
+            module = importlib.util.module_from_spec(importlib.util.spec_from_loader("compressai.ans", loader))
+            loader.exec_module(module)
+        _ANS.append(module)
+    return _ANS[0]

@@ -1,0 +1,109 @@
+"""SplitModel: the edge step, its decision, payloads and the cloud's batched decoding, for any task.
+
+A task model (EccentricRCNN, SplitTimmClassifier) mixes it in and provides:
+
+* attributes ``offload_mode``, ``policy``, ``threshold``, ``payload_limits``, ``image_codec`` (name, quality)
+  and ``codec`` (features mode);
+* ``split_parts()`` (see :mod:`.path`), ``has_edge()`` and ``has_cloud()``;
+* ``edge_input(inp) -> (x, image_size, output_size, image)``: the normalised network input [1, C, H, W] of one
+  input, the size the network sees, the size results are given at, and the 0-255 [C, H, W] image;
+* ``edge_answer(x, extra, image_size, output_size) -> (answer, score)``: the edge's own result and its "needs the cloud"
+  score (called unless the policy is "always");
+* ``image_channels`` and ``rgb`` (the channel order of images);
+* ``feature_geometry() -> dict``: ``stride``/``size_divisibility`` or ``feature_hw`` of :class:`PayloadSpec`;
+* ``cloud_tail_batch(x_hat, payloads)`` and ``cloud_image_batch(images, payloads)``: the cloud's raw output
+  for a batch of same-shape payloads, from the decoded feature or from the decoded images (HxWxC uint8, BGR);
+  ``cloud_results(raw, payloads, ms)``: the per-payload results (``ms``: cloud time per payload, decoding
+  included).
+"""
+import time
+from typing import List
+
+import torch
+
+from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, PayloadSpec, parse_payloads
+from .decision import EdgeDecision, should_offload
+from .image_codecs import decode_image, encode_image, image_fingerprint, tensor_to_hwc
+
+
+class SplitModel:
+    """Task-neutral edge/cloud machinery (see the module docstring)."""
+
+    def fingerprint(self):
+        """Bytes shared by the edge and cloud halves of one trained model (an image codec's name in image mode)."""
+        if self.offload_mode == "image":
+            return image_fingerprint(self.image_codec[0])
+        return self.codec.fingerprint()
+
+    def payload_spec(self) -> PayloadSpec:
+        """What this model's cloud accepts (checked before any decoding)."""
+        if self.offload_mode == "image":
+            return PayloadSpec(self.fingerprint(), KIND_IMAGE, self.payload_limits)
+        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, self.codec.payload_fields(),
+                           dict(self.codec.config), **self.feature_geometry())
+
+    # ------------------------------------------------------------------ edge
+    @torch.no_grad()
+    def edge_step(self, inputs, force_offload=False) -> List[EdgeDecision]:
+        """Run the edge on each input on its own (as a device would): its own answer, the offload
+        decision, and the payload of each input it sends."""
+        if not self.has_edge():
+            raise RuntimeError("this is a cloud-half model (MODEL.ECCENTRIC.HALF 'cloud'): it has no edge side")
+        return [self._edge_one(inp, force_offload) for inp in inputs]
+
+    def edge(self, inputs) -> List[Payload]:
+        """The payload of every input (as if every one were offloaded)."""
+        return [d.payload for d in self.edge_step(inputs, force_offload=True)]
+
+    def _edge_one(self, inp, force_offload):
+        t0 = time.perf_counter()
+        x, image_size, output_size, image = self.edge_input(inp)
+        feature = extra = None
+        if self.offload_mode == "features":
+            feature, extra = self.split_parts()[0](x)
+        answer, score = (None, 1.0) if self.policy == "always" else self.edge_answer(x, extra, image_size,
+                                                                                         output_size)
+        offload = should_offload(self.policy, score, self.threshold, force_offload)
+        payload = None
+        if offload:
+            if feature is not None:
+                coded = self.codec.compress(feature)[0]
+                payload = Payload(KIND_FEATURES, self.fingerprint(), image_size, output_size, coded.strings,
+                                  coded.fields)
+            else:
+                data = encode_image(tensor_to_hwc(image, self.rgb), *self.image_codec)
+                payload = Payload(KIND_IMAGE, self.fingerprint(), image_size, output_size, [data])
+        return EdgeDecision(payload, answer, offload, score, (time.perf_counter() - t0) * 1e3)
+
+    # ------------------------------------------------------------------ cloud
+    @torch.no_grad()
+    def cloud(self, payloads, key=None) -> list:
+        """The cloud's result for each payload (``Payload`` or bytes, authenticated with the fleet ``key`` when
+        given), in order; same-shape payloads run as one batch. Every payload is checked against
+        :meth:`payload_spec` before any decoding; raises :class:`PayloadError` for one this model cannot have
+        produced."""
+        if not self.has_cloud():
+            raise RuntimeError("this model has no cloud side (MODEL.ECCENTRIC.HALF 'edge', or OFFLOAD.POLICY "
+                               "'never' without a cloud model)")
+        parsed, shapes, groups = parse_payloads(payloads, self.payload_spec(), key)
+        results = [None] * len(parsed)
+        for idx in groups:
+            t0, batch = time.perf_counter(), [parsed[i] for i in idx]
+            if batch[0].kind == KIND_FEATURES:
+                raw = self.cloud_tail_batch(self.decode_features(batch, shapes[idx[0]]), batch)
+            else:
+                images = [decode_image(p.strings[0], p.image_size, self.image_codec[0], self.image_channels)
+                          for p in batch]
+                raw = self.cloud_image_batch(images, batch)
+            ms = (time.perf_counter() - t0) * 1e3 / len(batch)
+            for i, r in zip(idx, self.cloud_results(raw, batch, ms)):
+                results[i] = r
+        return results
+
+    def decode_features(self, payloads, feature_hw):
+        """The decoded split feature [N, C, h, w] of checked, same-shape feature payloads."""
+        latent_hw = self.codec.latent_shape(feature_hw)
+        try:
+            return self.codec.decompress([CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads])
+        except (ValueError, RuntimeError) as e:
+            raise PayloadError(f"payload could not be entropy-decoded: {e}") from e

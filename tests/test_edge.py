@@ -1,0 +1,196 @@
+"""The edge a device runs: it imports only the edge, and its exported form (ONNX, TorchScript) writes the
+PyTorch edge's payloads byte for byte, which the cloud decodes."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from eccentric_det.codec import FIELD_SCALE_INDEXES, FeatureCodec, Payload
+from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge
+from eccentric_det.edge.export import export_edge, export_from_config
+from eccentric_det.inputs import InputBuilder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DET_CFG = "configs/FashionDet/adaptive_ecc.yaml"
+DET_OPTS = ["MODEL.WEIGHTS", "checkpoints/fashion_det/adaptive_ecc.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
+# Not on an edge device: Detectron2 and what it pulls in, CompressAI's Python side, timm, the bounded decoder,
+# and the project's cloud, training and evaluation modules.
+FORBIDDEN = ("detectron2", "fvcore", "pycocotools", "timm", "numba", "compressai.entropy_models", "compressai.models",
+             "compressai.datasets", "torch_geometric", "scipy", "eccentric_det.modeling", "eccentric_det.distill",
+             "eccentric_det.evaluation", "eccentric_det.calibration", "eccentric_det.classification",
+             "eccentric_det.baselines", "eccentric_det.serving.runtime", "eccentric_det.serving.worker",
+             "eccentric_det.serving.http_app", "eccentric_det.serving.config", "eccentric_det.checkpoint",
+             "eccentric_det.codec.feature_codec", "eccentric_det.codec.guarded_ans", "fastapi", "ray")
+
+SIZES = [(256, 256), (200, 300), (333, 250)]  # square, and sizes the network pads to its divisibility
+
+
+def images(sizes=SIZES, seed=0):
+    rng = np.random.default_rng(seed)
+    return [np.ascontiguousarray(np.repeat(np.repeat(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8),
+                                                     8, 0), 8, 1)[:h, :w]) for h, w in sizes]
+
+
+@pytest.fixture(scope="module")
+def detection(tmp_path_factory):
+    from eccentric_det.serving.config import get_serving_cfg, load_half
+
+    out = str(tmp_path_factory.mktemp("edge_det"))
+    manifest = export_from_config(DET_CFG, out, DET_OPTS)
+    cfg = get_serving_cfg(DET_CFG, "edge", opts=DET_OPTS)
+    return out, manifest, load_half(cfg), InputBuilder.from_config(cfg)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_the_edge_runs_without_the_cloud(detection, backend):
+    """A fresh interpreter imports eccentric_det.edge and runs one edge step: no forbidden module is loaded."""
+    code = ("import sys, json, numpy as np; from eccentric_det.edge import ExportedEdge; "
+            f"d = ExportedEdge({detection[0]!r}, {backend!r}).step(np.zeros((240, 320, 3), np.uint8)); "
+            "print(json.dumps([len(d.payload.to_bytes()), sorted(sys.modules)]))")
+    n_bytes, loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                check=True, cwd=ROOT).stdout.splitlines()[-1])
+    bad = [m for m in loaded if m.startswith(FORBIDDEN)]
+    assert not bad, f"the edge loads {bad[:10]}"
+    assert n_bytes > 16 and "eccentric_det.edge.runtime" in loaded
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_exported_detection_edge_writes_the_pytorch_payloads(detection, backend):
+    folder, manifest, model, builder = detection
+    assert manifest["task"] == "detection" and manifest["outputs"] == ["y"]
+    edge = ExportedEdge(folder, backend)
+    for img in images():
+        want = model.edge([builder(img)])[0]
+        got = edge.step(img)
+        assert got.offload and got.answer is None
+        assert got.payload.to_bytes() == want.to_bytes()
+        assert got.payload.image_size == want.image_size and got.payload.output_size == tuple(img.shape[:2])
+
+
+def test_exported_payloads_decode_in_the_cloud(detection):
+    from eccentric_det.checkpoint import load_model
+    from eccentric_det.config import get_eccentric_cfg
+
+    cloud = load_model(get_eccentric_cfg(DET_CFG, DET_OPTS + ["MODEL.DEVICE", "cpu"]))
+    edge = ExportedEdge(detection[0], "onnx")
+    img = images()[1]
+    got = cloud.cloud([edge.step(img).payload.to_bytes()])[0]["instances"]
+    want = cloud([detection[3](img)])[0]["instances"]
+    assert got.image_size == want.image_size == img.shape[:2]
+    assert torch.equal(got.pred_boxes.tensor, want.pred_boxes.tensor) and torch.equal(got.scores, want.scores)
+
+
+def test_input_builder_resizes_as_detectron2():
+    from detectron2.data import transforms as T
+
+    for (h, w), (short, longest) in zip([(480, 640), (333, 250), (1000, 90), (64, 64)],
+                                        [(256, 1333), (800, 1333), (800, 1333), (0, 1333)]):
+        img = images([(h, w)])[0]
+        ours = InputBuilder(short, longest)(img)["image"]
+        theirs = img if short == 0 else T.ResizeShortestEdge([short] * 2, longest).get_transform(img).apply_image(img)
+        assert torch.equal(ours, torch.as_tensor(theirs.transpose(2, 0, 1).astype("float32")))
+
+
+def test_hyperprior_edge_exports_byte_identical(tmp_path):
+    """A hyperprior's edge also codes z and lists the scales next to CDF boundaries: same bytes, fields included."""
+    from eccentric_det.checkpoint import load_model
+    from eccentric_det.config import get_eccentric_cfg
+
+    opts = ["MODEL.ECCENTRIC.CODEC.NAME", "hyperprior", "MODEL.ECCENTRIC.HALF", "edge", "MODEL.DEVICE", "cpu",
+            "MODEL.WEIGHTS", "", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
+    cfg = get_eccentric_cfg(DET_CFG, opts)
+    torch.manual_seed(0)
+    model = load_model(cfg)
+    builder = InputBuilder.from_config(cfg)
+    imgs = images()
+    export_edge(model, str(tmp_path), builder(imgs[0]), {"min_size": builder.min_size, "max_size": builder.max_size,
+                                                          "format": builder.input_format})
+    edge = ExportedEdge(str(tmp_path), "torchscript")
+    fields = 0
+    for img in imgs:
+        want = model.edge([builder(img)])[0]
+        got = edge.step(img).payload
+        assert got.to_bytes() == want.to_bytes() and len(got.strings) == 2
+        fields += FIELD_SCALE_INDEXES in got.fields
+    assert os.path.isfile(tmp_path / "h_s.ts")
+
+
+def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
+    """Dynamic ECC's edge detector and gate trace to TorchScript: the same decisions and payloads as the PyTorch
+    edge. Detections may differ in low-score boxes: traced, torchvision's batched NMS takes its coordinate-offset
+    variant, eager its per-class one, and they break near-ties apart differently."""
+    from eccentric_det.edge.torch_edge import TorchEdge
+    from eccentric_det.serving.config import get_serving_cfg
+
+    manifest = export_from_config("configs/FashionDet/dynamic_ecc.yaml", str(tmp_path))
+    assert manifest["backends"] == ["torchscript"] and manifest["outputs"] == ["y", "boxes", "scores", "classes"]
+    assert not os.path.exists(tmp_path / "edge.onnx")
+    with pytest.raises(ValueError, match="TorchScript only"):
+        ExportedEdge(str(tmp_path), "onnx")
+    ref = TorchEdge.from_config(get_serving_cfg("configs/FashionDet/dynamic_ecc.yaml", "edge"))
+    edge = ExportedEdge(str(tmp_path), "torchscript")
+    import cv2
+
+    from eccentric_det.data import default_fashion_det_root
+
+    val = os.path.join(default_fashion_det_root(), "val")
+    for img in images() + [cv2.imread(os.path.join(val, p)) for p in sorted(os.listdir(val))[:4]]:
+        want, got = ref.step(img), edge.step(img)
+        assert got.offload == want.offload and got.score == pytest.approx(want.score, abs=0.05)
+        assert got.answer["image_size"] == want.answer["image_size"] == list(img.shape[:2])
+        assert got.answer["boxes"][:1] == want.answer["boxes"][:1] and got.answer["scores"][:1] == want.answer["scores"][:1]
+        assert (got.payload is None) == (want.payload is None)
+        if got.payload is not None:
+            assert got.payload.to_bytes() == want.payload.to_bytes()
+
+
+@pytest.mark.parametrize("config,opts", [
+    ("configs/Classification/fashion_mnist_adaptive_ecc.yaml",
+     ["MODEL.WEIGHTS", "checkpoints/classification/fashion_mnist_adaptive_ecc.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]),
+    ("configs/Classification/fashion_mnist_dynamic_ecc.yaml", [])])
+def test_exported_classification_edge(config, opts, tmp_path):
+    from eccentric_det.classification import SplitTimmClassifier
+    from eccentric_det.classification.train import load_initial_weights
+    from eccentric_det.config import get_eccentric_cfg
+
+    manifest = export_from_config(config, str(tmp_path), opts)
+    cfg = get_eccentric_cfg(config, opts + ["MODEL.DEVICE", "cpu"])
+    model = SplitTimmClassifier(cfg)
+    load_initial_weights(cfg, model)
+    model.eval()
+    edge = ExportedEdge(str(tmp_path), "onnx")
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        img = torch.from_numpy(rng.integers(0, 256, (cfg.MODEL.CLS.IN_CHANS, 28, 28)).astype(np.float32))
+        want, got = model.edge_step([img], force_offload=True)[0], edge.step(img)
+        assert got.score == pytest.approx(want.score, abs=1e-5)
+        assert (got.payload is None) == (manifest["policy"] == "dynamic" and want.score < model.threshold)
+        if got.payload is not None:
+            assert got.payload.to_bytes() == want.payload.to_bytes()
+
+
+def test_edge_client_runs_the_exported_edge(detection, monkeypatch):
+    """EdgeClient drives an exported edge: it signs and posts the payload, and returns the cloud's answer."""
+    import httpx
+
+    folder, _, model, builder = detection
+    key = b"k" * 16
+    sent = []
+
+    def handler(request):
+        sent.append(request.content)
+        return httpx.Response(200, json={"boxes": [[1.0, 2.0, 3.0, 4.0]], "scores": [0.5], "classes": [3],
+                                         "cloud_ms": 7.0})
+
+    cloud = CloudClient("http://cloud.test", retries=0)
+    cloud._http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = EdgeClient(ExportedEdge(folder, "onnx"), cloud, key=key)
+    img = images()[2]
+    result = client(img)
+    assert result.source == "cloud" and result.bytes_sent == len(sent[0]) and result.cloud_ms == 7.0
+    assert Payload.from_bytes(sent[0], model.fingerprint(), key).to_bytes() == model.edge([builder(img)])[0].to_bytes()
+    assert result.to_dict()["image_size"] == list(img.shape[:2])
