@@ -126,19 +126,20 @@ def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
     from eccentric_det.edge.torch_edge import TorchEdge
     from eccentric_det.serving.config import get_serving_cfg
 
-    manifest = export_from_config("configs/FashionDet/dynamic_ecc.yaml", str(tmp_path))
+    manifest = export_from_config("configs/FashionDet/dynamic_ecc.yaml", str(tmp_path / "edge"))
     assert manifest["backends"] == ["torchscript"] and manifest["outputs"] == ["y", "boxes", "scores", "classes"]
-    assert not os.path.exists(tmp_path / "edge.onnx")
+    assert not os.path.exists(tmp_path / "edge" / "edge.onnx")
     with pytest.raises(ValueError, match="TorchScript only"):
-        ExportedEdge(str(tmp_path), "onnx")
+        ExportedEdge(str(tmp_path / "edge"), "onnx")
     ref = TorchEdge.from_config(get_serving_cfg("configs/FashionDet/dynamic_ecc.yaml", "edge"))
-    edge = ExportedEdge(str(tmp_path), "torchscript")
+    edge = ExportedEdge(str(tmp_path / "edge"), "torchscript")
     import cv2
 
-    from eccentric_det.data import default_fashion_det_root
+    from eccentric_det.data import generate_fashion_det
 
-    val = os.path.join(default_fashion_det_root(), "val")
-    for img in images() + [cv2.imread(os.path.join(val, p)) for p in sorted(os.listdir(val))[:4]]:
+    generate_fashion_det(str(tmp_path / "data"), num_train=1, num_val=4, size=256, seed=3)  # real-looking scenes
+    val = tmp_path / "data" / "val"
+    for img in images() + [cv2.imread(str(val / p)) for p in sorted(os.listdir(val)) if p.endswith(".jpg")]:
         want, got = ref.step(img), edge.step(img)
         assert got.offload == want.offload and got.score == pytest.approx(want.score, abs=0.05)
         assert got.answer["image_size"] == want.answer["image_size"] == list(img.shape[:2])
