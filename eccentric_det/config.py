@@ -59,7 +59,8 @@ def add_eccentric_config(cfg):
     E.EDGE.WEIGHTS = ""
 
     E.CODEC = CN()
-    # "factorized" (CompressAI EntropyBottleneck), "hyperprior" (scale hyperprior) or "passthrough" (lossless float32).
+    # A codec registered in eccentric_det.codec.CODEC_REGISTRY, by its name: "factorized" (CompressAI
+    # EntropyBottleneck), "hyperprior" (scale hyperprior) or "passthrough" (lossless float32), or one of your own.
     E.CODEC.NAME = "factorized"
     # Channels of the latent that is quantised and entropy coded.
     E.CODEC.LATENT_CHANNELS = 32

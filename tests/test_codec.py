@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eccentric_det.codec import FeatureCodec, Payload
+from eccentric_det.codec import CODEC_REGISTRY, Payload, build_codec
 from eccentric_det.codec.payload import KIND_FEATURES
 
 DOG = [p for p in ("datasets/_darknet/dog.jpg", "/usr/share/darknet/data/dog.jpg") if os.path.isfile(p)]
@@ -39,7 +39,7 @@ def fit(codec, x, steps=80):
 @pytest.mark.parametrize("name", ["factorized", "hyperprior"])
 def test_round_trip_is_exact(name):
     x = real_features()
-    codec = FeatureCodec(48, 64, 16, 32, 2, name).eval()
+    codec = build_codec(name, 48, 64, 16, 32, 2).eval()
     coded = codec.compress(x)[0]
     y_hat = codec.decompress_latent([coded])
     with torch.no_grad():
@@ -55,7 +55,7 @@ def test_round_trip_is_exact(name):
 
 def test_real_size_matches_estimated_rate():
     x = real_features()
-    codec = fit(FeatureCodec(48, 48, 24, 48, 2, "factorized"), x)
+    codec = fit(build_codec("factorized", 48, 48, 24, 48, 2), x)
     coded = codec.compress(x)[0]
     with torch.no_grad():
         estimated = float(codec.rate_bits(codec(x).likelihoods)) / 8
@@ -70,8 +70,8 @@ def test_real_size_matches_estimated_rate():
 
 def test_halves_share_fingerprint_and_decode():
     x = real_features()
-    full = fit(FeatureCodec(48, 48, 16, 32, 2, "factorized"), x, steps=10)
-    edge, cloud = (FeatureCodec(48, 48, 16, 32, 2, "factorized", half=h) for h in ("edge", "cloud"))
+    full = fit(build_codec("factorized", 48, 48, 16, 32, 2), x, steps=10)
+    edge, cloud = (build_codec("factorized", 48, 48, 16, 32, 2, half=h) for h in ("edge", "cloud"))
     state = full.state_dict()
     assert not any(k.endswith("_quantized_cdf") for k in state)  # derived tables are rebuilt, not saved
     edge.load_state_dict({k: v for k, v in state.items() if not k.startswith("decoder.")})
@@ -79,20 +79,20 @@ def test_halves_share_fingerprint_and_decode():
     assert not hasattr(edge, "decoder") and not hasattr(cloud, "encoder")
     assert edge.eval().fingerprint() == cloud.eval().fingerprint() == full.fingerprint()
     assert torch.equal(cloud.decompress(edge.compress(x)), full.decompress(full.compress(x)))
-    other = FeatureCodec(48, 48, 16, 32, 2, "factorized").eval()
+    other = build_codec("factorized", 48, 48, 16, 32, 2).eval()
     assert other.fingerprint() != full.fingerprint()
 
 
 def test_passthrough_is_lossless_and_checks_channels():
     x = torch.randn(2, 8, 5, 7)
-    codec = FeatureCodec(8, 8, name="passthrough")
+    codec = build_codec("passthrough", 8, 8)
     coded = codec.compress(x)
     assert len(coded[0].strings[0]) == 8 * 5 * 7 * 4
     assert torch.equal(codec.decompress(coded[:1]), x[:1])
     with pytest.raises(ValueError, match="passthrough"):
-        FeatureCodec(8, 16, name="passthrough")
+        build_codec("passthrough", 8, 16)
     with pytest.raises(ValueError, match="Unknown codec"):
-        FeatureCodec(8, 8, name="gzip")
+        build_codec("gzip", 8, 8)
 
 
 @pytest.mark.parametrize("scale", [0.5, 4.0, 300.0])  # 300: most symbols leave the CDF's range (bypass coding)
@@ -136,8 +136,8 @@ def test_hyperprior_decodes_exactly_when_cloud_scales_differ_by_one_ulp(directio
     from eccentric_det.codec import FIELD_SCALE_INDEXES
 
     x = real_features() * 40  # latents of many values, so that a wrong CDF shows
-    edge = FeatureCodec(48, 48, 16, 32, 2, "hyperprior").eval()
-    cloud = FeatureCodec(48, 48, 16, 32, 2, "hyperprior").eval()
+    edge = build_codec("hyperprior", 48, 48, 16, 32, 2).eval()
+    cloud = build_codec("hyperprior", 48, 48, 16, 32, 2).eval()
     cloud.load_state_dict(edge.state_dict())
     edge._scales = _boundary_scales(edge)
     on_boundary = _boundary_scales(cloud)
@@ -179,7 +179,7 @@ def test_scale_index_list_round_trip_and_corruption():
 def test_edge_coder_writes_compressai_strings(name):
     """The edge's coder (eccentric_det.codec.coding, CompressAI's C++ rANS encoder without the rest of CompressAI)
     writes what CompressAI's own entropy models write, byte for byte."""
-    codec = FeatureCodec(48, 48, 16, 32, 2, name).eval()
+    codec = build_codec(name, 48, 48, 16, 32, 2).eval()
     x = real_features() * 8
     ours = codec.compress(x)
     with torch.no_grad():
@@ -193,3 +193,26 @@ def test_edge_coder_writes_compressai_strings(name):
         scales = codec._scales(eb.decompress(z_strings, z.shape[-2:]), y.shape[-2:])
         y_strings = codec.gaussian_conditional.compress(y, codec.gaussian_conditional.build_indexes(scales))
     assert [c.strings for c in ours] == [[ys, zs] for ys, zs in zip(y_strings, z_strings)]
+
+
+def test_codecs_are_registered_by_name():
+    """One class per codec in CODEC_REGISTRY; a codec a user registers is built by its name like the shipped ones."""
+    from eccentric_det.codec.feature_codec import FactorizedCodec, HyperpriorCodec, PassthroughCodec
+
+    for name, cls in (("factorized", FactorizedCodec), ("hyperprior", HyperpriorCodec),
+                      ("passthrough", PassthroughCodec)):
+        codec = build_codec(name, 8, 8, 4, 8, 1)
+        assert type(codec) is cls and codec.config["name"] == name == codec.name
+
+    @CODEC_REGISTRY.register()
+    class WideFactorized(FactorizedCodec):
+        name = "test_wide_factorized"
+
+    try:
+        codec = build_codec("test_wide_factorized", 8, 8, 4, 8, 2).eval()
+        x = real_features()[:, :8] * 4
+        assert torch.equal(codec.decompress(codec.compress(x)), codec(x).x_hat)
+        with pytest.raises(ValueError, match="test_wide_factorized"):  # the message lists what is registered
+            build_codec("gzip", 8, 8)
+    finally:
+        CODEC_REGISTRY._obj_map.pop("WideFactorized")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eccentric_det.codec import FIELD_SCALE_INDEXES, FeatureCodec, Payload
+from eccentric_det.codec import FIELD_SCALE_INDEXES, Payload
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge
 from eccentric_det.edge.export import export_edge, export_from_config
 from eccentric_det.inputs import InputBuilder

@@ -23,7 +23,7 @@ from timm.models import FeatureInfo
 from torch import nn
 from torch.nn import functional as F
 
-from ..codec import FeatureCodec, PayloadLimits
+from ..codec import PayloadLimits, build_codec
 from ..inputs import ImageNormalizer
 from ..split import HALVES, OFFLOAD_MODES, POLICIES, SplitModel, check_choice, encode_image, run_split, tensor_to_hwc
 
@@ -166,8 +166,9 @@ class SplitTimmClassifier(SplitModel, nn.Module):
                 raise ValueError(f"the edge's split feature {edge_index} (stride {edge_info.reduction(edge_index)}) "
                                  f"and the cloud's {split_index} (stride {cloud_info.reduction(split_index)}) differ: "
                                  f"set MODEL.CLS.EDGE_SPLIT_INDEX to a feature of the same stride")
-            self.codec = FeatureCodec(edge_info.channels(edge_index), cloud_info.channels(split_index),
-                                      half=half, **(codec or {}))
+            codec = dict(codec or {})
+            self.codec = build_codec(codec.pop("name", "factorized"), edge_info.channels(edge_index),
+                                     cloud_info.channels(split_index), half=half, **codec)
         if features and half != "cloud":
             self.edge_half = TimmEdge(edge_model, edge_index, own_head=policy != "always")
         if uses_cloud and half != "edge":

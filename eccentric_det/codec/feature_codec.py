@@ -1,4 +1,5 @@
-"""Learned feature bottleneck: encoder -> quantise -> CompressAI entropy coder -> decoder.
+"""Feature codecs, one class per codec, registered by name in :data:`CODEC_REGISTRY` (:func:`build_codec`):
+encoder -> quantise -> CompressAI entropy coder -> decoder.
 
 Knows nothing of Detectron2, so the detection and classification sides share it as is.
 Training (``forward``) returns likelihoods so the rate joins the loss; inference (``compress`` /
@@ -14,6 +15,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from fvcore.common.registry import Registry
 from torch import nn
 
 from .coding import CodedFeature, CoderTables, code_latents, fit, hyper_scales, scale_indexes
@@ -21,7 +23,6 @@ from .shapes import hyper_shape, latent_shape
 from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES, PayloadError
 from .scale_indexes import decode_exceptions
 
-CODECS = ("factorized", "hyperprior", "passthrough")
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
 _SCALES = torch.exp(torch.linspace(math.log(0.11), math.log(256), 64)).tolist()
 
@@ -42,26 +43,38 @@ def _deconv(cin, cout, k=3, stride=2):
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
 
 
-class FeatureCodec(nn.Module):
-    """Bottleneck from ``in_channels`` (the edge's split feature) to ``out_channels`` (what the cloud
-    tail expects at the split), through a quantised latent of ``latent_channels`` at 1/``downsample``
-    of the feature's resolution. ``name="passthrough"`` is lossless: it sends the float32 feature.
-    ``half`` ("edge"/"cloud") leaves out the decoder/encoder that the other side holds."""
+CODEC_REGISTRY = Registry("CODEC")
+CODEC_REGISTRY.__doc__ = """Feature codecs: subclasses of :class:`FeatureCodec` registered with
+``@CODEC_REGISTRY.register()``, built by their ``name`` attribute (``MODEL.ECCENTRIC.CODEC.NAME``) with the
+keyword arguments of :func:`build_codec`."""
 
-    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96,
-                 downsample=2, name="factorized", half="both"):
+
+def build_codec(name, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2, half="both"):
+    """The codec registered as ``name``, from ``in_channels`` (the edge's split feature) to ``out_channels``
+    (what the cloud tail expects at the split)."""
+    classes = {cls.name: cls for _, cls in CODEC_REGISTRY}
+    if name not in classes:
+        raise ValueError(f"Unknown codec {name!r}; choose one of {sorted(classes)} (MODEL.ECCENTRIC.CODEC.NAME), or "
+                         f"register one in CODEC_REGISTRY.")
+    return classes[name](in_channels=in_channels, out_channels=out_channels, latent_channels=latent_channels,
+                         hidden_channels=hidden_channels, downsample=downsample, half=half)
+
+
+class FeatureCodec(nn.Module):
+    """What every codec shares: its config (identifying it in the payload's fingerprint), CDF tables rebuilt
+    from the weights after loading, the training path (``forward`` -> x_hat and likelihoods) and real bit
+    strings (``compress``/``decompress``). ``half`` ("edge"/"cloud") leaves out what the other side holds.
+    A subclass sets ``name`` and implements :meth:`forward`, :meth:`compress` and :meth:`decompress`."""
+
+    name = ""
+    entropy_models = ()  # names of the CompressAI entropy models it holds
+
+    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
+                 half="both"):
         super().__init__()
-        if name not in CODECS:
-            raise ValueError(f"Unknown codec {name!r}; choose one of {CODECS} (MODEL.ECCENTRIC.CODEC.NAME).")
         if downsample not in (1, 2, 4):
             raise ValueError(f"CODEC.DOWNSAMPLE must be 1, 2 or 4, got {downsample}.")
-        if name == "passthrough" and in_channels != out_channels:
-            raise ValueError(
-                f"A passthrough codec needs the edge and cloud to agree on channels at the split "
-                f"(edge {in_channels}, cloud {out_channels}): use a learned codec (factorized/hyperprior)."
-            )
-        self.name = name
-        self.config = dict(name=name, in_channels=in_channels, out_channels=out_channels,
+        self.config = dict(name=self.name, in_channels=in_channels, out_channels=out_channels,
                            latent_channels=latent_channels, hidden_channels=hidden_channels,
                            downsample=downsample)
         self._stale = True  # entropy tables must be (re)built before real coding
@@ -70,51 +83,6 @@ class FeatureCodec(nn.Module):
         # saved, and are rebuilt (deterministically) after loading.
         self._register_state_dict_hook(_drop_tables)
         self._register_load_state_dict_pre_hook(self._fill_tables)
-        if name == "passthrough":
-            return
-        n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
-        enc = [_conv(in_channels, h), nn.LeakyReLU(inplace=True)]
-        for _ in range(steps):
-            enc += [_conv(h, h, stride=2), nn.LeakyReLU(inplace=True)]
-        dec = [_conv(n, h), nn.LeakyReLU(inplace=True)]
-        for _ in range(steps):
-            dec += [_deconv(h, h), nn.LeakyReLU(inplace=True)]
-        if half != "cloud":
-            self.encoder = nn.Sequential(*enc, _conv(h, n))
-        if half != "edge":
-            self.decoder = nn.Sequential(*dec, _conv(h, out_channels))
-        if name == "factorized":
-            self.entropy_bottleneck = EntropyBottleneck(n)
-        else:
-            if half != "cloud":
-                self.h_a = nn.Sequential(_conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2),
-                                         nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
-            self.h_s = nn.Sequential(_deconv(n, n, 5), nn.LeakyReLU(inplace=True), _deconv(n, n, 5),
-                                     nn.LeakyReLU(inplace=True), _conv(n, n), nn.Softplus())
-            self.entropy_bottleneck = EntropyBottleneck(n)
-            self.gaussian_conditional = GaussianConditional(_SCALES)
-        # The coder's range (CompressAI's "quantiles") is found by bisection on the learned density at
-        # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
-        self.entropy_bottleneck.quantiles.requires_grad_(False)
-
-    # ------------------------------------------------------------------ training path
-    def forward(self, x):
-        """Noisy quantisation in training, hard quantisation in eval; returns x_hat and likelihoods."""
-        if self.name == "passthrough":
-            return CodecOutput(x, {})
-        if self.training:
-            self._stale = True
-        y = self.encoder(x)
-        if self.name == "factorized":
-            y_hat, lik = self.entropy_bottleneck(y)
-            likelihoods = {"y": lik}
-        else:
-            z = self.h_a(y)
-            z_hat, z_lik = self.entropy_bottleneck(z)
-            scales = fit(self.h_s(z_hat), y.shape[-2:])
-            y_hat, y_lik = self.gaussian_conditional(y, scales)
-            likelihoods = {"y": y_lik, "z": z_lik}
-        return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), likelihoods)
 
     @staticmethod
     def rate_bits(likelihoods):
@@ -123,15 +91,12 @@ class FeatureCodec(nn.Module):
             return torch.zeros(())
         return sum(-torch.log2(lik).sum() for lik in likelihoods.values())
 
-    # ------------------------------------------------------------------ real coding
     @torch.no_grad()
     def update(self, force=True):
         """Build the entropy coder's CDF tables from the current weights (CompressAI ``update``),
         on the CPU, so an edge on CPU and a cloud on GPU build identical tables."""
-        for name in ("entropy_bottleneck", "gaussian_conditional"):
-            module = getattr(self, name, None)
-            if module is None:
-                continue
+        for name in self.entropy_models:
+            module = getattr(self, name)
             device = module._offset.device
             module.cpu()
             if name == "entropy_bottleneck":
@@ -145,56 +110,17 @@ class FeatureCodec(nn.Module):
         self._stale = False
 
     def update_if_stale(self):
-        if self._stale or (self.name != "passthrough" and self.entropy_bottleneck._offset.numel() == 0):
+        if self._stale or any(getattr(self, n)._offset.numel() == 0 for n in self.entropy_models):
             self.update(force=True)
-
-    @torch.no_grad()
-    def compress(self, x) -> List[CodedFeature]:
-        """Encode a batch of features into one :class:`CodedFeature` per image."""
-        if self.name == "passthrough":
-            out_hw = tuple(x.shape[-2:])
-            return [CodedFeature([_tensor_bytes(xi)], out_hw, out_hw) for xi in x]
-        y = self.encoder(x)
-        return code_latents(y, self.h_a(y) if self.name == "hyperprior" else None, self.coder_tables(), self._scales,
-                            tuple(x.shape[-2:]))
 
     def coder_tables(self):
         """The :class:`~eccentric_det.codec.coding.CoderTables` of each entropy model (built if stale)."""
         self.update_if_stale()
-        return {name: CoderTables.of(getattr(self, name)) for name in ("entropy_bottleneck", "gaussian_conditional")
-                if hasattr(self, name)}
-
-    @torch.no_grad()
-    def decompress_latent(self, coded: List[CodedFeature]):
-        """Decode a batch of same-shape coded features to the quantised latent y_hat, with the
-        bounds-checked decoder (:mod:`~eccentric_det.codec.guarded_ans`): any bytes give a result or a
-        :class:`~eccentric_det.codec.guarded_ans.EntropyDecodeError`, never a read out of bounds."""
-        self.update_if_stale()
-        y_hw = coded[0].latent_shape
-        device = self._device()
-        if self.name == "factorized":
-            return self._decode_factorized([c.strings[0] for c in coded], y_hw).to(device)
-        z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
-        gc = self.gaussian_conditional
-        indexes = scale_indexes(self._scales(z_hat, y_hw), CoderTables.of(gc))
-        for i, c in enumerate(coded):
-            if FIELD_SCALE_INDEXES in c.fields:
-                pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
-                indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
-        return guarded_decompress(gc, [c.strings[0] for c in coded], indexes).to(device)
-
-    @torch.no_grad()
-    def decompress(self, coded: List[CodedFeature]):
-        """Decode a batch of same-shape coded features to the cloud-side feature tensor."""
-        if self.name == "passthrough":
-            return torch.stack([_bytes_tensor(c.strings[0], self.config["in_channels"], c.output_shape)
-                                for c in coded]).to(self._device())
-        y_hat = self.decompress_latent(coded)
-        return fit(self.decoder(y_hat), coded[0].output_shape)
+        return {name: CoderTables.of(getattr(self, name)) for name in self.entropy_models}
 
     def payload_fields(self):
         """The optional payload fields this codec reads."""
-        return (FIELD_SCALE_INDEXES,) if self.name == "hyperprior" else ()
+        return ()
 
     def latent_shape(self, feature_hw):
         """(h, w) of the first latent for a split feature of ``feature_hw``."""
@@ -213,13 +139,105 @@ class FeatureCodec(nn.Module):
                 h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.digest()[:FINGERPRINT_BYTES]
 
-    # ------------------------------------------------------------------ helpers
     def _fill_tables(self, state_dict, prefix, *args):
         for name, module in self.named_children():
             for buf in _TABLES:
                 if hasattr(module, buf) and isinstance(getattr(module, buf), torch.Tensor):
                     state_dict.setdefault(f"{prefix}{name}.{buf}", getattr(module, buf))
         self._stale = True
+
+    def _device(self):
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+@CODEC_REGISTRY.register()
+class PassthroughCodec(FeatureCodec):
+    """Lossless: sends the float32 feature (the split-equivalence tests' codec)."""
+
+    name = "passthrough"
+
+    def __init__(self, in_channels, out_channels, **kwargs):
+        super().__init__(in_channels, out_channels, **kwargs)
+        if in_channels != out_channels:
+            raise ValueError(
+                f"A passthrough codec needs the edge and cloud to agree on channels at the split "
+                f"(edge {in_channels}, cloud {out_channels}): use a learned codec (factorized/hyperprior)."
+            )
+
+    def forward(self, x):
+        return CodecOutput(x, {})
+
+    @torch.no_grad()
+    def compress(self, x) -> List[CodedFeature]:
+        out_hw = tuple(x.shape[-2:])
+        return [CodedFeature([_tensor_bytes(xi)], out_hw, out_hw) for xi in x]
+
+    @torch.no_grad()
+    def decompress(self, coded: List[CodedFeature]):
+        return torch.stack([_bytes_tensor(c.strings[0], self.config["in_channels"], c.output_shape)
+                            for c in coded]).to(self._device())
+
+
+@CODEC_REGISTRY.register()
+class FactorizedCodec(FeatureCodec):
+    """Encoder -> quantised latent of ``latent_channels`` at 1/``downsample`` of the feature's resolution under
+    CompressAI's EntropyBottleneck (factorized prior) -> decoder."""
+
+    name = "factorized"
+    entropy_models = ("entropy_bottleneck",)
+
+    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
+                 half="both"):
+        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half)
+        n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
+        enc = [_conv(in_channels, h), nn.LeakyReLU(inplace=True)]
+        for _ in range(steps):
+            enc += [_conv(h, h, stride=2), nn.LeakyReLU(inplace=True)]
+        dec = [_conv(n, h), nn.LeakyReLU(inplace=True)]
+        for _ in range(steps):
+            dec += [_deconv(h, h), nn.LeakyReLU(inplace=True)]
+        if half != "cloud":
+            self.encoder = nn.Sequential(*enc, _conv(h, n))
+        if half != "edge":
+            self.decoder = nn.Sequential(*dec, _conv(h, out_channels))
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        # The coder's range (CompressAI's "quantiles") is found by bisection on the learned density at
+        # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
+        self.entropy_bottleneck.quantiles.requires_grad_(False)
+
+    def forward(self, x):
+        """Noisy quantisation in training, hard quantisation in eval; returns x_hat and likelihoods."""
+        if self.training:
+            self._stale = True
+        y_hat, likelihoods = self._latent(self.encoder(x))
+        return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), likelihoods)
+
+    def _latent(self, y):
+        y_hat, lik = self.entropy_bottleneck(y)
+        return y_hat, {"y": lik}
+
+    @torch.no_grad()
+    def compress(self, x) -> List[CodedFeature]:
+        """Encode a batch of features into one :class:`CodedFeature` per image."""
+        y = self.encoder(x)
+        return code_latents(y, self._hyper_latent(y), self.coder_tables(), self._scales, tuple(x.shape[-2:]))
+
+    def _hyper_latent(self, y):
+        return None
+
+    @torch.no_grad()
+    def decompress_latent(self, coded: List[CodedFeature]):
+        """Decode a batch of same-shape coded features to the quantised latent y_hat, with the
+        bounds-checked decoder (:mod:`~eccentric_det.codec.guarded_ans`): any bytes give a result or a
+        :class:`~eccentric_det.codec.guarded_ans.EntropyDecodeError`, never a read out of bounds."""
+        self.update_if_stale()
+        return self._decode_factorized([c.strings[0] for c in coded], coded[0].latent_shape).to(self._device())
+
+    @torch.no_grad()
+    def decompress(self, coded: List[CodedFeature]):
+        """Decode a batch of same-shape coded features to the cloud-side feature tensor."""
+        return fit(self.decoder(self.decompress_latent(coded)), coded[0].output_shape)
 
     def _decode_factorized(self, strings, hw):
         eb = self.entropy_bottleneck
@@ -230,9 +248,51 @@ class FeatureCodec(nn.Module):
     def _scales(self, z_hat, y_hw):
         return hyper_scales(self._cpu_h_s[0] if self._cpu_h_s else self.h_s, z_hat, y_hw)
 
-    def _device(self):
-        p = next(self.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+
+@CODEC_REGISTRY.register()
+class HyperpriorCodec(FactorizedCodec):
+    """The factorized codec's encoder and decoder with a scale hyperprior (Balle et al. 2018): ``h_a`` codes
+    the latent's scales as a hyper-latent z (EntropyBottleneck), ``h_s`` decodes them, and y is coded under
+    CompressAI's GaussianConditional. Elements whose scale lies next to a CDF boundary travel with their index
+    (``FIELD_SCALE_INDEXES``, see :mod:`.scale_indexes`)."""
+
+    name = "hyperprior"
+    entropy_models = ("entropy_bottleneck", "gaussian_conditional")
+
+    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
+                 half="both"):
+        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half)
+        n = latent_channels
+        if half != "cloud":
+            self.h_a = nn.Sequential(_conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2),
+                                     nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
+        self.h_s = nn.Sequential(_deconv(n, n, 5), nn.LeakyReLU(inplace=True), _deconv(n, n, 5),
+                                 nn.LeakyReLU(inplace=True), _conv(n, n), nn.Softplus())
+        self.gaussian_conditional = GaussianConditional(_SCALES)
+
+    def _latent(self, y):
+        z_hat, z_lik = self.entropy_bottleneck(self.h_a(y))
+        y_hat, y_lik = self.gaussian_conditional(y, fit(self.h_s(z_hat), y.shape[-2:]))
+        return y_hat, {"y": y_lik, "z": z_lik}
+
+    def _hyper_latent(self, y):
+        return self.h_a(y)
+
+    @torch.no_grad()
+    def decompress_latent(self, coded: List[CodedFeature]):
+        self.update_if_stale()
+        y_hw = coded[0].latent_shape
+        z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
+        gc = self.gaussian_conditional
+        indexes = scale_indexes(self._scales(z_hat, y_hw), CoderTables.of(gc))
+        for i, c in enumerate(coded):
+            if FIELD_SCALE_INDEXES in c.fields:
+                pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
+                indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
+        return guarded_decompress(gc, [c.strings[0] for c in coded], indexes).to(self._device())
+
+    def payload_fields(self):
+        return (FIELD_SCALE_INDEXES,)
 
 
 def guarded_decompress(entropy_model, strings, indexes, means=None):

@@ -9,7 +9,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from ...codec import FeatureCodec
+from ...codec import build_codec
 from ...split import HALVES, check_choice, run_split
 from .resnet_stages import STAGES, build_resnet_parts, freeze_parts, stage_index
 
@@ -107,8 +107,8 @@ def build_split_resnet(cfg, input_shape, out_features):
     edge_parts, edge_shapes = build_resnet_parts(edge_resnets_cfg(cfg), input_shape.channels, edge_names)
     cloud_parts, cloud_shapes = build_resnet_parts(cfg.MODEL.RESNETS, input_shape.channels, cloud_names)
     C = E.CODEC
-    codec = FeatureCodec(edge_shapes[E.SPLIT_AT].channels, cloud_shapes[E.SPLIT_AT].channels,
-                         C.LATENT_CHANNELS, C.HIDDEN_CHANNELS, C.DOWNSAMPLE, C.NAME, half=E.HALF)
+    codec = build_codec(C.NAME, edge_shapes[E.SPLIT_AT].channels, cloud_shapes[E.SPLIT_AT].channels,
+                        C.LATENT_CHANNELS, C.HIDDEN_CHANNELS, C.DOWNSAMPLE, half=E.HALF)
     freeze_parts({**edge_parts, **cloud_parts}, cfg.MODEL.BACKBONE.FREEZE_AT)
     return SplitResNet(edge_parts, edge_shapes, cloud_parts, cloud_shapes, codec, E.SPLIT_AT, out_features,
                        E.HALF)
