@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 
+from report import write_json
 from tabulate import tabulate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,7 +123,7 @@ def main(argv=None):
     if args.compare_images:
         results["agreement"] = compare(args.compare_images, edge)
     if not args.repeats:
-        return _write(args.output, results)
+        return write_json(args.output, results) if args.output else results
     for name, script in SCRIPTS.items():
         cwd, run_env = ROOT, env
         if name.startswith("before"):
@@ -143,15 +144,8 @@ def main(argv=None):
     print(tabulate(rows, headers=["process", "s to first payload", "s beyond torch", "RSS MB", "MB beyond torch",
                                   "modules", "payload B"], tablefmt="pipe"))
     print(f"goal: <= {GOAL_S} s and <= {GOAL_MB} MB beyond torch")
-    return _write(args.output, {**results, "repeats": args.repeats, "goal": [GOAL_S, GOAL_MB]})
-
-
-def _write(path, results):
-    if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(results, f, indent=1)
-    return results
+    results.update(repeats=args.repeats, goal=[GOAL_S, GOAL_MB])
+    return write_json(args.output, results) if args.output else results
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ legit payloads answered 200.
 import argparse
 import glob
 import itertools
-import json
 import os
 import random
 import subprocess
@@ -35,6 +34,7 @@ import numpy as np
 import psutil
 
 from loopback import start_server
+from report import write_json
 
 from eccentric_det.checkpoint import load_model
 from eccentric_det.codec.attacks import crafted
@@ -245,10 +245,7 @@ def main(argv=None):
     print(table(result))
     if errors:
         print(f"server log: {len(errors)} error lines, last: {errors[-1]}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(result, f, indent=2)
-    return result
+    return write_json(args.output, result)
 
 
 if __name__ == "__main__":

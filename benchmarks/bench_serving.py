@@ -14,7 +14,6 @@ Besides throughput and latency it reports the server's CPU time per request, whi
 other work shares the machine (wall-clock numbers do not).
 """
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -27,11 +26,12 @@ import psutil
 import torch
 
 from loopback import start_server
+from report import write_json
 
 from eccentric_det.checkpoint import load_model, save_halves
-from eccentric_det.inputs import InputBuilder
 from eccentric_det.edge import CloudClient
-from eccentric_det.serving import get_serving_cfg, load_half
+from eccentric_det.inputs import InputBuilder
+from eccentric_det.serving import get_serving_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = "configs/quick_schedules/fashion_det_adaptive_ecc_instant_test.yaml"
@@ -56,7 +56,7 @@ def prepare(args, workdir):
     if args.halves:
         paths = {h: os.path.join(args.halves, f"{h}.pth") for h in ("edge", "cloud")}
         cfg = get_serving_cfg(args.config_file, "edge", paths["edge"], args.opts)
-        edge = load_half(cfg)
+        edge = load_model(cfg)
     else:  # a whole model, as training leaves it, split into the two halves
         cfg = get_serving_cfg(args.config_file, "edge", "", args.opts)
         whole = cfg.clone()
@@ -175,10 +175,7 @@ def main(argv=None):
               f"{r['cloud_model_ms_per_image']:>12.0f} {r['server_cpu_ms_per_request']:>17.0f}")
     print(f"dynamic batching gain: {result['batching_gain']:.2f}x throughput, {result['batching_cpu_gain']:.2f}x less "
           f"server CPU per request (load average {result['load_average'][0]:.1f} on {os.cpu_count()} CPUs)")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(result, f, indent=2)
-    return result
+    return write_json(args.output, result)
 
 
 if __name__ == "__main__":

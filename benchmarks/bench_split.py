@@ -15,13 +15,12 @@ survive NMS, which differs between random models.
     python benchmarks/bench_split.py --clock cpu     # one thread, CPU time: on a machine shared with other jobs
 """
 import argparse
-import json
-import os
 import platform
 import time
 
 import torch
 from detectron2.modeling import build_model
+from report import write_json
 from tabulate import tabulate
 
 import eccentric_det.data  # noqa: F401  (registers the datasets)
@@ -139,17 +138,15 @@ def main():
             p.error("--clock cpu measures CPU work: use it with --device cpu")
         torch.set_num_threads(1)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     rows = []
     for h, w in args.sizes:
         for split in args.splits:
             rows.append(bench(split, h, w, args.repeats, args.device, clock))
             print(table(rows[-1:]), flush=True)
-            with open(args.output, "w") as f:  # after every row, so an interrupted run keeps what it measured
-                json.dump({"device": args.device, "clock": args.clock, "torch": torch.__version__,
-                           "threads": torch.get_num_threads(),
-                           "machine": platform.processor() or platform.machine(), "repeats": args.repeats,
-                           "rows": rows}, f, indent=1)
+            write_json(args.output, {  # after every row, so an interrupted run keeps what it measured
+                "device": args.device, "clock": args.clock, "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+                "repeats": args.repeats, "rows": rows})
     print(table(rows))
     worst = max(r["codec_share"] for r in rows)
     print(f"encoder + entropy coding share of the edge time: at most {worst:.1%} (goal <= {GOAL:.0%}: "

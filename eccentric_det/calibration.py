@@ -18,9 +18,8 @@ import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.structures import BoxMode, pairwise_iou, Boxes
 from torch import nn
-from torch.nn import functional as F
 
-from .edge.gate import detection_statistics
+from .edge.gate import detection_statistics, softmax_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +120,9 @@ def edge_confidence(model, data, batch_size=256):
     scores, correct = [], []
     for start in range(0, len(data), batch_size):
         images, labels = data.images[start:start + batch_size], data.labels[start:start + batch_size]
-        _, logits = model.edge_half(model.normalizer(images))
-        p = F.softmax(logits.float(), dim=1).cpu()
-        scores.append(1 - p.max(1).values)
-        correct.append(p.argmax(1) == labels)
+        logits = model.edge_half(model.normalizer(images))[1].cpu()
+        scores.append(softmax_uncertainty(logits))
+        correct.append(logits.argmax(1) == labels)
     return torch.cat(scores).numpy(), torch.cat(correct).numpy()
 
 

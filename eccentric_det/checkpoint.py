@@ -115,12 +115,17 @@ def summarize_names(names, limit=8):
 def read_weights(model, path, names=None):
     """The tensors of checkpoint ``path`` (a file or a Detectron2 model-zoo URL) under ``model``'s names, read as
     Detectron2 does: Detectron2 .pth/.pkl, and Caffe2/pycls files through its name-matching heuristics (against
-    the model tensors ``names``, default all)."""
+    the model tensors ``names``, default all). A half checkpoint (:func:`save_halves`) of the other half than the
+    model's ``half`` is refused."""
     checkpointer = DetectionCheckpointer(model)
     try:
         checkpoint = checkpointer._load_file(checkpointer.path_manager.get_local_path(path))
     except Exception as e:  # a file that is not a checkpoint: torch/pickle say why
         raise ValueError(f"{path!r} is not a readable checkpoint: {type(e).__name__}: {e}") from None
+    saved, half = checkpoint.get("half"), getattr(model, "half", "both")
+    if saved is not None and half != "both" and saved != half:
+        raise ValueError(f"{path} holds the {saved} half, but this model is the {half} half: pass {half}.pth "
+                         f"(eccentric_det.checkpoint.save_halves writes both)")
     state = checkpoint["model"]
     checkpointer._convert_ndarray_to_tensor(state)
     if checkpoint.get("matching_heuristics", False):

@@ -37,12 +37,13 @@ def images(sizes=SIZES, seed=0):
 
 @pytest.fixture(scope="module")
 def detection(tmp_path_factory):
-    from eccentric_det.serving.config import get_serving_cfg, load_half
+    from eccentric_det.checkpoint import load_model
+    from eccentric_det.serving.config import get_serving_cfg
 
     out = str(tmp_path_factory.mktemp("edge_det"))
     manifest = export_from_config(DET_CFG, out, DET_OPTS)
     cfg = get_serving_cfg(DET_CFG, "edge", opts=DET_OPTS)
-    return out, manifest, load_half(cfg), InputBuilder.from_config(cfg)
+    return out, manifest, load_model(cfg), InputBuilder.from_config(cfg)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])

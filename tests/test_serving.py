@@ -24,7 +24,7 @@ from eccentric_det.codec import Payload, PayloadError
 from eccentric_det.config import get_eccentric_cfg
 from eccentric_det.inputs import InputBuilder
 from eccentric_det.edge import CloudRejected, EdgeClient, run_images
-from eccentric_det.serving import CloudRuntime, get_serving_cfg, load_half
+from eccentric_det.serving import CloudRuntime, get_serving_cfg
 from eccentric_det.serving.detections import CONTENT_TYPE
 from eccentric_det.serving.worker import InProcessModel
 
@@ -340,7 +340,7 @@ def test_fleet_key_keeps_out_payloads_from_outside_the_fleet(halves, model, inpu
 
 def test_a_half_checkpoint_is_refused_by_the_other_half(halves):
     with pytest.raises(ValueError, match="holds the edge half"):
-        load_half(get_serving_cfg(CFG, "cloud", halves["edge"], OPTS))
+        load_model(get_serving_cfg(CFG, "cloud", halves["edge"], OPTS))
 
 
 def test_unreachable_cloud_falls_back_to_edge(halves, model, inputs):

@@ -16,10 +16,9 @@ ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.
 """
 import argparse
 import logging
-import os
 
-from eccentric_det.codec.payload import fleet_key
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge, list_images, run_images
+from eccentric_det.edge.http import environment_credentials
 
 
 def get_parser():
@@ -44,8 +43,8 @@ def build_client(args):
         return EdgeClient.from_config(get_serving_cfg(args.config_file, "edge", args.weights, args.opts), args.cloud_url)
     if not args.cloud_url or args.opts or args.weights:
         raise SystemExit("edge_client.py: error: --edge takes --cloud-url, and neither --weights nor config overrides")
-    return EdgeClient(ExportedEdge(args.edge, args.backend), CloudClient(args.cloud_url, token=os.environ.get(
-        "ECCENTRIC_TOKEN", "")), key=fleet_key(os.environ.get("ECCENTRIC_PAYLOAD_KEY", "")))
+    token, key = environment_credentials()
+    return EdgeClient(ExportedEdge(args.edge, args.backend), CloudClient(args.cloud_url, token=token), key=key)
 
 
 def main(argv=None):

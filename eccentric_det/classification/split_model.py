@@ -21,9 +21,9 @@ import torch
 from detectron2.config import configurable
 from timm.models import FeatureInfo
 from torch import nn
-from torch.nn import functional as F
 
 from ..codec import PayloadLimits, build_codec
+from ..edge.gate import softmax_uncertainty
 from ..inputs import ImageNormalizer
 from ..split import HALVES, OFFLOAD_MODES, POLICIES, SplitModel, check_choice, encode_image, run_split, tensor_to_hwc
 
@@ -223,7 +223,7 @@ class SplitTimmClassifier(SplitModel, nn.Module):
 
     def edge_answer(self, x, logits, image_size, output_size):
         """The edge's own logits [K] and 1 - their max softmax."""
-        return logits[0], 1.0 - float(F.softmax(logits[0].float(), dim=0).max())
+        return logits[0], float(softmax_uncertainty(logits[0]))
 
     def cloud_tail_batch(self, x, payloads):
         return self.cloud_half(x)[1]

@@ -20,7 +20,7 @@ from torch import nn
 
 from .coding import CodedFeature, CoderTables, code_latents, fit, hyper_scales, scale_indexes
 from .shapes import hyper_shape, latent_shape
-from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES, PayloadError
+from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
 from .scale_indexes import decode_exceptions
 
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).

@@ -4,11 +4,9 @@
 server (``tools/cloud_server.py``) with the edge's :class:`~eccentric_det.edge.http.CloudClient` (token,
 timeout, retries), answered by the JSON detections of :mod:`eccentric_det.serving.detections`.
 """
-import os
 import time
 
-from ..codec.payload import fleet_key
-from ..edge.http import CloudClient, CloudRejected, CloudUnavailable
+from ..edge.http import CloudClient, CloudRejected, CloudUnavailable, environment_credentials
 from ..serving.detections import dict_to_instances
 from .video import DemoError
 
@@ -37,8 +35,8 @@ class HttpCloud:
     @classmethod
     def from_environment(cls, url):
         """A client with the token and fleet key of the environment (``ECCENTRIC_TOKEN``, ``ECCENTRIC_PAYLOAD_KEY``)."""
-        return cls(url, fleet_key(os.environ.get("ECCENTRIC_PAYLOAD_KEY", "")),
-                   token=os.environ.get("ECCENTRIC_TOKEN", ""))
+        token, key = environment_credentials()
+        return cls(url, key, token=token)
 
     def __call__(self, data, image_size):
         t0 = time.perf_counter()

@@ -93,11 +93,12 @@ def export_from_config(config_file, output_dir, opts=(), image=None):
         sample = torch.zeros(C.IN_CHANS, C.IMAGE_SIZE, C.IMAGE_SIZE) if image is None else \
             torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)).copy())
         return export_edge(model, output_dir, sample)
-    from ..serving.config import get_serving_cfg, load_half
+    from ..checkpoint import load_model
+    from ..serving.config import get_serving_cfg
 
     cfg = get_serving_cfg(config_file, "edge", opts=list(opts) + ["MODEL.DEVICE", "cpu"])
     builder = InputBuilder.from_config(cfg)
     if image is None:
         image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     spec = {"min_size": builder.min_size, "max_size": builder.max_size, "format": builder.input_format}
-    return export_edge(load_half(cfg), output_dir, builder(image), spec)
+    return export_edge(load_model(cfg), output_dir, builder(image), spec)

@@ -1,11 +1,13 @@
-"""Dynamic ECC: the edge's per-image decision to offload, from its own detections (it lives in the edge half).
+"""Dynamic ECC: the edge's per-image "needs the cloud" score (it lives in the edge half).
 
-The gate is a logistic model over statistics of the edge detector's scores; it is fitted by recall-rate
+Detection: a logistic model over statistics of the edge detector's scores (:class:`OffloadGate`);
+classification: 1 - the edge head's max softmax (:func:`softmax_uncertainty`). Both are fitted by recall-rate
 boosting in :mod:`eccentric_det.calibration`.
 """
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 STAT_NAMES = ("uncertainty", "n_uncertain", "n_confident", "mean_top_score", "n_detections")
 
@@ -41,3 +43,8 @@ class OffloadGate(nn.Module):
         """Install the parameters found by :func:`eccentric_det.calibration.fit_offload_gate`."""
         for key in ("weight", "bias", "mean", "std"):
             getattr(self, key).copy_(torch.as_tensor(fit[key], dtype=torch.float32))
+
+
+def softmax_uncertainty(logits):
+    """Classification's "needs the cloud" score of each row of ``logits`` [..., K]: 1 - its max softmax."""
+    return 1 - F.softmax(logits.float(), dim=-1).max(-1).values

@@ -1,9 +1,12 @@
 """CloudClient: POST a payload's bytes to a cloud server (``tools/cloud_server.py``) with a timeout, retries
 and backoff, the bearer token, and the JSON answer back. The one HTTP client of the edge side (the edge
 client and the demo)."""
+import os
 import time
 
 import httpx
+
+from ..codec.payload import fleet_key
 
 DETECT_PATH = "/v1/detect"
 CONTENT_TYPE = "application/octet-stream"
@@ -55,6 +58,12 @@ class CloudClient:
 
     def close(self):
         self._http.close()
+
+
+def environment_credentials():
+    """(bearer token, fleet key or None) from ``ECCENTRIC_TOKEN`` and ``ECCENTRIC_PAYLOAD_KEY`` (the variables
+    ``SERVING.TOKEN``/``SERVING.PAYLOAD_KEY`` fall back to), for clients without a config."""
+    return os.environ.get("ECCENTRIC_TOKEN", ""), fleet_key(os.environ.get("ECCENTRIC_PAYLOAD_KEY", ""))
 
 
 def _detail(response):

@@ -11,14 +11,13 @@ import os
 import time
 
 import torch
-from torch.nn import functional as F
 
 from ..codec.coding import CoderTables, code_latents, hyper_scales
 from ..codec.payload import KIND_FEATURES, Payload
 from ..inputs import ImageNormalizer, InputBuilder, normalize_and_pad
 from ..split.decision import EdgeDecision, should_offload
 from .export import BACKENDS, FORMAT, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
-from .gate import OffloadGate
+from .gate import OffloadGate, softmax_uncertainty
 
 
 class ExportedEdge:
@@ -26,7 +25,7 @@ class ExportedEdge:
     (classification, as ``SplitTimmClassifier.edge_step`` takes). ``backend``: "onnx" or "torchscript".
     The decision's ``answer``: detections in the wire format (Dynamic ECC), logits (classification) or None."""
 
-    def __init__(self, folder, backend="onnx", class_names=None):
+    def __init__(self, folder, backend="onnx"):
         path = os.path.join(folder, MANIFEST)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{folder} holds no exported edge ({MANIFEST}): write one with "
@@ -39,7 +38,7 @@ class ExportedEdge:
         if backend not in m.get("backends", BACKENDS):
             raise ValueError(f"backend must be one of {m.get('backends', BACKENDS)} for the edge in {folder}, got "
                              f"{backend!r}" + (" (its edge detector exports to TorchScript only)" if "gate" in m else ""))
-        self.manifest, self.task, self.class_names = m, m["task"], class_names
+        self.manifest, self.task = m, m["task"]
         self.policy, self.threshold = m["policy"], float(m["threshold"])
         self.fingerprint = bytes.fromhex(m["fingerprint"])
         self.outputs = m["outputs"]
@@ -80,7 +79,7 @@ class ExportedEdge:
         answer, score = None, 1.0
         if "logits" in outs:
             answer = outs["logits"][0]
-            score = 1.0 - float(F.softmax(answer.float(), dim=0).max())
+            score = float(softmax_uncertainty(answer))
         elif "boxes" in outs:
             answer = postprocess(outs["boxes"], outs["scores"], outs["classes"], image_size, output_size)
             score = float(self.gate([torch.tensor(answer["scores"])])[0])

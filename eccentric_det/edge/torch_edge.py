@@ -18,9 +18,9 @@ class TorchEdge:
     def from_config(cls, cfg):
         """The edge half of a serving config, loaded with its checkpoint."""
         from ..data.datasets import class_names_of
-        from ..serving.config import load_half
+        from ..checkpoint import load_model
 
-        return cls(load_half(cfg), InputBuilder.from_config(cfg), class_names_of(cfg))
+        return cls(load_model(cfg), InputBuilder.from_config(cfg), class_names_of(cfg))
 
     def step(self, bgr) -> EdgeDecision:
         return self.step_input(self.inputs(bgr))

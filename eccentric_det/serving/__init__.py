@@ -1,6 +1,6 @@
 """The cloud side of the edge-cloud runtime over a real network (the edge side is :mod:`eccentric_det.edge`).
 
-* ``config``: ``add_serving_config`` (``cfg.SERVING``), ``get_serving_cfg``, ``load_half``.
+* ``config``: ``add_serving_config`` (``cfg.SERVING``), ``get_serving_cfg``.
 * ``runtime``: :class:`CloudRuntime`, the cloud half behind a dynamic batcher (``worker``: its process).
 * ``http_app``: the FastAPI app (``POST /v1/detect``, ``/healthz``, ``/metrics``) and uvicorn ``serve``.
 * ``ray_app``: the same app as a Ray Serve deployment (imports ray).
@@ -10,7 +10,7 @@ Names are loaded on first use (``eccentric_det.serving.detections`` alone stays 
 """
 import importlib
 
-_EXPORTS = {**dict.fromkeys(("add_serving_config", "get_serving_cfg", "load_half"), ".config"),
+_EXPORTS = {**dict.fromkeys(("add_serving_config", "get_serving_cfg"), ".config"),
             **dict.fromkeys(("CloudRuntime", "Overloaded"), ".runtime")}
 __all__ = list(_EXPORTS)
 

@@ -1,16 +1,11 @@
 """``cfg.SERVING``: the edge-cloud runtime's knobs, and building one half of a model for serving."""
-import logging
 import os
-import pickle
 
-import torch
 from detectron2.config import CfgNode as CN
 
-from ..checkpoint import load_model
 from ..codec import fleet_key
 from ..config import get_eccentric_cfg
 
-logger = logging.getLogger(__name__)
 HALVES = ("edge", "cloud")
 
 
@@ -96,17 +91,3 @@ def cfg_from_dump(text):
     cfg.merge_from_other_cfg(CN.load_cfg(text))
     cfg.freeze()
     return cfg
-
-
-def load_half(cfg):
-    """The eval model of ``cfg`` (one half), refusing a checkpoint saved for the other half."""
-    half, path = cfg.MODEL.ECCENTRIC.HALF, cfg.MODEL.WEIGHTS
-    if path.endswith(".pth") and os.path.isfile(path):
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True).get("half")
-        except pickle.UnpicklingError:  # not a plain-tensor checkpoint, so not one of save_halves
-            saved = None
-        if saved is not None and saved != half:
-            raise ValueError(f"{path} holds the {saved} half, but this process serves the {half} half: pass "
-                             f"{half}.pth (eccentric_det.checkpoint.save_halves writes both)")
-    return load_model(cfg)

@@ -14,7 +14,7 @@ import ray
 from ray import serve
 
 from ..codec import fleet_key
-from .config import load_half
+from ..checkpoint import load_model
 from .http_app import create_app
 from .metrics import Metrics
 from ..data.datasets import class_names_of
@@ -30,7 +30,7 @@ class CloudDeployment:
 
     def __init__(self, cfg):
         S = cfg.SERVING
-        self.model, self.class_names = load_half(cfg), class_names_of(cfg)
+        self.model, self.class_names = load_model(cfg), class_names_of(cfg)
         self.spec, self.key = self.model.payload_spec(), fleet_key(S.PAYLOAD_KEY)
         self.fingerprint, self.request_timeout_s = self.spec.fingerprint, S.REQUEST_TIMEOUT_S
         self.metrics = Metrics(S.MAX_BATCH_SIZE)

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 
 from ..codec import Payload, fleet_key
 from ..data.datasets import class_names_of
-from .config import load_half
+from ..checkpoint import load_model
 from .metrics import Metrics
 from .worker import CloudWorker, InProcessModel, WorkerDied, WorkerTimeout
 
@@ -58,7 +58,7 @@ class CloudRuntime:
         worker process when ``SERVING.WORKER_PROCESS``."""
         S = cfg.SERVING
         key = fleet_key(S.PAYLOAD_KEY)
-        backend = CloudWorker(cfg) if S.WORKER_PROCESS else InProcessModel(load_half(cfg), class_names_of(cfg), key)
+        backend = CloudWorker(cfg) if S.WORKER_PROCESS else InProcessModel(load_model(cfg), class_names_of(cfg), key)
         return cls(backend, S.MAX_BATCH_SIZE, S.MAX_WAIT_MS, S.MAX_QUEUE, key, S.REQUEST_TIMEOUT_S)
 
     def validate(self, body) -> Payload:

@@ -85,12 +85,13 @@ def _worker_main(cfg_yaml, conn):
     """The child: load the cloud half of the config, say hello, answer batches until the pipe closes."""
     from detectron2.utils.logger import setup_logger
 
-    from .config import cfg_from_dump, load_half
+    from ..checkpoint import load_model
+    from .config import cfg_from_dump
     from ..data.datasets import class_names_of
 
     setup_logger(name="eccentric_det")
     cfg = cfg_from_dump(cfg_yaml)
-    model, class_names, key = load_half(cfg), class_names_of(cfg), fleet_key(cfg.SERVING.PAYLOAD_KEY)
+    model, class_names, key = load_model(cfg), class_names_of(cfg), fleet_key(cfg.SERVING.PAYLOAD_KEY)
     if model.offload_mode == "features":
         from ..codec.guarded_ans import warm_up
 
