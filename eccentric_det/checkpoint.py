@@ -10,7 +10,7 @@ from detectron2.modeling import build_model
 from .modeling.backbone.resnet_stages import STAGES
 
 logger = logging.getLogger(__name__)
-_SHARED_CODEC = ("entropy_bottleneck.", "gaussian_conditional.", "h_s.")
+_SHARED_CODEC = ("entropy_bottleneck.", "gaussian_conditional.", "h_s.", "gains.")
 _EDGE_CODEC = ("encoder.", "h_a.")
 
 
@@ -161,10 +161,13 @@ def load_edge_weights(model, path):
 
 
 def load_weights(model, cfg, complete=False):
-    """MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS into a detection model, checked (:func:`load_checked`):
-    the edge tensors that EDGE.WEIGHTS provides are not taken from MODEL.WEIGHTS (so a cloud teacher's
-    checkpoint initialises a model with an edge of another width). ``complete``: refuse checkpoints that
-    leave much of the model unfilled (evaluation). Returns the loaded tensors."""
+    """MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS into a detection model, checked (:func:`load_checked`).
+    EDGE.WEIGHTS supplies the edge trunk, edge detector and gate: those tensors are not taken from MODEL.WEIGHTS
+    (so a cloud teacher's checkpoint initialises a model with an edge of another width, and a fitted gate replaces
+    a model's own). It must not overwrite the codec (``backbone.bottom_up.codec.``): a codec tensor that
+    MODEL.WEIGHTS holds with other values is refused with a ValueError that says what to do; codec tensors
+    MODEL.WEIGHTS lacks are taken. ``complete``: refuse checkpoints that leave much of the model unfilled
+    (evaluation). Returns the loaded tensors."""
     path, edge_path = cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
     for p in (path, edge_path):
         if p and not (p.startswith(("detectron2://", "http://", "https://")) or os.path.isfile(p)):
@@ -175,7 +178,29 @@ def load_weights(model, cfg, complete=False):
     if path:
         names = {k for k in model.state_dict() if not (edge and k in edge[1])}
         weights = (f"{path} (MODEL.WEIGHTS)", read_weights(model, path, names))
+        if edge:
+            _check_codec_kept(model, weights[1], edge[1], path, edge_path)
     return load_checked(model, weights, edge, complete)
+
+
+_CODEC = "backbone.bottom_up.codec."
+
+
+def _check_codec_kept(model, held, edge, path, edge_path):
+    """Refuse an EDGE.WEIGHTS state ``edge`` that would replace codec tensors that MODEL.WEIGHTS' ``held`` holds
+    with other values (beyond fp16 rounding): a trained codec would silently give way to another, e.g. the
+    untrained codec of a raw edge-training checkpoint."""
+    changed = [k for k, v in edge.items() if k.startswith(_CODEC) and k in held and not (
+        v.shape == held[k].shape and torch.allclose(v.float(), held[k].float(), rtol=1e-3, atol=1e-5))]
+    if not changed:
+        return
+    trunk = STAGES[:STAGES.index(model.split_backbone.split_at) + 1]
+    keep = " ".join([f"backbone.bottom_up.{s}" for s in trunk] + ["edge_detector", "offload_gate"])
+    raise ValueError(f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS) would replace {len(changed)} codec tensors "
+                     f"({_CODEC}*) that {path} (MODEL.WEIGHTS) holds with other values: EDGE.WEIGHTS supplies the edge "
+                     f"trunk, edge detector and gate, never a trained codec. If MODEL.WEIGHTS is a complete trained "
+                     f"model, set MODEL.ECCENTRIC.EDGE.WEIGHTS \"\"; to take only the edge of {edge_path}, export it "
+                     f"without its codec: python tools/export_checkpoint.py {edge_path} EDGE.pth --keep {keep}")
 
 
 def load_model(cfg):

@@ -10,8 +10,9 @@ from detectron2.utils.logger import log_first_n
 
 
 def add_eccentric_config(cfg):
-    """Add ``cfg.MODEL.ECCENTRIC`` (and ``cfg.TEST.ECCENTRIC``) to a Detectron2 config, in place, and register
-    eccentric_det's backbones, ROI heads, meta-architecture and datasets in Detectron2's registries."""
+    """Add ``cfg.MODEL.ECCENTRIC`` (and ``cfg.TEST.ECCENTRIC``, ``cfg.DATASETS.REGISTER``) to a Detectron2 config,
+    in place, and register eccentric_det's backbones, ROI heads, meta-architecture and datasets in Detectron2's
+    registries."""
     from . import data, modeling  # noqa: F401  (registration)
 
     _C = cfg
@@ -55,12 +56,15 @@ def add_eccentric_config(cfg):
     E.EDGE.FPN_OUT_CHANNELS = 64
     # FC width of the edge detector's box head.
     E.EDGE.BOX_FC_DIM = 256
-    # Checkpoint that initialises the edge (trunk and detector), loaded after MODEL.WEIGHTS; "" keeps MODEL.WEIGHTS.
+    # Checkpoint that supplies the edge trunk, edge detector and gate over MODEL.WEIGHTS; "" keeps MODEL.WEIGHTS.
+    # It never replaces codec tensors (backbone.bottom_up.codec.*) that MODEL.WEIGHTS holds with other values (a
+    # trained codec): that is refused. It may add codec tensors MODEL.WEIGHTS lacks (a cloud teacher's checkpoint).
     E.EDGE.WEIGHTS = ""
 
     E.CODEC = CN()
-    # A codec registered in eccentric_det.codec.CODEC_REGISTRY, by its name: "factorized" (CompressAI
-    # EntropyBottleneck), "hyperprior" (scale hyperprior) or "passthrough" (lossless float32), or one of your own.
+    # A codec registered in eccentric_det.codec.CODEC_REGISTRY, by its name: "mean_scale" (codec v2: mean-scale
+    # hyperprior with GDN, variable rate), "factorized" (CompressAI EntropyBottleneck), "hyperprior" (scale
+    # hyperprior), "passthrough" (lossless float32), or one of your own.
     E.CODEC.NAME = "factorized"
     # Channels of the latent that is quantised and entropy coded.
     E.CODEC.LATENT_CHANNELS = 32
@@ -70,6 +74,12 @@ def add_eccentric_config(cfg):
     E.CODEC.DOWNSAMPLE = 2
     # Weight of the rate term (bits per input pixel) in the training loss.
     E.CODEC.RATE_WEIGHT = 0.01
+    # Variable rate (mean_scale): one model trained at these rate weights, one level each, in increasing order
+    # (level 0 sends the most bytes); empty: one rate, trained at RATE_WEIGHT.
+    E.CODEC.RATE_WEIGHTS = []
+    # Variable rate: the level the edge codes at (0..len(RATE_WEIGHTS) - 1; fractional values interpolate
+    # between the two levels around them). Chosen at run time; the payload carries it to the cloud.
+    E.CODEC.RATE = 0.0
     # Learning-rate multiplier of the codec's parameters (the entropy model learns slowly under SGD).
     E.CODEC.LR_FACTOR = 10.0
 
@@ -86,6 +96,9 @@ def add_eccentric_config(cfg):
     E.DISTILL.MODE = "task"
     # Teacher config file (any Detectron2 config; resolved against cwd, then the shipped configs); frozen.
     E.DISTILL.TEACHER_CONFIG = ""
+    # Overrides of the teacher config, a flat list [KEY, VALUE, ...] applied last (after MODEL.WEIGHTS
+    # TEACHER_WEIGHTS and this config's MODEL.ROI_HEADS.NUM_CLASSES and DATASETS.REGISTER, which the teacher takes).
+    E.DISTILL.TEACHER_OPTS = []
     # Teacher weights.
     E.DISTILL.TEACHER_WEIGHTS = ""
     # Softmax temperature of ROI logit distillation.
@@ -115,6 +128,13 @@ def add_eccentric_config(cfg):
     _C.TEST.ECCENTRIC.FLOPS = True
     # Images used for the FLOP count (FLOPs barely change between images of one size).
     _C.TEST.ECCENTRIC.FLOPS_IMAGES = 2
+
+    # Datasets registered whenever a config is built (eccentric_det/data/register.py), one list per dataset:
+    # [NAME, "coco", JSON_FILE, IMAGE_DIR] (COCO format), [NAME, "voc", VOC_DIR, SPLIT] (Pascal VOC; classes from
+    # VOC_DIR/ImageSets/Main/<class>_SPLIT.txt, else VOC's 20) or [NAME, "subset", PARENT, "train"|"holdout",
+    # FRACTION] (a stable split of a registered dataset by a hash of each image's file name: "holdout" keeps about
+    # FRACTION of the images, "train" the rest; e.g. fit the offload gate on the holdout). Relative paths: cwd.
+    _C.DATASETS.REGISTER = []
 
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -155,8 +175,9 @@ def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
     """The config of every entry point: Detectron2's defaults with ``MODEL.ECCENTRIC`` (and, for ``task``
     "classification", ``MODEL.CLS`` and ``DATA_CLS``; ``task`` None: read from the file), ``cfg.SERVING`` when
     ``serving``, merged from ``config_file`` and the ``opts`` overrides (KEY VALUE ...; a leading "--", which
-    ends a tool's options before them, is dropped), MODEL.DEVICE cpu on a machine without CUDA. An unknown key
-    is a KeyError naming the key, where it came from and where keys are documented. Not frozen."""
+    ends a tool's options before them, is dropped), the datasets of DATASETS.REGISTER registered, MODEL.DEVICE
+    cpu on a machine without CUDA. An unknown key is a KeyError naming the key, where it came from and where keys
+    are documented; a bad DATASETS.REGISTER entry a ValueError. Not frozen."""
     if task is None:
         task = "classification" if config_file and is_classification_config(config_file) else "detection"
     if task not in ("detection", "classification"):
@@ -187,4 +208,7 @@ def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
                 raise ValueError(f"{message} (in {source})") from None
             raise KeyError(f"{message} (in {source}): check the key's spelling; keys are documented in "
                            f"{KEY_DOCS}") from None
+    from .data.register import register_datasets
+
+    register_datasets(cfg.DATASETS.REGISTER)
     return fall_back_to_cpu(cfg)

@@ -217,6 +217,25 @@ def test_adaptation_trains_codec_and_cloud_only():
         assert history[-1][key] < history[0][key], key
 
 
+def test_variable_rate_codec_trains_and_codes_at_each_rate():
+    """The detection side's codec v2 as is: one classifier checkpoint, payloads at two rates, both decoded."""
+    cfg, model = _cfg("adaptive_ecc", "MODEL.ECCENTRIC.CODEC.NAME", "mean_scale",
+                      "MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS", "[0.5, 2.0]", "SOLVER.MAX_ITER", 4)
+    history = train(cfg, model, _tiny_set())
+    assert {"loss_cls", "loss_rate"} <= set(history[-1])
+    model.eval()
+    with torch.no_grad():  # latents of many values after 4 iterations, so that the rate shows in the bytes
+        model.codec.encoder[-1].weight.mul_(30)
+    images = list(_tiny_set(4).images)
+    sizes = {}
+    for rate in (0.0, 1.0):
+        model.codec.set_rate(rate)
+        sent = [p.to_bytes() for p in model.edge(images)]
+        assert model.cloud(sent).shape[0] == 4
+        sizes[rate] = sum(map(len, sent))
+    assert sizes[0.0] > sizes[1.0]
+
+
 def test_dynamic_gate_and_evaluation(tmp_path):
     cfg, model = _cfg("dynamic_ecc")
     data = _tiny_set(40)

@@ -114,18 +114,19 @@ def test_guarded_decoder_equals_compressai(scale):
         guarded_ans.decompress(eb, [strings[0][:-4]], eb._build_indexes((1, 8, 9, 13)), medians[:1])
 
 
-def _boundary_scales(codec, fraction=0.3):
-    """A _scales that puts ``fraction`` of the elements exactly on a scale-table boundary."""
+def _boundary_params(codec, fraction=0.3):
+    """A _params that puts ``fraction`` of the scales exactly on a scale-table boundary."""
     table = codec.gaussian_conditional.scale_table
-    original = codec._scales
+    original = codec._params
 
-    def scales(z_hat, y_hw):
-        s = original(z_hat, y_hw).clone()
+    def params(z_hat, y_hw, gain=None):
+        s, means = original(z_hat, y_hw, gain)
+        s = s.clone()
         g = torch.Generator().manual_seed(1)
         pick = torch.rand(s.shape, generator=g) < fraction
         s[pick] = table[torch.randint(0, len(table) - 1, (int(pick.sum()),), generator=g)]
-        return s
-    return scales
+        return s, means
+    return params
 
 
 @pytest.mark.parametrize("direction", [float("inf"), float("-inf")])
@@ -139,9 +140,9 @@ def test_hyperprior_decodes_exactly_when_cloud_scales_differ_by_one_ulp(directio
     edge = build_codec("hyperprior", 48, 48, 16, 32, 2).eval()
     cloud = build_codec("hyperprior", 48, 48, 16, 32, 2).eval()
     cloud.load_state_dict(edge.state_dict())
-    edge._scales = _boundary_scales(edge)
-    on_boundary = _boundary_scales(cloud)
-    cloud._scales = lambda z, hw: torch.nextafter(on_boundary(z, hw), torch.tensor(direction))
+    edge._params = _boundary_params(edge)
+    on_boundary = _boundary_params(cloud)
+    cloud._params = lambda z, hw, gain=None: (torch.nextafter(on_boundary(z, hw)[0], torch.tensor(direction)), None)
     coded = edge.compress(x)[0]
     assert FIELD_SCALE_INDEXES in coded.fields
     expected = torch.round(edge.encoder(x).detach())
@@ -190,7 +191,7 @@ def test_edge_coder_writes_compressai_strings(name):
             return
         z = codec.h_a(y)
         z_strings = eb.compress(z)
-        scales = codec._scales(eb.decompress(z_strings, z.shape[-2:]), y.shape[-2:])
+        scales = codec._params(eb.decompress(z_strings, z.shape[-2:]), y.shape[-2:])[0]
         y_strings = codec.gaussian_conditional.compress(y, codec.gaussian_conditional.build_indexes(scales))
     assert [c.strings for c in ours] == [[ys, zs] for ys, zs in zip(y_strings, z_strings)]
 

@@ -308,6 +308,17 @@ def test_sweep_plan():
         plan(QUICK.format("dynamic_ecc"), parse_sweep(["jpeg=high"]))
 
 
+def test_rates_sweep_plans_every_level_of_the_variable_rate_checkpoint():
+    points = plan("FashionDet/adaptive_ecc_vr.yaml", parse_sweep(["rates=all,0.5", "jpeg=30"]))
+    rated = [p for p in points if p.series == "Adaptive ECC (variable rate)"]
+    assert [p.label for p in rated] == ["rate 0", "rate 1", "rate 2", "rate 3", "rate 4", "rate 0.5"]
+    assert rated[2].opts == ["MODEL.ECCENTRIC.CODEC.RATE", 2.0] and rated[0].config_file == "FashionDet/adaptive_ecc_vr.yaml"
+    with pytest.raises(ValueError, match="outside the codec's levels 0..4"):
+        plan("FashionDet/adaptive_ecc_vr.yaml", parse_sweep(["rates=5"]))
+    with pytest.raises(ValueError, match="needs a variable-rate codec"):
+        plan(QUICK.format("dynamic_ecc"), parse_sweep(["rates=all"]))
+
+
 # ------------------------------------------------------------------------------------ bad input
 def test_checkpoint_of_another_config_is_refused(tmp_path):
     teacher, dynamic = tmp_path / "teacher.pth", tmp_path / "dynamic.pth"

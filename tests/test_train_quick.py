@@ -69,3 +69,30 @@ def test_missing_dataset_says_what_to_run(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "prepare_fashion_det.py" in proc.stderr
+
+
+VR = ["MODEL.ECCENTRIC.CODEC.NAME", "mean_scale", "MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS", "[0.1, 1.0]"]
+
+
+def test_variable_rate_recipe_pretrains_adapts_and_evaluates_at_each_rate(tiny_root, tmp_path):
+    """Codec v2's two stages through the CLI: feature-reconstruction pre-training (no cloud tail, no task loss),
+    then knowledge adaptation from its checkpoint; one checkpoint evaluated at two rates sends different bytes."""
+    stage1 = run_train_net(tiny_root, tmp_path / "stage1", "fashion_det_adaptive_ecc", *VR,
+                           "MODEL.ECCENTRIC.DISTILL.MODE", "reconstruct")
+    losses = set(next(m for m in reversed(stage1) if "total_loss" in m))
+    assert {"loss_feature_match", "loss_rate"} <= losses and not losses & {"loss_cls", "loss_kd_logits"}, losses
+    stage2 = run_train_net(tiny_root, tmp_path / "stage2", "fashion_det_adaptive_ecc", *VR,
+                           "MODEL.WEIGHTS", str(tmp_path / "stage1" / "model_final.pth"))
+    assert {"loss_cls", "loss_rate", "loss_kd_logits"} <= set(next(m for m in reversed(stage2) if "total_loss" in m))
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tiny_root))
+    sent = {}
+    for rate in ("0", "1"):
+        out = tmp_path / f"eval_{rate}"
+        proc = subprocess.run([sys.executable, "tools/train_net.py", "--eval-only", "--config-file",
+                               "configs/quick_schedules/fashion_det_adaptive_ecc_instant_test.yaml", *VR,
+                               "MODEL.ECCENTRIC.CODEC.RATE", rate, "MODEL.WEIGHTS",
+                               str(tmp_path / "stage2" / "model_final.pth"), "OUTPUT_DIR", str(out)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        sent[rate] = json.load(open(out / "eccentric_metrics.json"))["metrics"]["bytes_mean"]
+    assert sent["0"] > sent["1"] > 0, sent

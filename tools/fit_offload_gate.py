@@ -14,13 +14,17 @@ import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads
 from eccentric_det.calibration import calibrate_offload_gate
 from eccentric_det.checkpoint import export_checkpoint, load_model
 from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.data import check_class_count
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", required=True)
-    parser.add_argument("--dataset", default="fashion_det_train")
+    parser.add_argument("--dataset", default="", help="registered dataset to fit on (default: the config's first "
+                        "DATASETS.TRAIN). Images the model was not trained on fit a truer gate: train on a "
+                        "DATASETS.REGISTER entry [NAME, 'subset', PARENT, 'train', F] and fit on [NAME, 'subset', "
+                        "PARENT, 'holdout', F]")
     parser.add_argument("--max-images", type=int, default=300)
     parser.add_argument("--recall", type=float, default=0.9, help="recall of 'needs the cloud' images to reach")
     parser.add_argument("--output", required=True)
@@ -28,8 +32,12 @@ def main():
     args = parser.parse_args()
     cfg = get_eccentric_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu",
                                                "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""] + args.opts)
+    dataset = args.dataset or (cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else "")
+    if not dataset:
+        parser.error("the config names no DATASETS.TRAIN: pass --dataset NAME")
+    check_class_count(cfg, [dataset])
     model = load_model(cfg)
-    fit = calibrate_offload_gate(cfg, model, args.dataset, args.max_images, args.recall)
+    fit = calibrate_offload_gate(cfg, model, dataset, args.max_images, args.recall)
     export_checkpoint({k: v for k, v in model.state_dict().items() if k.startswith("offload_gate.")}, args.output)
     print(json.dumps({k: fit[k] for k in ("threshold", "offload_rate", "recall", "needs_cloud_fraction")}, indent=1))
     print(f"wrote {args.output}; set MODEL.ECCENTRIC.OFFLOAD.THRESHOLD {fit['threshold']:.4f}")

@@ -18,6 +18,7 @@ import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.checkpoint import load_weights
 from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.data import check_class_count
 from eccentric_det.evaluation import build_eccentric_evaluator, check_datasets
 from eccentric_det.solver import build_optimizer
 
@@ -71,6 +72,7 @@ def setup(args):
 def main(args):
     cfg = setup(args)
     check_datasets(cfg, train=not args.eval_only)
+    check_class_count(cfg, cfg.DATASETS.TEST if args.eval_only else None)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)

@@ -183,7 +183,8 @@ class SplitTimmClassifier(SplitModel, nn.Module):
             "image_size": (C.IMAGE_SIZE, C.IMAGE_SIZE),
             "pixel_mean": C.PIXEL_MEAN, "pixel_std": C.PIXEL_STD,
             "codec": {"name": E.CODEC.NAME, "latent_channels": E.CODEC.LATENT_CHANNELS,
-                      "hidden_channels": E.CODEC.HIDDEN_CHANNELS, "downsample": E.CODEC.DOWNSAMPLE},
+                      "hidden_channels": E.CODEC.HIDDEN_CHANNELS, "downsample": E.CODEC.DOWNSAMPLE,
+                      "rate_levels": max(len(E.CODEC.RATE_WEIGHTS), 1), "rate": E.CODEC.RATE},
             "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
             "half": E.HALF, "cloud_kwargs": dict(C.TIMM_KWARGS), "edge_kwargs": dict(C.EDGE_TIMM_KWARGS),
             "payload_limits": PayloadLimits.from_config(cfg, 2048, 2048),
@@ -236,15 +237,16 @@ class SplitTimmClassifier(SplitModel, nn.Module):
         return list(logits)
 
     # ------------------------------------------------------------------ training path
-    def forward(self, images, run_cloud=True):
-        """Images [B, C, H, W] (0-255) -> :class:`ClsOutput`; ``run_cloud=False`` stops after the edge."""
+    def forward(self, images, run_cloud=True, rate=None):
+        """Images [B, C, H, W] (0-255) -> :class:`ClsOutput`; ``run_cloud=False`` stops after the edge; ``rate``:
+        a variable-rate codec's level (a number, or one per image)."""
         x = self.normalizer(images)
         if self.edge_half is None:
             final, logits = self.cloud_half(x)
             return ClsOutput(logits, None, {}, {"final": final})
         if self.cloud_half is None or not run_cloud:
             return ClsOutput(None, self.edge_half(x)[1], {}, {})
-        out = run_split(*self.split_parts(), x)
+        out = run_split(*self.split_parts(), x, rate=rate)
         final, logits = out.out
         return ClsOutput(logits, out.extra, out.likelihoods, {"split": out.x_hat, "final": final})
 

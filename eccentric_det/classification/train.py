@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from ..calibration import fit_gate
 from ..checkpoint import load_checked
 from ..config import get_eccentric_cfg
-from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss
+from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss, sample_rates
 from ..evaluation.costs import FORMAT, cost_table, finite_json, summarize
 from ..evaluation.flops import count_gflops, split_gflops
 from ..solver import param_groups
@@ -66,7 +66,7 @@ class ClsLosses:
             raise ValueError(f"DISTILL.MODE {D.MODE!r} needs a teacher: set MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG")
         self.mode, self.T, self.split_index = D.MODE, D.TEMPERATURE, cfg.MODEL.CLS.SPLIT_INDEX
         self.w_logit, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
-        self.rate_weight = E.CODEC.RATE_WEIGHT
+        self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
         self.teacher = None
         if D.MODE != "task":
             self.teacher = build_cls_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, cfg.MODEL.DEVICE)
@@ -79,14 +79,17 @@ class ClsLosses:
     def __call__(self, model, images, labels):
         if self.mode == "kd" and (model.edge_half is None or not model.edge_half.own_head):
             raise ValueError("DISTILL.MODE 'kd' trains the edge's own head: set OFFLOAD.POLICY 'never' or 'dynamic'")
-        out = model(images, run_cloud=self.mode != "kd")
+        rates, weights = sample_rates(model.codec, len(images), self.rate_weights, self.rate_weight)
+        out = model(images, run_cloud=self.mode != "kd", rate=rates)
         losses = {}
         if out.logits is not None:
             losses["loss_cls"] = self.w_task * F.cross_entropy(out.logits, labels)
         if out.edge_logits is not None and self.mode != "adapt":
             losses["edge_loss_cls"] = self.w_task * F.cross_entropy(out.edge_logits, labels)
         if model.codec is not None and out.logits is not None:
-            losses["loss_rate"] = self.rate_weight * rate_loss(out.likelihoods, images.shape[0] * images[0, 0].numel())
+            pixels = images.shape[0] * images[0, 0].numel()
+            losses["loss_rate"] = self.rate_weight * rate_loss(out.likelihoods, pixels) if weights is None else \
+                rate_loss(out.likelihoods, pixels, weights.to(images.device))
         if self.teacher is not None:
             with torch.no_grad():
                 t_logits, t_feats = self._teacher(images)

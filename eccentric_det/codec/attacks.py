@@ -6,7 +6,7 @@ to a cloud; run them against your own deployment the same way.
 import random
 import zlib
 
-from .shapes import hyper_shape, latent_shape, rans_string_bounds
+from .shapes import string_bounds
 from .payload import (CRC_BYTES, FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, KIND_FEATURES, KIND_IMAGE, MAX_SIZE,
                       Payload)
 
@@ -33,16 +33,7 @@ def _string_bounds(spec, hw):
     """(lo, hi) bytes of each string a payload of feature shape ``hw`` may hold (see check_strings)."""
     if spec.kind != KIND_FEATURES:
         return [(1, 4096)]
-    c = spec.codec
-    if c["name"] == "passthrough":
-        n = 4 * c["in_channels"] * hw[0] * hw[1]
-        return [(n, n)]
-    y = latent_shape(c, hw)
-    bounds = [rans_string_bounds(c["latent_channels"] * y[0] * y[1])]
-    if c["name"] == "hyperprior":
-        z = hyper_shape(y)
-        bounds.append(rans_string_bounds(c["latent_channels"] * z[0] * z[1]))
-    return bounds
+    return string_bounds(spec.codec, hw)
 
 
 def crafted(spec, legit, rng: random.Random, key=None):

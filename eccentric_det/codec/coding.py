@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from .payload import FIELD_SCALE_INDEXES
+from .shapes import RATE_STEPS
 from .scale_indexes import encode_exceptions, near_boundary
 
 
@@ -88,37 +89,67 @@ def scale_indexes(scales, tables: CoderTables):
     return indexes
 
 
-def encode_gaussian(y, indexes, tables: CoderTables) -> List[bytes]:
-    """``GaussianConditional.compress(y, indexes)`` (zero means): symbols round(y)."""
-    return rans_encode(torch.round(y.detach().cpu().float()), indexes, tables)
+def encode_gaussian(y, indexes, tables: CoderTables, means=None) -> List[bytes]:
+    """``GaussianConditional.compress(y, indexes, means)``: symbols round(y - means)."""
+    y = y.detach().cpu().float()
+    return rans_encode(torch.round(y if means is None else y - means), indexes, tables)
 
 
 @torch.no_grad()
-def code_latents(y, z, tables, scales, feature_hw) -> List[CodedFeature]:
+def code_latents(y, z, tables, params, feature_hw, fields=None) -> List[CodedFeature]:
     """Code a batch's latent ``y`` (factorized prior; ``z`` None) or ``y`` and its hyper-latent ``z``
-    (scale hyperprior: ``scales(z_hat, y_hw)`` gives the scales of ``y``, e.g. :func:`hyper_scales`). ``tables``: the
-    :class:`CoderTables` by entropy model name ("entropy_bottleneck", "gaussian_conditional")."""
-    y_hw = tuple(y.shape[-2:])
+    (hyperprior: ``params(z_hat, y_hw)`` gives the scales of ``y`` and its means or None, e.g. :func:`hyper_params`).
+    ``tables``: the :class:`CoderTables` by entropy model name ("entropy_bottleneck", "gaussian_conditional");
+    ``fields``: payload fields every image carries (e.g. the rate, :func:`rate_field`)."""
+    y_hw, fields = tuple(y.shape[-2:]), dict(fields or {})
     if z is None:
-        return [CodedFeature([s], y_hw, feature_hw) for s in encode_factorized(y, tables["entropy_bottleneck"])]
+        return [CodedFeature([s], y_hw, feature_hw, dict(fields))
+                for s in encode_factorized(y, tables["entropy_bottleneck"])]
     eb, gc = tables["entropy_bottleneck"], tables["gaussian_conditional"]
     z_strings = encode_factorized(z, eb)
     medians = eb.medians.view(1, -1, 1, 1)
     z_hat = torch.round(z.detach().cpu().float() - medians) + medians  # what the cloud decodes
-    s = scales(z_hat, y_hw)
+    s, means = params(z_hat, y_hw)
     indexes = scale_indexes(s, gc)
     near = near_boundary(s, gc.scale_table)
     out = []
-    for i, (ys, zs) in enumerate(zip(encode_gaussian(y, indexes, gc), z_strings)):
-        fields = {FIELD_SCALE_INDEXES: encode_exceptions(indexes[i], near[i])} if near[i].any() else {}
-        out.append(CodedFeature([ys, zs], y_hw, feature_hw, fields))
+    for i, (ys, zs) in enumerate(zip(encode_gaussian(y, indexes, gc, means), z_strings)):
+        own = {FIELD_SCALE_INDEXES: encode_exceptions(indexes[i], near[i])} if near[i].any() else {}
+        out.append(CodedFeature([ys, zs], y_hw, feature_hw, {**fields, **own}))
     return out
 
 
-def hyper_scales(h_s, z_hat, y_hw):
-    """Scales of y from the quantised hyper-latent, on the CPU in float32 (both sides; see
-    :mod:`.scale_indexes`)."""
-    return fit(h_s(z_hat.detach().float().cpu()), y_hw)
+def hyper_params(h_s, z_hat, y_hw, channels, gain=None):
+    """(scales, means or None) of y from the quantised hyper-latent, on the CPU in float32 (both sides; see
+    :mod:`.scale_indexes`): ``h_s`` gives ``channels`` scales, or as many scales then means (mean-scale). A
+    variable-rate codec codes y x ``gain``, so its scales and means are scaled by it."""
+    p = fit(h_s(z_hat.detach().float().cpu()), y_hw)
+    scales, means = p.split(channels, 1) if p.shape[1] == 2 * channels else (p, None)
+    if gain is not None:
+        gain = gain.detach().float().cpu()
+        scales, means = scales * gain, None if means is None else means * gain
+    return scales, means
+
+
+
+def quantize_rate(rate):
+    """The rate a payload can carry: a multiple of 1/RATE_STEPS (what both sides compute gains from)."""
+    return round(float(rate) * RATE_STEPS) / RATE_STEPS
+
+
+def rate_field(rate):
+    """FIELD_RATE's value for ``rate`` (at most 255 / RATE_STEPS)."""
+    return bytes([round(float(rate) * RATE_STEPS)])
+
+
+def rate_gains(log_gains, rates):
+    """Per-channel gains [N, C, 1, 1] at ``rates`` [N] (levels; fractional ones interpolate the log-gains of the
+    two levels around them) from the levels' ``log_gains`` [L, C]."""
+    rates = torch.as_tensor(rates, dtype=torch.float32, device=log_gains.device).reshape(-1)
+    lo = rates.floor().long().clamp(0, len(log_gains) - 1)
+    hi = (lo + 1).clamp(max=len(log_gains) - 1)
+    t = (rates - lo).unsqueeze(1)
+    return torch.exp(log_gains[lo] * (1 - t) + log_gains[hi] * t)[:, :, None, None]
 
 
 def fit(t, hw):

@@ -15,16 +15,20 @@ from typing import Dict, List
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from compressai.models.base import get_scale_table
+from compressai.ops import quantize_ste
 from fvcore.common.registry import Registry
 from torch import nn
 
-from .coding import CodedFeature, CoderTables, code_latents, fit, hyper_scales, scale_indexes
-from .shapes import hyper_shape, latent_shape
-from .payload import FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
+from .coding import (CodedFeature, CoderTables, code_latents, fit, hyper_params, quantize_rate, rate_field,
+                     rate_gains, scale_indexes)
+from .shapes import hyper_shape, latent_shape, read_rate
+from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
 from .scale_indexes import decode_exceptions
 
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
-_SCALES = torch.exp(torch.linspace(math.log(0.11), math.log(256), 64)).tolist()
+_SCALES = get_scale_table().tolist()
 
 
 @dataclass
@@ -32,7 +36,7 @@ class CodecOutput:
     """Training-path result: the reconstructed feature and the likelihoods of each coded latent."""
 
     x_hat: torch.Tensor
-    likelihoods: Dict[str, torch.Tensor]
+    likelihoods: Dict[str, torch.Tensor]  # [N, ...] each
 
 
 def _conv(cin, cout, k=3, stride=1):
@@ -49,40 +53,63 @@ CODEC_REGISTRY.__doc__ = """Feature codecs: subclasses of :class:`FeatureCodec` 
 keyword arguments of :func:`build_codec`."""
 
 
-def build_codec(name, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2, half="both"):
+def build_codec(name, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2, half="both",
+                rate_levels=1, rate=0.0):
     """The codec registered as ``name``, from ``in_channels`` (the edge's split feature) to ``out_channels``
-    (what the cloud tail expects at the split)."""
+    (what the cloud tail expects at the split). ``rate_levels`` > 1: a variable-rate codec's trained levels;
+    ``rate``: the level it codes at (fractional values interpolate)."""
     classes = {cls.name: cls for _, cls in CODEC_REGISTRY}
     if name not in classes:
         raise ValueError(f"Unknown codec {name!r}; choose one of {sorted(classes)} (MODEL.ECCENTRIC.CODEC.NAME), or "
                          f"register one in CODEC_REGISTRY.")
     return classes[name](in_channels=in_channels, out_channels=out_channels, latent_channels=latent_channels,
-                         hidden_channels=hidden_channels, downsample=downsample, half=half)
+                         hidden_channels=hidden_channels, downsample=downsample, half=half,
+                         rate_levels=rate_levels, rate=rate)
 
 
 class FeatureCodec(nn.Module):
     """What every codec shares: its config (identifying it in the payload's fingerprint), CDF tables rebuilt
     from the weights after loading, the training path (``forward`` -> x_hat and likelihoods) and real bit
     strings (``compress``/``decompress``). ``half`` ("edge"/"cloud") leaves out what the other side holds.
-    A subclass sets ``name`` and implements :meth:`forward`, :meth:`compress` and :meth:`decompress`."""
+    A subclass sets ``name`` (``hyper``: it codes a hyper-latent as a second string; ``variable_rate``: it
+    takes ``rate_levels`` > 1) and implements :meth:`forward`, :meth:`compress` and :meth:`decompress`."""
 
     name = ""
+    hyper = False
+    variable_rate = False
     entropy_models = ()  # names of the CompressAI entropy models it holds
 
     def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
-                 half="both"):
+                 half="both", rate_levels=1, rate=0.0):
         super().__init__()
         if downsample not in (1, 2, 4):
             raise ValueError(f"CODEC.DOWNSAMPLE must be 1, 2 or 4, got {downsample}.")
+        if rate_levels != 1 and not self.variable_rate:
+            raise ValueError(f"codec {self.name!r} has one rate, got {rate_levels} rate levels (CODEC.RATE_WEIGHTS): "
+                             f"use a variable-rate codec (CODEC.NAME 'mean_scale') or one RATE_WEIGHT")
+        if not 1 <= rate_levels <= 8:
+            raise ValueError(f"a variable-rate codec has 1..8 rate levels (CODEC.RATE_WEIGHTS), got {rate_levels}")
         self.config = dict(name=self.name, in_channels=in_channels, out_channels=out_channels,
                            latent_channels=latent_channels, hidden_channels=hidden_channels,
-                           downsample=downsample)
+                           downsample=downsample, hyper=self.hyper, rate_levels=rate_levels)
+        self.set_rate(rate)  # a run-time choice, not part of the model (the payload carries it)
         self._stale = True  # entropy tables must be (re)built before real coding
         self._cpu_h_s = ()  # a CPU copy of h_s when the model is elsewhere (a tuple: not a submodule)
         # The CDF tables are derived from the weights and have data-dependent shapes: they are not
         # saved, and are rebuilt (deterministically) after loading.
         self._register_state_dict_hook(_drop_tables)
         self._register_load_state_dict_pre_hook(self._fill_tables)
+
+    def set_rate(self, rate):
+        """Code at ``rate`` from now on (a variable-rate codec's level; :meth:`check_rate`)."""
+        self.rate = self.check_rate(rate)
+
+    def check_rate(self, rate):
+        """``rate`` as a payload carries it; a ValueError naming CODEC.RATE unless it lies in 0..levels - 1."""
+        top = self.config["rate_levels"] - 1
+        if not 0 <= float(rate) <= top:
+            raise ValueError(f"MODEL.ECCENTRIC.CODEC.RATE must lie in 0..{top} (this codec's rate levels), got {rate}")
+        return quantize_rate(rate)
 
     @staticmethod
     def rate_bits(likelihoods):
@@ -104,7 +131,7 @@ class FeatureCodec(nn.Module):
             else:
                 module.update_scale_table(_SCALES, force=force)
             module.to(device)
-        self._cpu_h_s = ()  # the scales that select CDFs are computed on the CPU (see _scales)
+        self._cpu_h_s = ()  # the scales that select CDFs are computed on the CPU (see _params)
         if hasattr(self, "h_s") and self._device().type != "cpu":
             self._cpu_h_s = (copy.deepcopy(self.h_s).cpu().float().eval(),)
         self._stale = False
@@ -130,7 +157,7 @@ class FeatureCodec(nn.Module):
         """FINGERPRINT_BYTES that identify this codec: its config and the entropy model both halves hold."""
         self.update_if_stale()
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for name in ("entropy_bottleneck", "gaussian_conditional", "h_s"):
+        for name in ("entropy_bottleneck", "gaussian_conditional", "h_s", "gains"):
             module = getattr(self, name, None)
             if module is None:
                 continue
@@ -150,6 +177,31 @@ class FeatureCodec(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
+    def _decode_factorized(self, strings, hw):
+        eb = self.entropy_bottleneck
+        indexes = eb._build_indexes((len(strings), eb.channels, *hw))
+        medians = eb._get_medians().detach().cpu().reshape(1, -1, 1, 1).expand(len(strings), -1, *hw)
+        return guarded_decompress(eb, strings, indexes, medians)
+
+    def _params(self, z_hat, y_hw, gain=None):
+        """(scales, means or None) of y (:func:`~eccentric_det.codec.coding.hyper_params`)."""
+        h_s = self._cpu_h_s[0] if self._cpu_h_s else self.h_s
+        return hyper_params(h_s, z_hat, y_hw, self.config["latent_channels"], gain)
+
+    def _decode_gaussian(self, coded, gain=None):
+        """y_hat (x ``gain`` for a variable-rate codec) of a batch of same-shape hyperprior payloads."""
+        self.update_if_stale()
+        y_hw = coded[0].latent_shape
+        z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
+        gc = self.gaussian_conditional
+        scales, means = self._params(z_hat, y_hw, gain)
+        indexes = scale_indexes(scales, CoderTables.of(gc))
+        for i, c in enumerate(coded):
+            if FIELD_SCALE_INDEXES in c.fields:
+                pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
+                indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
+        return guarded_decompress(gc, [c.strings[0] for c in coded], indexes, means)
+
 
 @CODEC_REGISTRY.register()
 class PassthroughCodec(FeatureCodec):
@@ -165,11 +217,11 @@ class PassthroughCodec(FeatureCodec):
                 f"(edge {in_channels}, cloud {out_channels}): use a learned codec (factorized/hyperprior)."
             )
 
-    def forward(self, x):
+    def forward(self, x, rate=None):
         return CodecOutput(x, {})
 
     @torch.no_grad()
-    def compress(self, x) -> List[CodedFeature]:
+    def compress(self, x, rate=None) -> List[CodedFeature]:
         out_hw = tuple(x.shape[-2:])
         return [CodedFeature([_tensor_bytes(xi)], out_hw, out_hw) for xi in x]
 
@@ -188,8 +240,9 @@ class FactorizedCodec(FeatureCodec):
     entropy_models = ("entropy_bottleneck",)
 
     def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
-                 half="both"):
-        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half)
+                 half="both", rate_levels=1, rate=0.0):
+        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half,
+                         rate_levels, rate)
         n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
         enc = [_conv(in_channels, h), nn.LeakyReLU(inplace=True)]
         for _ in range(steps):
@@ -206,7 +259,7 @@ class FactorizedCodec(FeatureCodec):
         # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
         self.entropy_bottleneck.quantiles.requires_grad_(False)
 
-    def forward(self, x):
+    def forward(self, x, rate=None):
         """Noisy quantisation in training, hard quantisation in eval; returns x_hat and likelihoods."""
         if self.training:
             self._stale = True
@@ -218,10 +271,10 @@ class FactorizedCodec(FeatureCodec):
         return y_hat, {"y": lik}
 
     @torch.no_grad()
-    def compress(self, x) -> List[CodedFeature]:
+    def compress(self, x, rate=None) -> List[CodedFeature]:
         """Encode a batch of features into one :class:`CodedFeature` per image."""
         y = self.encoder(x)
-        return code_latents(y, self._hyper_latent(y), self.coder_tables(), self._scales, tuple(x.shape[-2:]))
+        return code_latents(y, self._hyper_latent(y), self.coder_tables(), self._params, tuple(x.shape[-2:]))
 
     def _hyper_latent(self, y):
         return None
@@ -239,15 +292,6 @@ class FactorizedCodec(FeatureCodec):
         """Decode a batch of same-shape coded features to the cloud-side feature tensor."""
         return fit(self.decoder(self.decompress_latent(coded)), coded[0].output_shape)
 
-    def _decode_factorized(self, strings, hw):
-        eb = self.entropy_bottleneck
-        indexes = eb._build_indexes((len(strings), eb.channels, *hw))
-        medians = eb._get_medians().detach().cpu().reshape(1, -1, 1, 1).expand(len(strings), -1, *hw)
-        return guarded_decompress(eb, strings, indexes, medians)
-
-    def _scales(self, z_hat, y_hw):
-        return hyper_scales(self._cpu_h_s[0] if self._cpu_h_s else self.h_s, z_hat, y_hw)
-
 
 @CODEC_REGISTRY.register()
 class HyperpriorCodec(FactorizedCodec):
@@ -257,11 +301,13 @@ class HyperpriorCodec(FactorizedCodec):
     (``FIELD_SCALE_INDEXES``, see :mod:`.scale_indexes`)."""
 
     name = "hyperprior"
+    hyper = True
     entropy_models = ("entropy_bottleneck", "gaussian_conditional")
 
     def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
-                 half="both"):
-        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half)
+                 half="both", rate_levels=1, rate=0.0):
+        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half,
+                         rate_levels, rate)
         n = latent_channels
         if half != "cloud":
             self.h_a = nn.Sequential(_conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2),
@@ -280,19 +326,124 @@ class HyperpriorCodec(FactorizedCodec):
 
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):
-        self.update_if_stale()
-        y_hw = coded[0].latent_shape
-        z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
-        gc = self.gaussian_conditional
-        indexes = scale_indexes(self._scales(z_hat, y_hw), CoderTables.of(gc))
-        for i, c in enumerate(coded):
-            if FIELD_SCALE_INDEXES in c.fields:
-                pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
-                indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
-        return guarded_decompress(gc, [c.strings[0] for c in coded], indexes).to(self._device())
+        return self._decode_gaussian(coded).to(self._device())
 
     def payload_fields(self):
         return (FIELD_SCALE_INDEXES,)
+
+
+@CODEC_REGISTRY.register()
+class MeanScaleCodec(FeatureCodec):
+    """Codec v2: a mean-scale hyperprior (Minnen et al. 2018) of CompressAI's GDN, EntropyBottleneck and
+    GaussianConditional, sized for a split: the encoder downsamples in its first layer (then GDN), the decoder
+    is one conv, inverse GDN and one transposed conv per step, far cheaper than the cloud stages it replaces.
+
+    Variable rate (``rate_levels`` > 1; Cui et al. 2021, "Asymmetric gained deep image compression"): a
+    learned gain and inverse gain per level and channel scale y before quantisation and after decoding, and the
+    hyperprior's scales and means with it, so z is coded once for all rates; a fractional rate interpolates the
+    log-gains of its two levels. The rate travels in the payload (``FIELD_RATE``)."""
+
+    name = "mean_scale"
+    hyper = True
+    variable_rate = True
+    entropy_models = ("entropy_bottleneck", "gaussian_conditional")
+
+    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
+                 half="both", rate_levels=1, rate=0.0):
+        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half,
+                         rate_levels, rate)
+        n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
+        if half != "cloud":
+            enc, cin = [], in_channels
+            for _ in range(max(steps, 1)):
+                enc += [_conv(cin, h, stride=2 if steps else 1), GDN(h)]
+                cin = h
+            self.encoder = nn.Sequential(*enc, _conv(h, n))
+            self.h_a = nn.Sequential(_conv(n, n, 5, 2), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
+        if half != "edge":
+            dec = [_conv(n, h), GDN(h, inverse=True)]
+            for i in range(steps):
+                last = i == steps - 1
+                dec += [_deconv(h, out_channels if last else h)] + ([] if last else [GDN(h, inverse=True)])
+            self.decoder = nn.Sequential(*dec) if steps else nn.Sequential(*dec, _conv(h, out_channels))
+        m = n * 3 // 2
+        self.h_s = nn.Sequential(_deconv(n, n, 5), nn.LeakyReLU(inplace=True), _deconv(n, m, 5),
+                                 nn.LeakyReLU(inplace=True), _conv(m, 2 * n, 1))
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.entropy_bottleneck.quantiles.requires_grad_(False)  # found by bisection at update(), as above
+        self.gaussian_conditional = GaussianConditional(_SCALES)
+        if rate_levels > 1:
+            self.gains = RateGains(rate_levels, n)
+
+    def _gains(self, rate, n):
+        """(gain, inverse gain) [n, C, 1, 1] at ``rate`` (a number or one per image), or (None, None)."""
+        if not hasattr(self, "gains"):
+            return None, None
+        rate = self.rate if rate is None else rate
+        rates = torch.as_tensor(rate, dtype=torch.float32).reshape(-1).expand(n) if not torch.is_tensor(rate) \
+            or rate.numel() == 1 else rate
+        return rate_gains(self.gains.log_gain, rates), rate_gains(self.gains.log_gain_inv, rates)
+
+    def forward(self, x, rate=None):
+        """Training: noisy quantisation for the likelihoods, straight-through rounding for what the decoder
+        sees; eval: hard quantisation. ``rate``: a number or one per image (default: :attr:`rate`)."""
+        if self.training:
+            self._stale = True
+        y = self.encoder(x)
+        z_hat, z_lik = self.entropy_bottleneck(self.h_a(y))
+        scales, means = fit(self.h_s(z_hat), y.shape[-2:]).chunk(2, 1)
+        gain, gain_inv = self._gains(rate, len(x))
+        if gain is not None:
+            y, scales, means = y * gain, scales * gain, means * gain
+        y_noisy, y_lik = self.gaussian_conditional(y, scales, means)
+        y_hat = quantize_ste(y - means) + means if self.training else y_noisy
+        if gain_inv is not None:
+            y_hat = y_hat * gain_inv
+        return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), {"y": y_lik, "z": z_lik})
+
+    @torch.no_grad()
+    def compress(self, x, rate=None) -> List[CodedFeature]:
+        """One :class:`CodedFeature` per image at ``rate`` (default :attr:`rate`)."""
+        rate = self.rate if rate is None else self.check_rate(rate)
+        y = self.encoder(x)
+        z = self.h_a(y)
+        gain, fields = None, {}
+        if hasattr(self, "gains"):  # on the CPU, as the cloud computes it (see :mod:`.scale_indexes`)
+            gain = self.gains.cpu_gains([rate] * len(x))[0]
+            y, fields = y.cpu().float() * gain, {FIELD_RATE: rate_field(rate)}
+        return code_latents(y, z, self.coder_tables(), lambda z_hat, y_hw: self._params(z_hat, y_hw, gain),
+                            tuple(x.shape[-2:]), fields)
+
+    @torch.no_grad()
+    def decompress_latent(self, coded: List[CodedFeature]):
+        """y_hat of a batch of same-shape coded features, each at the rate its payload names."""
+        if not hasattr(self, "gains"):
+            return self._decode_gaussian(coded).to(self._device())
+        rates = [read_rate(c.fields, self.config["rate_levels"]) for c in coded]
+        gains = self.gains.cpu_gains(rates)
+        return (self._decode_gaussian(coded, gains[0]) * gains[1]).to(self._device())
+
+    @torch.no_grad()
+    def decompress(self, coded: List[CodedFeature]):
+        return fit(self.decoder(self.decompress_latent(coded)), coded[0].output_shape)
+
+    def payload_fields(self):
+        return (FIELD_SCALE_INDEXES,) + ((FIELD_RATE,) if hasattr(self, "gains") else ())
+
+
+class RateGains(nn.Module):
+    """The learned per-level, per-channel log-gains of a variable-rate codec (gain before quantisation, inverse
+    gain after decoding), initialised a factor of 1.4 apart (a rate weight doubling per level)."""
+
+    def __init__(self, levels, channels):
+        super().__init__()
+        step = torch.arange(levels, dtype=torch.float32).mul(-math.log(2) / 2)[:, None].expand(-1, channels)
+        self.log_gain = nn.Parameter(step.clone())
+        self.log_gain_inv = nn.Parameter(-step.clone())
+
+    def cpu_gains(self, rates):
+        """(gain, inverse gain) [N, C, 1, 1] on the CPU in float32, as the edge computes them."""
+        return tuple(rate_gains(t.detach().cpu().float(), rates) for t in (self.log_gain, self.log_gain_inv))
 
 
 def guarded_decompress(entropy_model, strings, indexes, means=None):

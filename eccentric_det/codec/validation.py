@@ -4,7 +4,7 @@ import io
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from .shapes import check_strings
+from .shapes import check_fields, check_strings
 from .payload import KIND_FEATURES, KINDS, MAX_SIZE, Payload, PayloadError
 
 
@@ -100,6 +100,7 @@ class PayloadSpec:
             return tuple(p.image_size)
         hw = self.feature_shape(p.image_size)
         check_strings(self.codec, p.strings, hw)
+        check_fields(self.codec, p.fields)
         return hw
 
     def parse(self, data, key=None):

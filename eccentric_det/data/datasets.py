@@ -1,8 +1,10 @@
-"""Dataset registration: FashionDet (``fashion_det_{train,val}``) and availability checks for any dataset.
+"""Dataset registration: FashionDet (``fashion_det_{train,val}``), and availability and class-count checks for
+any dataset.
 
-COCO is registered by Detectron2 itself (``coco_2017_*`` under ``$DETECTRON2_DATASETS/coco``).
-Registration never touches the disk; missing files surface as a ``FileNotFoundError`` that says
-what to run, when the dataset is first loaded (or through :func:`check_dataset_available`).
+COCO is registered by Detectron2 itself (``coco_2017_*`` under ``$DETECTRON2_DATASETS/coco``); datasets of your
+own through the config (``DATASETS.REGISTER``, :mod:`eccentric_det.data.register`). FashionDet's registration
+never touches the disk; missing files surface as a ``FileNotFoundError`` that says what to run, when the dataset
+is first loaded (or through :func:`check_dataset_available`).
 """
 import logging
 import os
@@ -80,6 +82,9 @@ def check_dataset_available(name):
         _check_fashion_det(name, *_FASHION_ROOTS[name])
         return
     meta = MetadataCatalog.get(name)
+    if meta.get("subset_of"):  # a DATASETS.REGISTER subset holds the files of its parent
+        check_dataset_available(meta.subset_of)
+        return
     for key in ("json_file", "image_root", "dirname", "gt_dir", "image_dir", "panoptic_root", "panoptic_json"):
         path = meta.get(key)
         if path and not os.path.exists(path):
@@ -92,6 +97,32 @@ try:
     register_fashion_det()
 except Exception as e:  # registration must never break an import
     logger.warning("FashionDet registration failed: %s", e)
+
+
+def thing_classes(name):
+    """The class names of the registered dataset ``name`` as its metadata holds them before it is loaded, or None."""
+    return MetadataCatalog.get(name).get("thing_classes") if name in DatasetCatalog.list() else None
+
+
+def check_class_count(cfg, datasets=None):
+    """Raise a ValueError, with the fix, when the model's class count (MODEL.ROI_HEADS.NUM_CLASSES;
+    MODEL.RETINANET.NUM_CLASSES for RetinaNet) differs from the number of ``thing_classes`` of a dataset in
+    ``datasets`` (default: DATASETS.TRAIN and DATASETS.TEST): such a model learns or is scored on wrong labels
+    without a word (AP 0). Classification configs (MODEL.CLS), unregistered datasets (:func:`check_dataset_available`
+    reports them) and datasets that name their classes only once loaded are not checked."""
+    if "CLS" in cfg.MODEL:
+        return
+    key = "RETINANET" if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else "ROI_HEADS"
+    count = cfg.MODEL[key].NUM_CLASSES
+    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) if datasets is None else list(datasets)
+    for name in dict.fromkeys(names):
+        classes = thing_classes(name)
+        if classes is not None and len(classes) != count:
+            shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+            raise ValueError(f"MODEL.{key}.NUM_CLASSES is {count}, but dataset {name!r} has {len(classes)} classes "
+                             f"({shown}): the model would be trained or scored on the wrong labels. Set "
+                             f"MODEL.{key}.NUM_CLASSES {len(classes)} (a checkpoint trained for another class count "
+                             f"does not load: train one for this dataset).")
 
 
 def class_names_of(cfg):

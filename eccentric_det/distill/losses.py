@@ -36,8 +36,28 @@ def feature_matching_loss(student, teacher, keys):
     return sum(F.mse_loss(student[k], teacher[k]) / teacher[k].pow(2).mean().clamp_min(1e-6) for k in keys) / len(keys)
 
 
-def rate_loss(likelihoods, num_pixels):
-    """Bits per input pixel estimated from the codec's likelihoods."""
+def rate_loss(likelihoods, num_pixels, weights=None):
+    """Bits per input pixel estimated from the codec's likelihoods; with per-image ``weights`` [N], the
+    weighted sum of each image's bits over ``num_pixels``."""
     if not likelihoods:
         return torch.zeros(())
-    return sum(-torch.log2(lik).sum() for lik in likelihoods.values()) / num_pixels
+    bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in likelihoods.values())
+    return (bits if weights is None else bits * weights).sum() / num_pixels
+
+
+def sample_rates(codec, num_images, rate_weights, rate_weight):
+    """(rates, weights) of one training batch: for a variable-rate codec (``rate_weights``: one rate weight per
+    level, increasing) each image's level drawn uniformly over 0..L-1 and its weight interpolated log-linearly
+    between the levels' (as the codec interpolates its gains); otherwise (None, None): the codec's one rate
+    at ``rate_weight``."""
+    levels = codec.config.get("rate_levels", 1) if codec is not None else 1
+    if levels == 1:
+        return None, None
+    w = torch.as_tensor(list(rate_weights), dtype=torch.float32)
+    if len(w) != levels or not bool((w > 0).all()) or not bool((w[1:] > w[:-1]).all()):
+        raise ValueError(f"MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS must hold {levels} positive, increasing rate weights "
+                         f"(one per level), got {list(rate_weights)}")
+    rates = torch.rand(num_images) * (levels - 1)
+    lo = rates.floor().long().clamp(max=levels - 2)
+    t = rates - lo
+    return rates, torch.exp(w.log()[lo] * (1 - t) + w.log()[lo + 1] * t)

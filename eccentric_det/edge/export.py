@@ -5,7 +5,9 @@ runs. This module loads the PyTorch model (Detectron2 or timm): run it where the
 The folder holds ``edge.json`` (the manifest: task, input preprocessing, codec, fingerprint, offload policy),
 ``edge.onnx``, ``edge.ts``, ``coder.pt`` (the CDF tables, plain tensors) and, for a hyperprior, ``h_s.ts``
 (the scales are computed with PyTorch on the CPU on both sides, see :mod:`eccentric_det.codec.scale_indexes`).
+A variable-rate codec's log-gains travel in ``coder.pt``: the device picks its rate at run time.
 """
+import copy
 import json
 import os
 
@@ -14,6 +16,7 @@ from torch import nn
 
 FORMAT = 1
 MANIFEST, ONNX, TORCHSCRIPT, TABLES, H_S = "edge.json", "edge.onnx", "edge.ts", "coder.pt", "h_s.ts"
+GAINS = "log_gain"  # in coder.pt: a variable-rate codec's log-gains [levels, channels]
 BACKENDS = ("onnx", "torchscript")
 
 
@@ -25,14 +28,45 @@ class EdgeNetwork(nn.Module):
 
     def __init__(self, edge, codec, holder, answer=None):
         super().__init__()
-        self.holder, self.codec = holder, codec
+        self.holder, self.codec, self.encoder = holder, codec, traceable(codec.encoder)
         self._edge, self._answer = edge, answer
 
     def forward(self, x, image_size):
         feature, extra = self._edge(x)
-        y = self.codec.encoder(feature)
-        out = [y] + ([self.codec.h_a(y)] if self.codec.name == "hyperprior" else [])
+        y = self.encoder(feature)
+        out = [y] + ([self.codec.h_a(y)] if self.codec.hyper else [])
         return tuple(out + (list(self._answer(x, extra, image_size)) if self._answer is not None else []))
+
+
+class FrozenGDN(nn.Module):
+    """A trained (inverse) GDN with its reparametrised beta and gamma fixed: CompressAI's parametriser is an
+    autograd Function, which neither ONNX nor TorchScript traces. Computes what ``GDN.forward`` computes."""
+
+    def __init__(self, gdn):
+        super().__init__()
+        with torch.no_grad():
+            beta, gamma = gdn.beta_reparam(gdn.beta), gdn.gamma_reparam(gdn.gamma)
+        self.register_buffer("beta", beta.detach().clone())
+        self.register_buffer("gamma", gamma.detach().reshape(*gamma.shape, 1, 1).clone())
+        self.inverse = gdn.inverse
+
+    def forward(self, x):
+        norm = nn.functional.conv2d(x**2, self.gamma, self.beta)
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+
+
+def traceable(module):
+    """``module``, or a copy of it with every GDN frozen (:class:`FrozenGDN`) when it holds one."""
+    from compressai.layers import GDN
+
+    if not any(isinstance(m, GDN) for m in module.modules()):
+        return module
+    module = copy.deepcopy(module)
+    for name, m in list(module.named_modules()):
+        if isinstance(m, GDN):
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, leaf, FrozenGDN(m))
+    return module
 
 
 ANSWERS = {"detection": ["boxes", "scores", "classes"], "classification": ["logits"]}
@@ -45,8 +79,8 @@ def export_edge(model, output_dir, sample, input_spec=None, opset=17):
     image) to trace with; ``input_spec``: preprocessing the device repeats beyond the model's own (detection:
     ``min_size``, ``max_size``, ``format`` of the config's test input). Returns the manifest."""
     if model.offload_mode != "features" or model.codec is None or model.codec.name == "passthrough":
-        raise ValueError("only a learned split's edge exports (OFFLOAD_MODE 'features', CODEC.NAME factorized or "
-                         "hyperprior): an Independent-ECC edge sends the image and has no network to export")
+        raise ValueError("only a learned split's edge exports (OFFLOAD_MODE 'features', a learned CODEC.NAME such as "
+                         "mean_scale): an Independent-ECC edge sends the image and has no network to export")
     model.eval()
     holder, manifest, answer = model.edge_export()
     edge, codec, _ = model.split_parts()
@@ -54,19 +88,22 @@ def export_edge(model, output_dir, sample, input_spec=None, opset=17):
     x, image_size = model.edge_input(sample)[:2]
     size = torch.tensor(image_size)
     backends = manifest.setdefault("backends", list(BACKENDS))
-    names = ["y"] + (["z"] if codec.name == "hyperprior" else []) + (ANSWERS[manifest["task"]] if answer else [])
+    names = ["y"] + (["z"] if codec.hyper else []) + (ANSWERS[manifest["task"]] if answer else [])
     os.makedirs(output_dir, exist_ok=True)
     if "onnx" in backends:
         torch.onnx.export(network, (x, size), os.path.join(output_dir, ONNX), input_names=["input", "image_size"],
                           output_names=names, dynamic_axes={"input": {2: "height", 3: "width"}}, opset_version=opset,
                           dynamo=False)
     torch.jit.trace(network, (x, size), check_trace=False).save(os.path.join(output_dir, TORCHSCRIPT))
-    torch.save({k: t.state() for k, t in codec.coder_tables().items()}, os.path.join(output_dir, TABLES))
-    if codec.name == "hyperprior":
+    tables = {k: t.state() for k, t in codec.coder_tables().items()}
+    if hasattr(codec, "gains"):  # variable rate: the edge scales y (and the hyperprior's output) itself
+        tables[GAINS] = codec.gains.log_gain.detach().cpu().float()
+    torch.save(tables, os.path.join(output_dir, TABLES))
+    if codec.hyper:
         z = torch.round(network(x, size)[1].cpu())
         torch.jit.trace(codec.h_s.cpu().float().eval(), (z,)).save(os.path.join(output_dir, H_S))
     manifest.update({"format": FORMAT, "fingerprint": model.fingerprint().hex(), "codec": dict(codec.config),
-                     "outputs": names})
+                     "rate": codec.rate, "outputs": names})
     manifest["input"].update(input_spec or {})
     with open(os.path.join(output_dir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1)

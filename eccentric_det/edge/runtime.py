@@ -12,20 +12,22 @@ import time
 
 import torch
 
-from ..codec.coding import CoderTables, code_latents, hyper_scales
+from ..codec.coding import CoderTables, code_latents, hyper_params, quantize_rate, rate_field, rate_gains
+from ..codec.payload import FIELD_RATE
 from ..codec.payload import KIND_FEATURES, Payload
 from ..inputs import ImageNormalizer, InputBuilder, normalize_and_pad
 from ..split.decision import EdgeDecision, should_offload
-from .export import BACKENDS, FORMAT, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
+from .export import BACKENDS, FORMAT, GAINS, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
 from .gate import OffloadGate, softmax_uncertainty
 
 
 class ExportedEdge:
     """``step(image) -> EdgeDecision``: a BGR HxWx3 uint8 image (detection) or a [C, H, W] 0-255 tensor
-    (classification, as ``SplitTimmClassifier.edge_step`` takes). ``backend``: "onnx" or "torchscript".
+    (classification, as ``SplitTimmClassifier.edge_step`` takes). ``backend``: "onnx" or "torchscript";
+    ``rate``: a variable-rate codec's level (default: the one exported, ``CODEC.RATE``; :meth:`set_rate` changes it).
     The decision's ``answer``: detections in the wire format (Dynamic ECC), logits (classification) or None."""
 
-    def __init__(self, folder, backend="onnx"):
+    def __init__(self, folder, backend="onnx", rate=None):
         path = os.path.join(folder, MANIFEST)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{folder} holds no exported edge ({MANIFEST}): write one with "
@@ -42,12 +44,11 @@ class ExportedEdge:
         self.policy, self.threshold = m["policy"], float(m["threshold"])
         self.fingerprint = bytes.fromhex(m["fingerprint"])
         self.outputs = m["outputs"]
-        self.tables = {k: CoderTables(**v) for k, v in torch.load(os.path.join(folder, TABLES),
-                                                                   weights_only=True).items()}
-        self._scales = None
-        if "z" in self.outputs:
-            h_s = torch.jit.load(os.path.join(folder, H_S))
-            self._scales = lambda z_hat, y_hw: hyper_scales(h_s, z_hat, y_hw)
+        tables = torch.load(os.path.join(folder, TABLES), weights_only=True)
+        self._log_gains = tables.pop(GAINS, None)
+        self.tables = {k: CoderTables(**v) for k, v in tables.items()}
+        self._h_s = torch.jit.load(os.path.join(folder, H_S)) if "z" in self.outputs else None
+        self.set_rate(m.get("rate", 0.0) if rate is None else rate)
         self._run = _onnx_runner(os.path.join(folder, ONNX)) if backend == "onnx" else \
             _torchscript_runner(os.path.join(folder, TORCHSCRIPT))
         self.gate = None
@@ -64,6 +65,20 @@ class ExportedEdge:
             self.inputs = None
             normalizer = ImageNormalizer(i["pixel_mean"], i["pixel_std"], i["image_size"])
             self._prepare = lambda image: normalizer(image[None])
+
+    def set_rate(self, rate):
+        """Code at ``rate`` (0..levels - 1 of a variable-rate codec; 0 for any other)."""
+        top = self.manifest["codec"].get("rate_levels", 1) - 1
+        if not 0 <= float(rate) <= top:
+            raise ValueError(f"rate must lie in 0..{top} for the edge in this folder, got {rate}")
+        self.rate = quantize_rate(rate)
+        self._gain, self._fields = None, {}
+        if self._log_gains is not None:
+            self._gain = rate_gains(self._log_gains, [self.rate])
+            self._fields = {FIELD_RATE: rate_field(self.rate)}
+
+    def _params(self, z_hat, y_hw):
+        return hyper_params(self._h_s, z_hat, y_hw, self.manifest["codec"]["latent_channels"], self._gain)
 
     @torch.no_grad()
     def step(self, image) -> EdgeDecision:
@@ -86,7 +101,8 @@ class ExportedEdge:
         offload = should_offload(self.policy, score, self.threshold)
         payload = None
         if offload:
-            coded = code_latents(outs["y"], outs.get("z"), self.tables, self._scales, None)[0]
+            y = outs["y"] if self._gain is None else outs["y"] * self._gain
+            coded = code_latents(y, outs.get("z"), self.tables, self._params, None, self._fields)[0]
             payload = Payload(KIND_FEATURES, self.fingerprint, image_size, output_size, coded.strings, coded.fields)
         return EdgeDecision(payload, answer, offload, score, (time.perf_counter() - t0) * 1e3)
 

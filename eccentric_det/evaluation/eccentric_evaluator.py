@@ -66,9 +66,13 @@ class EccentricEvaluator(DatasetEvaluator):
 
 
 def config_summary(cfg):
-    """What identifies an operating point in eccentric_metrics.json (checked when results are reused)."""
+    """What identifies an operating point in eccentric_metrics.json (checked when results are reused). A detector
+    other than EccentricRCNN is a cloud-only model on the full image: it has no split, codec or offloading."""
     E = cfg.MODEL.ECCENTRIC
-    return {"meta_architecture": cfg.MODEL.META_ARCHITECTURE, "weights": cfg.MODEL.WEIGHTS,
-            "input_size_test": [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST], "split_at": E.SPLIT_AT,
-            "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
-            "jpeg_quality": E.JPEG_QUALITY, "codec": E.CODEC.NAME}
+    summary = {"meta_architecture": cfg.MODEL.META_ARCHITECTURE, "weights": cfg.MODEL.WEIGHTS,
+               "input_size_test": [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST]}
+    if cfg.MODEL.META_ARCHITECTURE != "EccentricRCNN":
+        return {**summary, "model": "cloud-only"}
+    return {**summary, "split_at": E.SPLIT_AT, "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY,
+            "threshold": E.OFFLOAD.THRESHOLD, "jpeg_quality": E.JPEG_QUALITY, "codec": E.CODEC.NAME,
+            **({"codec_rate": E.CODEC.RATE} if E.CODEC.RATE_WEIGHTS else {})}

@@ -88,7 +88,7 @@ def codec_gflops(codec, feature):
         return 0.0, 0.0
     y = codec.encoder(feature)
     encoder, decoder = count_gflops(codec.encoder, (feature,)), count_gflops(codec.decoder, (y,))
-    if codec.name == "hyperprior":
+    if codec.hyper:
         z = codec.h_a(y)
         h_s = count_gflops(codec.h_s, (z,))
         encoder += count_gflops(codec.h_a, (y,)) + h_s

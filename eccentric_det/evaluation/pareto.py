@@ -35,6 +35,7 @@ ANCHOR = "cloud-only JPEG"  # the image-offload baseline of BD-rate
 IMAGE_CODEC_SERIES = {"jpeg": ANCHOR, "webp": "cloud-only WebP", "png": "cloud-only PNG"}
 SWEEP_KEYS = {
     "thresholds": "Dynamic ECC offload thresholds (the config's own model)",
+    "rates": "levels of the config's variable-rate codec (CODEC.RATE; 'all': every trained level)",
     "weights": "checkpoints of the config trained at several rate weights",
     "independent": "Independent ECC JPEG qualities (--independent-config)",
     "jpeg": "cloud-only on JPEG images at these qualities (--cloud-config)",
@@ -146,7 +147,7 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
     if not cloud_config and config_file:
         D = get_eccentric_cfg(config_file).MODEL.ECCENTRIC.DISTILL
         cloud_config, cloud_weights = D.TEACHER_CONFIG, cloud_weights or D.TEACHER_WEIGHTS
-    needs = {"config": ("thresholds", "weights", "edge_only"), "cloud": ("jpeg", "webp", "png", "sc2bench"),
+    needs = {"config": ("thresholds", "rates", "weights", "edge_only"), "cloud": ("jpeg", "webp", "png", "sc2bench"),
              "independent": ("independent",)}
     given = {"config": config_file, "cloud": cloud_config, "independent": independent_config}
     flag = {"config": "--config-file", "cloud": "--cloud-config", "independent": "--independent-config"}
@@ -159,6 +160,9 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
     for t in sweep.get("thresholds", []):
         points.append(OperatingPoint("Dynamic ECC", f"threshold {t}", config_file, [
             "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic", "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", _number(t, float)]))
+    for r in _rates(config_file, sweep.get("rates", [])):
+        points.append(OperatingPoint("Adaptive ECC (variable rate)", f"rate {r:g}", config_file,
+                                     ["MODEL.ECCENTRIC.CODEC.RATE", r]))
     for w in sweep.get("weights", []):
         points.append(OperatingPoint("rate-weight checkpoints", os.path.basename(w), config_file,
                                      ["MODEL.WEIGHTS", w, "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]))
@@ -176,6 +180,23 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
         points.append(OperatingPoint("sc2bench bottleneck", os.path.basename(path), cloud_config, cloud_opts,
                                      sc2bench_weights=path))
     return points
+
+
+def _rates(config_file, values):
+    """The rates of a ``rates`` sweep: numbers, or "all" for each trained level of the config's codec."""
+    if not values:
+        return []
+    levels = len(get_eccentric_cfg(config_file).MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS)
+    if levels < 2:
+        raise ValueError(f"sweep 'rates' needs a variable-rate codec: {config_file} sets no "
+                         f"MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS (sweep 'weights' takes one checkpoint per rate)")
+    rates = []
+    for v in values:
+        for r in (range(levels) if v == "all" else [_number(v, float)]):
+            if not 0 <= r <= levels - 1:
+                raise ValueError(f"sweep rate {r} is outside the codec's levels 0..{levels - 1}")
+            rates.append(float(r))
+    return rates
 
 
 def _number(text, kind):
@@ -223,7 +244,8 @@ def evaluate_point(point, dataset, dicts, output_dir, opts=()):
 
 def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
     """The record of an earlier ``--eval-only`` run (its folder or eccentric_metrics.json), checked to
-    be on the same dataset, images and test input size as this sweep, and to hold ``accuracy``."""
+    be on the same dataset, images and test input size as this sweep, and to hold ``accuracy``; its series
+    is what it evaluated (:func:`result_series`), its label its folder's name."""
     file = os.path.join(path, "eccentric_metrics.json") if os.path.isdir(path) else path
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no eccentric_metrics.json in {path!r}: run tools/train_net.py --eval-only "
@@ -251,8 +273,30 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
         raise ValueError(f"{file} holds no {accuracy} (it has {', '.join(held) or 'no accuracy'}): choose "
                          f"--accuracy among those, or re-run its evaluation with the COCO evaluator")
     label = os.path.basename(os.path.dirname(os.path.abspath(file)))
-    return {"series": "earlier runs", "label": label, "config_file": "", "opts": [], "output_dir": path,
+    return {"series": result_series(data["config"]), "label": label, "config_file": "", "opts": [],
+            "output_dir": path,
             "metrics": data["metrics"], "image_ids": ids, "input_size": list(size)}
+
+
+def result_series(summary):
+    """The series of an ``--eval-only`` result, from its config summary (``config`` of eccentric_metrics.json):
+    "cloud-only", "edge-only", "Independent ECC" (or "Independent ECC (dynamic)"), "Dynamic ECC", "Adaptive ECC" (or
+    "Adaptive ECC (variable rate)"), the names a sweep gives its points, so that separate runs form curves (and
+    BD-rates) with them; "earlier runs" when the summary cannot tell."""
+    if summary.get("model") == "cloud-only" or summary.get("meta_architecture", "EccentricRCNN") != "EccentricRCNN":
+        return "cloud-only"  # a stock detector (also in files written before the summary said so)
+    mode, policy = summary.get("offload_mode"), summary.get("policy")
+    if policy is None:
+        return "earlier runs"
+    if mode == "image" and summary.get("task") == "classification":
+        return "cloud-only"  # classification's image mode is the unsplit classifier
+    if policy == "never":
+        return "edge-only"
+    if mode == "image":
+        return "Independent ECC" + (" (dynamic)" if policy == "dynamic" else "")
+    if policy == "dynamic":
+        return "Dynamic ECC"
+    return "Adaptive ECC" + (" (variable rate)" if "codec_rate" in summary else "")
 
 
 def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):

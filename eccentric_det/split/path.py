@@ -23,13 +23,14 @@ class SplitOutput:
     out: Any  # tail(x_hat)
 
 
-def run_split(edge, codec, tail, x, real_bytes=False):
+def run_split(edge, codec, tail, x, real_bytes=False, rate=None):
     """``tail(codec(edge(x)))``. ``real_bytes`` codes the feature into bit strings and decodes them (what
-    crosses the network); otherwise the codec's training path runs (noisy or hard quantisation, likelihoods)."""
+    crosses the network); otherwise the codec's training path runs (noisy or hard quantisation, likelihoods).
+    ``rate``: a variable-rate codec's level (a number, or one per image in training; default: the codec's)."""
     feature, extra = edge(x)
     if real_bytes:
-        x_hat, likelihoods = codec.decompress(codec.compress(feature)), {}
+        x_hat, likelihoods = codec.decompress(codec.compress(feature, rate)), {}
     else:
-        coded = codec(feature)
+        coded = codec(feature, rate)
         x_hat, likelihoods = coded.x_hat, coded.likelihoods
     return SplitOutput(feature, extra, x_hat, likelihoods, tail(x_hat))

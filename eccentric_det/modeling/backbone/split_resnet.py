@@ -108,7 +108,8 @@ def build_split_resnet(cfg, input_shape, out_features):
     cloud_parts, cloud_shapes = build_resnet_parts(cfg.MODEL.RESNETS, input_shape.channels, cloud_names)
     C = E.CODEC
     codec = build_codec(C.NAME, edge_shapes[E.SPLIT_AT].channels, cloud_shapes[E.SPLIT_AT].channels,
-                        C.LATENT_CHANNELS, C.HIDDEN_CHANNELS, C.DOWNSAMPLE, half=E.HALF)
+                        C.LATENT_CHANNELS, C.HIDDEN_CHANNELS, C.DOWNSAMPLE, half=E.HALF,
+                        rate_levels=max(len(C.RATE_WEIGHTS), 1), rate=C.RATE)
     freeze_parts({**edge_parts, **cloud_parts}, cfg.MODEL.BACKBONE.FREEZE_AT)
     return SplitResNet(edge_parts, edge_shapes, cloud_parts, cloud_shapes, codec, E.SPLIT_AT, out_features,
                        E.HALF)

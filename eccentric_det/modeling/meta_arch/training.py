@@ -7,18 +7,22 @@
 * ``adapt``: knowledge adaptation edge -> cloud: the cloud side learns to consume the edge's coded
   features: feature matching against the frozen teacher at the split and FPN levels, ROI logit
   distillation, task losses, plus lambda x rate.
+* ``reconstruct``: the codec's cheap pre-training stage: the decoded feature matched to the teacher's at the
+  split, plus lambda x rate; neither the cloud tail nor the heads run.
+
+A variable-rate codec (``CODEC.RATE_WEIGHTS``) trains every level at once: each image of a batch is coded at a
+level drawn uniformly (fractional levels included) and its rate weighted by that level's lambda.
 """
 import torch
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss, rate_loss
-from ...config import get_eccentric_cfg
-from ...distill.teacher import build_teacher
+from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss, rate_loss, sample_rates
+from ...distill.teacher import build_teacher, teacher_cfg
 from ...split import run_split
 from ..roi_heads.knowledge_adapted import teacher_box_outputs
 
-MODES = ("task", "kd", "adapt")
+MODES = ("task", "kd", "adapt", "reconstruct")
 
 
 class EccentricLosses:
@@ -36,7 +40,7 @@ class EccentricLosses:
             raise ValueError("DISTILL.MODE 'kd' distils into the edge detector: set MODEL.ECCENTRIC.EDGE.DETECTOR True")
         self.mode, self.T = D.MODE, D.TEMPERATURE
         self.w_logit, self.w_box, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.BOX_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
-        self.rate_weight = E.CODEC.RATE_WEIGHT
+        self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
         self.freeze = tuple(D.FREEZE)
         self._cfg = cfg
         self._teacher = None  # built on the first training step, so evaluation never loads it
@@ -46,7 +50,7 @@ class EccentricLosses:
     def teacher(self):
         if self._teacher is None and self.mode != "task":
             D = self._cfg.MODEL.ECCENTRIC.DISTILL
-            self._teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, self._cfg.MODEL.DEVICE)
+            self._teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, self._cfg.MODEL.DEVICE, student=self._cfg)
             bottom_up = self._teacher.backbone.bottom_up
             split = self._cfg.MODEL.ECCENTRIC.SPLIT_AT
             if split not in bottom_up._out_features:  # feature matching at the split needs it too
@@ -56,7 +60,7 @@ class EccentricLosses:
 
     def teacher_fpn_channels(self):
         D = self._cfg.MODEL.ECCENTRIC.DISTILL
-        return get_eccentric_cfg(D.TEACHER_CONFIG).MODEL.FPN.OUT_CHANNELS
+        return teacher_cfg(D.TEACHER_CONFIG, student=self._cfg).MODEL.FPN.OUT_CHANNELS
 
     def freeze_parameters(self, model):
         """Freeze the parameters under ``DISTILL.FREEZE`` prefixes (before the optimizer is built)."""
@@ -78,16 +82,21 @@ class EccentricLosses:
         losses, teacher_out = {}, None
         if self.mode != "task":
             teacher_out = self._run_teacher(images)
-        trunk = split = None
+        trunk = split = weights = None
         if model.offload_mode == "features":
             edge, codec, tail = model.split_parts()
             if self.mode == "kd":  # only the edge detector learns: the codec and the cloud do not run
                 trunk = edge(images.tensor)[1]
             else:
-                split = run_split(edge, codec, tail, images.tensor)
+                rates, weights = sample_rates(codec, len(images), self.rate_weights, self.rate_weight)
+                if self.mode == "reconstruct":
+                    tail = _no_tail
+                split = run_split(edge, codec, tail, images.tensor, rate=rates)
                 trunk = split.extra
+        if self.mode == "reconstruct":
+            return self._reconstruct_losses(model, images, split, weights, teacher_out)
         if self.mode != "kd":
-            losses.update(self._cloud_losses(model, images, split, gt, teacher_out))
+            losses.update(self._cloud_losses(model, images, split, weights, gt, teacher_out))
         if model.edge_detector is not None and self.mode != "adapt":
             losses.update(self._edge_losses(model, images, trunk, gt, teacher_out))
         return losses
@@ -101,18 +110,16 @@ class EccentricLosses:
     def _scaled(self, d, w, prefix=""):
         return {prefix + k: v * w for k, v in d.items()}
 
-    def _cloud_losses(self, model, images, split, gt, teacher_out):
-        """``split``: the :class:`~eccentric_det.split.SplitOutput` of the batch (None in image mode)."""
+    def _cloud_losses(self, model, images, split, weights, gt, teacher_out):
+        """``split``: the :class:`~eccentric_det.split.SplitOutput` of the batch (None in image mode);
+        ``weights``: each image's rate weight (variable rate) or None."""
         # Independent ECC: the cloud is a plain detector on images
         features = model.backbone(images.tensor) if split is None else split.out
         proposals, rpn_losses = model.proposal_generator(images, features, gt)
         _, det_losses = model.roi_heads(images, features, proposals, gt)
         losses = self._scaled({**rpn_losses, **det_losses}, self.w_task)
         if split is not None:
-            num_pixels = sum(h * w for h, w in images.image_sizes)
-            bpp = rate_loss(split.likelihoods, num_pixels)
-            losses["loss_rate"] = self.rate_weight * bpp
-            get_event_storage().put_scalar("rate_bpp", float(bpp))
+            losses.update(self._rate_losses(images, split, weights))
         if self.mode == "adapt":
             level = model.split_backbone.split_at
             student = {level: split.x_hat, **features}
@@ -120,6 +127,21 @@ class EccentricLosses:
             losses["loss_feature_match"] = self.w_feat * feature_matching_loss(student, teacher, list(student))
             losses.update(self._roi_kd(model.roi_heads, teacher_out["fpn"], prefix=""))
         return losses
+
+    def _rate_losses(self, images, split, weights):
+        num_pixels = sum(h * w for h, w in images.image_sizes)
+        bpp = rate_loss(split.likelihoods, num_pixels)
+        get_event_storage().put_scalar("rate_bpp", float(bpp.detach()))
+        if weights is None:
+            return {"loss_rate": self.rate_weight * bpp}
+        return {"loss_rate": rate_loss(split.likelihoods, num_pixels, weights.to(bpp.device))}
+
+    def _reconstruct_losses(self, model, images, split, weights, teacher_out):
+        if split is None:
+            raise ValueError("DISTILL.MODE 'reconstruct' pre-trains a feature codec: set OFFLOAD_MODE 'features'")
+        level = model.split_backbone.split_at
+        match = feature_matching_loss({level: split.x_hat}, {level: teacher_out["bottom_up"][level]}, [level])
+        return {"loss_feature_match": self.w_feat * match, **self._rate_losses(images, split, weights)}
 
     def _edge_losses(self, model, images, trunk, gt, teacher_out):
         features, _, task = model.edge_detector(images, trunk if trunk is not None else images.tensor, gt)
@@ -135,6 +157,10 @@ class EccentricLosses:
         t_logits, t_deltas = teacher_box_outputs(self.teacher.roi_heads, teacher_features, boxes)
         return {prefix + "loss_kd_logits": self.w_logit * logit_kd_loss(s_logits, t_logits, self.T),
                 prefix + "loss_kd_boxes": self.w_box * box_kd_loss(s_deltas, t_deltas, t_logits)}
+
+
+def _no_tail(x_hat):
+    return None
 
 
 def build_kd_hints(edge_fpn_channels, teacher_fpn_channels, levels):
