@@ -14,9 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
-from eccentric_det.config import get_eccentric_cfg
-from eccentric_det.data import check_class_count
-from eccentric_det.evaluation.pareto import SWEEP_KEYS, format_summary, parse_sweep, plan, run_sweep
+from eccentric_det.evaluation.pareto import SWEEP_KEYS, format_summary, parse_sweep, run_sweep
 
 
 def parse_args(argv=None):
@@ -44,23 +42,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check_class_counts(args, sweep):
-    """Refuse, before any evaluation, a point whose model has another class count than the sweep's dataset."""
-    if not args.config_file:
-        return
-    base = get_eccentric_cfg(args.config_file, args.opts)
-    dataset = args.dataset or (base.DATASETS.TEST[0] if base.DATASETS.TEST else "")
-    for point in plan(args.config_file, sweep, args.cloud_config, args.cloud_weights, args.independent_config):
-        check_class_count(get_eccentric_cfg(point.config_file, list(args.opts) + point.opts), [dataset])
-
-
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
     setup_logger(name="eccentric_det")
     try:
         sweep = parse_sweep(args.sweep)
-        check_class_counts(args, sweep)
         result = run_sweep(args.config_file, sweep, args.dataset, args.max_images, args.output,
                            args.opts, args.results, args.cloud_config, args.cloud_weights, args.independent_config,
                            args.bd_method, args.accuracy)

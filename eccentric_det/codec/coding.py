@@ -132,8 +132,12 @@ def hyper_params(h_s, z_hat, y_hw, channels, gain=None):
 
 
 
-def quantize_rate(rate):
-    """The rate a payload can carry: a multiple of 1/RATE_STEPS (what both sides compute gains from)."""
+def check_rate(rate, levels):
+    """``rate`` as a payload carries it (a multiple of 1/RATE_STEPS, what both sides compute gains from); a
+    ValueError naming CODEC.RATE unless it lies in 0..``levels`` - 1."""
+    if not 0 <= float(rate) <= levels - 1:
+        raise ValueError(f"MODEL.ECCENTRIC.CODEC.RATE must lie in 0..{levels - 1}, the codec's rate levels (an "
+                         f"exported edge's rate must lie in 0..{levels - 1} too), got {rate}")
     return round(float(rate) * RATE_STEPS) / RATE_STEPS
 
 

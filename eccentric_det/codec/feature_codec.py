@@ -21,8 +21,8 @@ from compressai.ops import quantize_ste
 from fvcore.common.registry import Registry
 from torch import nn
 
-from .coding import (CodedFeature, CoderTables, code_latents, fit, hyper_params, quantize_rate, rate_field,
-                     rate_gains, scale_indexes)
+from .coding import (CodedFeature, CoderTables, check_rate, code_latents, fit, hyper_params, rate_field, rate_gains,
+                     scale_indexes)
 from .shapes import hyper_shape, latent_shape, read_rate
 from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
 from .scale_indexes import decode_exceptions
@@ -105,11 +105,8 @@ class FeatureCodec(nn.Module):
         self.rate = self.check_rate(rate)
 
     def check_rate(self, rate):
-        """``rate`` as a payload carries it; a ValueError naming CODEC.RATE unless it lies in 0..levels - 1."""
-        top = self.config["rate_levels"] - 1
-        if not 0 <= float(rate) <= top:
-            raise ValueError(f"MODEL.ECCENTRIC.CODEC.RATE must lie in 0..{top} (this codec's rate levels), got {rate}")
-        return quantize_rate(rate)
+        """``rate`` as a payload carries it (:func:`~eccentric_det.codec.coding.check_rate`)."""
+        return check_rate(rate, self.config["rate_levels"])
 
     @staticmethod
     def rate_bits(likelihoods):
@@ -379,9 +376,7 @@ class MeanScaleCodec(FeatureCodec):
         """(gain, inverse gain) [n, C, 1, 1] at ``rate`` (a number or one per image), or (None, None)."""
         if not hasattr(self, "gains"):
             return None, None
-        rate = self.rate if rate is None else rate
-        rates = torch.as_tensor(rate, dtype=torch.float32).reshape(-1).expand(n) if not torch.is_tensor(rate) \
-            or rate.numel() == 1 else rate
+        rates = torch.as_tensor(self.rate if rate is None else rate, dtype=torch.float32).reshape(-1).expand(n)
         return rate_gains(self.gains.log_gain, rates), rate_gains(self.gains.log_gain_inv, rates)
 
     def forward(self, x, rate=None):

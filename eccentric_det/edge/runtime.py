@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from ..codec.coding import CoderTables, code_latents, hyper_params, quantize_rate, rate_field, rate_gains
+from ..codec.coding import CoderTables, check_rate, code_latents, hyper_params, rate_field, rate_gains
 from ..codec.payload import FIELD_RATE
 from ..codec.payload import KIND_FEATURES, Payload
 from ..inputs import ImageNormalizer, InputBuilder, normalize_and_pad
@@ -68,10 +68,7 @@ class ExportedEdge:
 
     def set_rate(self, rate):
         """Code at ``rate`` (0..levels - 1 of a variable-rate codec; 0 for any other)."""
-        top = self.manifest["codec"].get("rate_levels", 1) - 1
-        if not 0 <= float(rate) <= top:
-            raise ValueError(f"rate must lie in 0..{top} for the edge in this folder, got {rate}")
-        self.rate = quantize_rate(rate)
+        self.rate = check_rate(rate, self.manifest["codec"].get("rate_levels", 1))
         self._gain, self._fields = None, {}
         if self._log_gains is not None:
             self._gain = rate_gains(self._log_gains, [self.rate])

@@ -21,7 +21,7 @@ from tabulate import tabulate
 from ..baselines import ImageCodecBaseline, load_sc2bench
 from ..checkpoint import load_model
 from ..config import get_eccentric_cfg
-from ..data import check_dataset_available
+from ..data import check_class_count, check_dataset_available
 from .build import coco_evaluator
 from .costs import FORMAT, finite_json
 from .eccentric_evaluator import AP_KEYS, EccentricEvaluator
@@ -139,13 +139,13 @@ def parse_sweep(tokens):
     return sweep
 
 
-def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_config=""):
+def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_config="", opts=()):
     """The operating points of a sweep (``parse_sweep``'s dict). Without any, the config as it is.
     The cloud-only model defaults to the config's distillation teacher."""
     if not sweep:
         return [OperatingPoint("config", os.path.basename(config_file), config_file)]
     if not cloud_config and config_file:
-        D = get_eccentric_cfg(config_file).MODEL.ECCENTRIC.DISTILL
+        D = get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.DISTILL
         cloud_config, cloud_weights = D.TEACHER_CONFIG, cloud_weights or D.TEACHER_WEIGHTS
     needs = {"config": ("thresholds", "rates", "weights", "edge_only"), "cloud": ("jpeg", "webp", "png", "sc2bench"),
              "independent": ("independent",)}
@@ -160,7 +160,7 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
     for t in sweep.get("thresholds", []):
         points.append(OperatingPoint("Dynamic ECC", f"threshold {t}", config_file, [
             "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic", "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", _number(t, float)]))
-    for r in _rates(config_file, sweep.get("rates", [])):
+    for r in _rates(config_file, sweep.get("rates", []), opts):
         points.append(OperatingPoint("Adaptive ECC (variable rate)", f"rate {r:g}", config_file,
                                      ["MODEL.ECCENTRIC.CODEC.RATE", r]))
     for w in sweep.get("weights", []):
@@ -182,11 +182,12 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
     return points
 
 
-def _rates(config_file, values):
-    """The rates of a ``rates`` sweep: numbers, or "all" for each trained level of the config's codec."""
+def _rates(config_file, values, opts=()):
+    """The rates of a ``rates`` sweep: numbers, or "all" for each trained level of the config's codec (with the
+    sweep's overrides ``opts``)."""
     if not values:
         return []
-    levels = len(get_eccentric_cfg(config_file).MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS)
+    levels = len(get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS)
     if levels < 2:
         raise ValueError(f"sweep 'rates' needs a variable-rate codec: {config_file} sets no "
                          f"MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS (sweep 'weights' takes one checkpoint per rate)")
@@ -325,7 +326,7 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
     """Evaluate the sweep's points and earlier results on the same images; write ``pareto.json`` and
     ``pareto.png`` to ``output_dir``. ``accuracy``: the metric on the fronts' accuracy axis (AP, AP50,
     ...; top1 for classification results). Returns the pareto.json dict."""
-    points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config) if config_file else []
+    points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config, opts) if config_file else []
     if not points and not results:
         raise ValueError("nothing to compare: give --config-file (and --sweep) or --results")
     if points and accuracy not in AP_KEYS:
@@ -336,6 +337,8 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
     if not dataset:
         raise ValueError("name the dataset: --dataset NAME")
     records, image_ids, input_size = [], None, None
+    for point in points:  # a model of another class count than the dataset's is refused before anything runs
+        check_class_count(get_eccentric_cfg(point.config_file, list(opts) + point.opts), [dataset])
     if points:
         dicts = dataset_dicts(dataset, max_images)
         image_ids = [d["image_id"] for d in dicts]
