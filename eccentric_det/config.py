@@ -171,6 +171,23 @@ def is_classification_config(config_file):
     return "DATA_CLS" in data or "CLS" in (data.get("MODEL") or {})
 
 
+def _ints_as_floats(cfg, opts):
+    """``opts`` with an integer given for a float key (``CODEC.RATE 4``, ``OFFLOAD.THRESHOLD 1``) as that float:
+    yacs refuses the type mismatch."""
+    out = list(opts)
+    for i in range(0, len(out) - 1, 2):
+        node, *path = [cfg] + str(out[i]).split(".")
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = out[i + 1]
+        if isinstance(node, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                out[i + 1] = float(int(value))
+            except ValueError:
+                pass
+    return out
+
+
 def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
     """The config of every entry point: Detectron2's defaults with ``MODEL.ECCENTRIC`` (and, for ``task``
     "classification", ``MODEL.CLS`` and ``DATA_CLS``; ``task`` None: read from the file), ``cfg.SERVING`` when
@@ -196,7 +213,7 @@ def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
     if opts[:1] == ["--"]:
         opts = opts[1:]
     merges = ((config_file, lambda: cfg.merge_from_file(resolve_config_file(config_file))),
-              ("the command-line overrides", lambda: cfg.merge_from_list(opts)))
+              ("the command-line overrides", lambda: cfg.merge_from_list(_ints_as_floats(cfg, opts))))
     for source, merge in merges:
         if not source:
             continue

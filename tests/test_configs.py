@@ -191,3 +191,12 @@ def test_one_config_factory(tmp_path):
     bad.write_text(f'_BASE_: "{os.path.join(CONFIG_DIR, QUICK)}"\nMODEL:\n  ECCENTRIC:\n    NOPE: 1\n')
     with pytest.raises(KeyError, match=r"MODEL.ECCENTRIC.NOPE \(in .*bad.yaml\).*documented in"):
         get_eccentric_cfg(str(bad))
+
+
+def test_an_integer_for_a_float_key_is_taken_as_the_float():
+    """yacs refuses ``CODEC.RATE 4`` (int for a float key); the config factory takes it as 4.0, as a user means."""
+    cfg = get_eccentric_cfg("FashionDet/adaptive_ecc_vr.yaml", ["MODEL.ECCENTRIC.CODEC.RATE", "4",
+                                                               "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", 1,
+                                                               "SOLVER.MAX_ITER", "5"])
+    assert cfg.MODEL.ECCENTRIC.CODEC.RATE == 4.0 and isinstance(cfg.MODEL.ECCENTRIC.CODEC.RATE, float)
+    assert cfg.MODEL.ECCENTRIC.OFFLOAD.THRESHOLD == 1.0 and cfg.SOLVER.MAX_ITER == 5
