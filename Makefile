@@ -15,7 +15,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 demo: install
-	$(PY) tools/demo.py --config-file configs/FashionDet/dynamic_ecc.yaml --video-input default --output output/demo
+	$(PY) tools/demo.py --config-file configs/FashionDet/dynamic_ecc_vr.yaml --video-input default --output output/demo
 
 bench: install
 	$(PY) benchmarks/bench_split.py --output output/bench_split.json

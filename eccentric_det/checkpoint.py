@@ -1,6 +1,7 @@
 """Loading and saving weights: the one checked loader (both tasks), EccentricRCNN's halves and edge initialisation."""
 import logging
 import os
+import re
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -76,14 +77,36 @@ def check_state(model, state, source, part="", fix=_FIX):
     return picked
 
 
+# the layers whose shape follows the class count (Detectron2's fine-tuning skips them when it differs)
+_CLASS_LAYERS = re.compile(r"(^|\.)roi_heads\.(box_predictor\.(cls_score|bbox_pred)|mask_head\.predictor)\.")
+
+
+def drop_class_layers(model, state, source):
+    """``state`` without the class-dependent predictor tensors whose shapes differ from ``model``'s (a checkpoint
+    trained on another class count, e.g. COCO's 80, initialising a model for yours): those start fresh, as in
+    Detectron2's fine-tuning, and a warning says so. Every other mismatch is left for :func:`check_state`."""
+    own = model.state_dict()
+    fresh = [k for k, v in state.items() if _CLASS_LAYERS.search(k) and k in own and v.shape != own[k].shape]
+    if fresh:
+        logger.warning("%s was trained on another class count: its %d class-dependent predictor tensors (%s) are not "
+                       "loaded and start fresh for MODEL.ROI_HEADS.NUM_CLASSES %s (fine-tuning)", source, len(fresh),
+                       summarize_names(fresh), getattr(getattr(model, "roi_heads", None), "num_classes", "?"))
+    return {k: v for k, v in state.items() if k not in fresh}
+
+
 def load_checked(model, weights=None, edge=None, complete=False):
     """Load ``weights`` (MODEL.WEIGHTS) and ``edge`` (MODEL.ECCENTRIC.EDGE.WEIGHTS), each a ``(source, state)``
     pair or None, into ``model`` after :func:`check_state`; a tensor that ``edge`` provides is not taken from
     ``weights``. What neither fills is logged by module; with ``complete`` (an evaluated model) more than
-    MAX_MISSING of the model unfilled by ``weights`` and ``edge`` is refused. Returns the loaded tensors."""
+    MAX_MISSING of the model unfilled by ``weights`` and ``edge`` is refused; without it (training), ``weights``
+    of another class count initialise all but the class-dependent layers (:func:`drop_class_layers`). Returns the
+    loaded tensors."""
     loaded = check_state(model, edge[1], edge[0], "edge", _EDGE_FIX) if edge else {}
     if weights:
-        loaded.update(check_state(model, {k: v for k, v in weights[1].items() if k not in loaded}, weights[0]))
+        state = {k: v for k, v in weights[1].items() if k not in loaded}
+        if not complete:
+            state = drop_class_layers(model, state, weights[0])
+        loaded.update(check_state(model, state, weights[0]))
     if not loaded:
         return loaded
     model.load_state_dict(loaded, strict=False)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from eccentric_det.codec import FIELD_SCALE_INDEXES, Payload
+from eccentric_det.codec.coding import CodedFeature
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge
 from eccentric_det.edge.export import export_edge, export_from_config
 from eccentric_det.inputs import InputBuilder
@@ -59,30 +60,68 @@ def test_the_edge_runs_without_the_cloud(detection, backend):
     assert n_bytes > 16 and "eccentric_det.edge.runtime" in loaded
 
 
+ROUNDING = 1e-4  # how close to a rounding boundary two runtimes' float32 convolutions may disagree
+
+
+def _latent(model, payload, feature_hw):
+    """The quantised latent a payload carries, decoded as the cloud decodes it."""
+    coded = CodedFeature(payload.strings, model.codec.latent_shape(feature_hw), feature_hw, payload.fields)
+    return model.codec.decompress_latent([coded])[0]
+
+
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
 def test_exported_detection_edge_writes_the_pytorch_payloads(detection, backend):
+    """The same header and the same quantised latent as the PyTorch edge, but for latent elements whose value lies
+    within float32 noise of a rounding boundary: another runtime's convolutions (ONNX Runtime's kernels for this
+    CPU) may round those the other way. Both payloads are valid; the cloud decodes whichever it gets."""
     folder, manifest, model, builder = detection
     assert manifest["task"] == "detection" and manifest["outputs"] == ["y"]
     edge = ExportedEdge(folder, backend)
     for img in images():
-        want = model.edge([builder(img)])[0]
+        inp = builder(img)
+        want = model.edge([inp])[0]
         got = edge.step(img)
         assert got.offload and got.answer is None
-        assert got.payload.to_bytes() == want.to_bytes()
         assert got.payload.image_size == want.image_size and got.payload.output_size == tuple(img.shape[:2])
+        assert got.payload.to_bytes()[:16] == want.to_bytes()[:16]  # the header: version, model, sizes, lengths
+        if got.payload.to_bytes() == want.to_bytes():
+            continue
+        with torch.no_grad():
+            x = model.preprocess_image([inp]).tensor
+            feature = model.split_backbone.edge_forward(x)[model.split_backbone.split_at]
+            y = model.codec.encoder(feature)[0]
+        hw = tuple(feature.shape[-2:])
+        a, b = _latent(model, got.payload, hw), _latent(model, want, hw)
+        differ = a != b
+        medians = model.codec.entropy_bottleneck.quantiles[:, 0, 1].detach().view(-1, 1, 1).expand_as(y)
+        frac = (y - medians) - torch.floor(y - medians)
+        assert torch.all((a - b).abs()[differ] == 1), "a latent element differs by more than one step"
+        assert torch.all((frac - 0.5).abs()[differ] < ROUNDING), "a latent element away from a boundary differs"
+        assert differ.sum() <= max(1, differ.numel() // 1000)
 
 
 def test_exported_payloads_decode_in_the_cloud(detection):
+    from detectron2.structures import pairwise_iou
+
     from eccentric_det.checkpoint import load_model
     from eccentric_det.config import get_eccentric_cfg
 
     cloud = load_model(get_eccentric_cfg(DET_CFG, DET_OPTS + ["MODEL.DEVICE", "cpu"]))
     edge = ExportedEdge(detection[0], "onnx")
-    img = images()[1]
-    got = cloud.cloud([edge.step(img).payload.to_bytes()])[0]["instances"]
-    want = cloud([detection[3](img)])[0]["instances"]
-    assert got.image_size == want.image_size == img.shape[:2]
-    assert torch.equal(got.pred_boxes.tensor, want.pred_boxes.tensor) and torch.equal(got.scores, want.scores)
+    for img in images():
+        got = cloud.cloud([edge.step(img).payload.to_bytes()])[0]["instances"]
+        want = cloud([detection[3](img)])[0]["instances"]
+        assert got.image_size == want.image_size == img.shape[:2]
+        # the same detections, or as close as a latent element rounded the other way leaves them (see the test
+        # above): each has a twin of the same class, box and score, but at the top-k cut, where near-equal scores
+        # may trade places
+        assert len(got) == len(want) > 0
+        iou = pairwise_iou(got.pred_boxes, want.pred_boxes)
+        twin = (iou > 0.98) & (got.pred_classes[:, None] == want.pred_classes[None]) & (
+            (got.scores[:, None] - want.scores[None]).abs() < 1e-2)
+        cut = want.scores.min() + 1e-2
+        assert twin.any(1)[got.scores > cut].all() and twin.any(0)[want.scores > cut].all()
+        assert (want.scores > cut).sum() >= len(want) // 2
 
 
 def test_input_builder_resizes_as_detectron2():

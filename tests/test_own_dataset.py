@@ -290,10 +290,34 @@ def test_edge_weights_over_a_model_in_the_allowed_cases(models, tmp_path):
     _load(cfg, full, str(tmp_path / "exported.pth"))
 
 
+def test_weights_of_another_class_count_fine_tune_but_never_evaluate(tmp_path):
+    """A teacher trained on 10 classes (say COCO's 80) initialises a 2-class model for training: everything but the
+    class-dependent predictor layers, which start fresh; evaluating it as it is stays refused."""
+    teacher = get_eccentric_cfg("quick_schedules/fashion_det_cloud_teacher_instant_test.yaml", INFER)
+    torch.manual_seed(1)
+    ten = build_model(teacher).state_dict()
+    path = _save(ten, tmp_path / "ten_classes.pth")
+    mine = get_eccentric_cfg("quick_schedules/fashion_det_cloud_teacher_instant_test.yaml",
+                             INFER + ["MODEL.WEIGHTS", path, "MODEL.ROI_HEADS.NUM_CLASSES", 2])
+    torch.manual_seed(2)
+    model = build_model(mine)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = load_weights(model, mine)
+    got = model.state_dict()
+    predictor = [k for k in got if "box_predictor." in k]
+    assert predictor and all(got[k].shape != ten[k].shape and torch.equal(got[k], fresh[k]) for k in predictor)
+    assert set(loaded) == set(got) - set(predictor)
+    assert all(torch.equal(got[k], ten[k]) for k in loaded)
+    with pytest.raises(ValueError, match=r"ten_classes.pth \(MODEL.WEIGHTS\) does not match the config: .*"
+                                         r"roi_heads.box_predictor.cls_score.weight: \(11, .*\) in the file, \(3, "):
+        load_model(mine)
+
+
 def test_committed_fashion_det_models_still_load():
-    dynamic = get_eccentric_cfg("FashionDet/dynamic_ecc.yaml", ["MODEL.DEVICE", "cpu"])  # adapted model + fitted gate
-    assert dynamic.MODEL.ECCENTRIC.EDGE.WEIGHTS.endswith("offload_gate.pth")
-    load_model(dynamic)
+    for name, gate in (("dynamic_ecc", "offload_gate.pth"), ("dynamic_ecc_vr", "offload_gate_vr.pth")):
+        dynamic = get_eccentric_cfg(f"FashionDet/{name}.yaml", ["MODEL.DEVICE", "cpu"])  # adapted model + fitted gate
+        assert dynamic.MODEL.ECCENTRIC.EDGE.WEIGHTS.endswith(gate)
+        load_model(dynamic)
     adaptive = get_eccentric_cfg("FashionDet/adaptive_ecc.yaml", ["MODEL.DEVICE", "cpu"])  # cloud teacher + edge_kd
     assert adaptive.MODEL.ECCENTRIC.EDGE.WEIGHTS.endswith("edge_kd.pth")
     assert any(k.startswith("edge_detector.") for k in load_weights(build_model(adaptive), adaptive))

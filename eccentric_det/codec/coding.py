@@ -44,6 +44,16 @@ class CoderTables:
     medians: Optional[torch.Tensor] = None  # float32 [C] (EntropyBottleneck)
     scale_table: Optional[torch.Tensor] = None  # float32 [num_cdfs] (GaussianConditional)
     scale_bound: float = 0.0
+    _lists: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+
+    def lists(self):
+        """(cdf, cdf_length, offset) as the Python lists the rANS encoder takes, converted once; each CDF cut to its
+        length (the encoder reads no further: the same strings, a fraction of the conversion per call)."""
+        if self._lists is None:
+            lengths = self.cdf_length.tolist()
+            cdf = [row[:n] for row, n in zip(self.cdf.tolist(), lengths)]
+            self._lists = cdf, lengths, self.offset.tolist()
+        return self._lists
 
     @classmethod
     def of(cls, entropy_model):
@@ -60,13 +70,13 @@ class CoderTables:
 
     def state(self):
         """Plain tensors and numbers (for ``torch.save`` with ``weights_only`` loading)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and not k.startswith("_")}
 
 
 def rans_encode(symbols, indexes, tables: CoderTables) -> List[bytes]:
     """One string per image of int ``symbols`` [N, ...] with CDF ``indexes`` of the same shape."""
     encoder = _ans().RansEncoder()
-    cdf, lengths, offsets = tables.cdf.tolist(), tables.cdf_length.tolist(), tables.offset.tolist()
+    cdf, lengths, offsets = tables.lists()
     return [encoder.encode_with_indexes(s.reshape(-1).tolist(), i.reshape(-1).tolist(), cdf, lengths, offsets)
             for s, i in zip(symbols.int(), indexes.int())]
 
@@ -82,11 +92,11 @@ def encode_factorized(x, tables: CoderTables) -> List[bytes]:
 
 def scale_indexes(scales, tables: CoderTables):
     """``GaussianConditional.build_indexes``: the CDF index of each scale (after the scale bound)."""
-    scales = torch.clamp_min(scales, tables.scale_bound)
-    indexes = torch.full(scales.shape, len(tables.scale_table) - 1, dtype=torch.int32)
-    for s in tables.scale_table[:-1].tolist():
-        indexes -= (scales <= s).int()
-    return indexes
+    scales = torch.clamp_min(scales, tables.scale_bound).contiguous()
+    # the number of table entries (but the last) below each scale, compared in the scales' precision as
+    # CompressAI's loop over the table compares them: one search instead of a pass per entry
+    bounds = tables.scale_table[:-1].to(scales.dtype).contiguous()
+    return torch.searchsorted(bounds, scales, right=False).int()
 
 
 def encode_gaussian(y, indexes, tables: CoderTables, means=None) -> List[bytes]:

@@ -140,7 +140,11 @@ class FeatureCodec(nn.Module):
     def coder_tables(self):
         """The :class:`~eccentric_det.codec.coding.CoderTables` of each entropy model (built if stale)."""
         self.update_if_stale()
-        return {name: CoderTables.of(getattr(self, name)) for name in self.entropy_models}
+        key = tuple((t.data_ptr(), t._version) for n in self.entropy_models for t in getattr(self, n).buffers())
+        if getattr(self, "_tables_key", None) != key:  # converted once per table update or load
+            self._tables = {name: CoderTables.of(getattr(self, name)) for name in self.entropy_models}
+            self._tables_key = key
+        return self._tables
 
     def payload_fields(self):
         """The optional payload fields this codec reads."""
