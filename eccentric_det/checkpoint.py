@@ -94,14 +94,38 @@ def drop_class_layers(model, state, source):
     return {k: v for k, v in state.items() if k not in fresh}
 
 
+def _same(a, b):
+    """Equal tensors up to fp16 export rounding."""
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-5)
+
+
+def check_edge_kept(weights, edge):
+    """At evaluation, refuse an EDGE.WEIGHTS ``edge`` that would replace edge tensors that MODEL.WEIGHTS ``weights``
+    holds (same shapes) with other values: a trained edge (a jointly adapted one, or one trained on after its
+    export) would silently give way to another. A fitted gate (``offload_gate.``) replacing the model's own is
+    what EDGE.WEIGHTS is for. Both are ``(source, state)`` pairs. Shared by detection and classification."""
+    held = weights[1]
+    changed = [k for k, v in edge[1].items() if not k.startswith("offload_gate.") and k in held
+               and held[k].shape == v.shape and not _same(v, held[k])]
+    if changed:
+        raise ValueError(f"{edge[0]} would replace {len(changed)} edge tensors that {weights[0]} holds with other "
+                         f"values ({summarize_names(changed)}): the model would be evaluated with another edge than "
+                         f"the one it was trained with. Set MODEL.ECCENTRIC.EDGE.WEIGHTS \"\" to evaluate MODEL.WEIGHTS "
+                         f"as trained (its edge included); to evaluate that other edge on purpose, write one checkpoint "
+                         f"that holds it.")
+
+
 def load_checked(model, weights=None, edge=None, complete=False):
     """Load ``weights`` (MODEL.WEIGHTS) and ``edge`` (MODEL.ECCENTRIC.EDGE.WEIGHTS), each a ``(source, state)``
     pair or None, into ``model`` after :func:`check_state`; a tensor that ``edge`` provides is not taken from
     ``weights``. What neither fills is logged by module; with ``complete`` (an evaluated model) more than
-    MAX_MISSING of the model unfilled by ``weights`` and ``edge`` is refused; without it (training), ``weights``
+    MAX_MISSING of the model unfilled by ``weights`` and ``edge`` is refused, and so is an ``edge`` that would replace a
+    trained edge (:func:`check_edge_kept`); without it (training), ``weights``
     of another class count initialise all but the class-dependent layers (:func:`drop_class_layers`). Returns the
     loaded tensors."""
     loaded = check_state(model, edge[1], edge[0], "edge", _EDGE_FIX) if edge else {}
+    if weights and edge and complete:
+        check_edge_kept(weights, (edge[0], loaded))
     if weights:
         state = {k: v for k, v in weights[1].items() if k not in loaded}
         if not complete:
@@ -213,8 +237,7 @@ def _check_codec_kept(model, held, edge, path, edge_path):
     """Refuse an EDGE.WEIGHTS state ``edge`` that would replace codec tensors that MODEL.WEIGHTS' ``held`` holds
     with other values (beyond fp16 rounding): a trained codec would silently give way to another, e.g. the
     untrained codec of a raw edge-training checkpoint."""
-    changed = [k for k, v in edge.items() if k.startswith(_CODEC) and k in held and not (
-        v.shape == held[k].shape and torch.allclose(v.float(), held[k].float(), rtol=1e-3, atol=1e-5))]
+    changed = [k for k, v in edge.items() if k.startswith(_CODEC) and k in held and not _same(v, held[k])]
     if not changed:
         return
     trunk = STAGES[:STAGES.index(model.split_backbone.split_at) + 1]

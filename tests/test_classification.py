@@ -217,6 +217,33 @@ def test_adaptation_trains_codec_and_cloud_only():
         assert history[-1][key] < history[0][key], key
 
 
+def test_joint_adaptation_trains_the_edge_with_its_own_losses():
+    """MODEL.CLS.EDGE_LOSS_WEIGHT: the edge trunk and head train with the codec and the cloud tail, the edge head's
+    cross-entropy and KD beside the adaptation losses (weighted); with 'always' (no edge head) it is refused."""
+    opts = ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]", "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic"]
+    cfg, model = _cfg("adaptive_ecc", *opts, "MODEL.CLS.EDGE_LOSS_WEIGHT", 0.5)
+    edge = _params(model.edge_half)
+    losses = ClsLosses(cfg)
+    history = train(cfg, model, _tiny_set(), losses)
+    assert set(history[0]) == {"loss_cls", "loss_rate", "loss_kd", "loss_feature_match", "edge_loss_cls", "edge_loss_kd"}
+    now = dict(model.edge_half.named_parameters())
+    trunk = [k for k in edge if not k.startswith("model.classifier")]
+    assert trunk and not all(torch.equal(edge[k], now[k]) for k in trunk)
+    with torch.no_grad():  # the weight scales both edge losses
+        model.eval()
+        images, labels = _tiny_set(16).images.float(), _tiny_set(16).labels
+        torch.manual_seed(0)
+        half = losses(model, images, labels)
+        losses.w_edge = 1.0
+        torch.manual_seed(0)
+        full = losses(model, images, labels)
+    for k in ("edge_loss_cls", "edge_loss_kd"):
+        assert float(full[k]) == pytest.approx(2 * float(half[k]), rel=1e-5)
+    assert float(full["loss_cls"]) == pytest.approx(float(half["loss_cls"]), rel=1e-5)
+    with pytest.raises(ValueError, match="EDGE_LOSS_WEIGHT trains the edge's own head.*OFFLOAD.POLICY 'dynamic'"):
+        ClsLosses(_cfg("adaptive_ecc", "MODEL.CLS.EDGE_LOSS_WEIGHT", 1.0)[0])
+
+
 def test_variable_rate_codec_trains_and_codes_at_each_rate():
     """The detection side's codec v2 as is: one classifier checkpoint, payloads at two rates, both decoded."""
     cfg, model = _cfg("adaptive_ecc", "MODEL.ECCENTRIC.CODEC.NAME", "mean_scale",

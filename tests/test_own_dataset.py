@@ -252,12 +252,12 @@ def models():
     return cfg, trained.state_dict(), raw.state_dict(), edge_prefixes(trained)
 
 
-def _load(cfg, weights, edge):
+def _load(cfg, weights, edge, complete=True):
     cfg = cfg.clone()
     cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS = weights, edge
     torch.manual_seed(3)
     model = build_model(cfg)
-    load_weights(model, cfg, complete=True)
+    load_weights(model, cfg, complete=complete)
     return model.state_dict()
 
 
@@ -282,12 +282,28 @@ def test_edge_weights_over_a_model_in_the_allowed_cases(models, tmp_path):
     assert all(torch.equal(loaded[k], raw[k] if k.startswith("offload_gate.") else trained[k]) for k in trained)
     # Adaptive ECC training: a cloud teacher (no codec) with an edge checkpoint that also holds a codec
     teacher = _save({k: v for k, v in trained.items() if not k.startswith(CODEC)}, tmp_path / "teacher.pth")
-    loaded = _load(cfg, teacher, _save(raw, tmp_path / "edge.pth"))
+    loaded = _load(cfg, teacher, _save(raw, tmp_path / "edge.pth"), complete=False)
     assert all(torch.equal(loaded[k], raw[k]) for k in raw if k.startswith(CODEC + "encoder."))
     assert all(torch.equal(loaded[k], trained[k]) for k in trained if k.startswith("roi_heads."))
     # the model's own edge, exported in fp16, over its fp32 training output: the same codec
     export_checkpoint(trained, str(tmp_path / "exported.pth"))
     _load(cfg, full, str(tmp_path / "exported.pth"))
+
+
+def test_edge_weights_never_replace_a_trained_edge_at_evaluation(models, tmp_path):
+    """An edge trained on after its export (jointly adapted): at --eval-only its stale export as EDGE.WEIGHTS is
+    refused; at training it initialises the edge as before."""
+    cfg, trained, raw, edge = models
+    full = _save(trained, tmp_path / "joint.pth")
+    stale = _save({k: v for k, v in raw.items() if k.startswith(edge) and not k.startswith(CODEC)}, tmp_path / "old.pth")
+    with pytest.raises(ValueError, match=r"old.pth \(MODEL.ECCENTRIC.EDGE.WEIGHTS\) would replace \d+ edge tensors that "
+                                         r".*joint.pth \(MODEL.WEIGHTS\) holds with other values .*"
+                                         r"Set MODEL.ECCENTRIC.EDGE.WEIGHTS \"\""):
+        _load(cfg, full, stale)
+    loaded = _load(cfg, full, stale, complete=False)
+    assert all(torch.equal(loaded[k], raw[k]) for k in raw if k.startswith(edge) and not k.startswith(CODEC))
+    assert torch.equal(_load(cfg, full, "")["backbone.bottom_up.stem.conv1.weight"],
+                       trained["backbone.bottom_up.stem.conv1.weight"])
 
 
 def test_weights_of_another_class_count_fine_tune_but_never_evaluate(tmp_path):

@@ -56,8 +56,11 @@ def test_ray_answers_equal_in_process(deployed):
         assert answer.status_code == 200, answer.text
         got, expected = dict_to_instances(answer.json()), model([inp])[0]["instances"]
         assert got.image_size == expected.image_size and len(got) == len(expected) > 0
-        assert torch.equal(got.pred_boxes.tensor, expected.pred_boxes.tensor)
-        assert torch.equal(got.scores, expected.scores) and torch.equal(got.pred_classes, expected.pred_classes)
+        # Ray's replica runs torch on its own thread count (Ray sets OMP_NUM_THREADS=1), and a CPU's kernels may round
+        # the last float bits differently per thread count: equal up to that
+        assert torch.allclose(got.pred_boxes.tensor, expected.pred_boxes.tensor, rtol=0, atol=1e-3)
+        assert torch.allclose(got.scores, expected.scores, rtol=0, atol=1e-5)
+        assert torch.equal(got.pred_classes, expected.pred_classes)
     assert httpx.get(url + "/healthz").json()["fingerprint"] == model.fingerprint().hex()
 
 

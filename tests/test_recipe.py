@@ -407,6 +407,17 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     fit = json.load(open(out / "gate" / "fit.json"))
     assert fit["dataset"] == "e2e_train_holdout"
     assert f"threshold {fit['threshold']:.4f}" in report or "NOT fitted" in report
+    # the report's --eval-only command of an Adaptive ECC row reproduces its numbers (the sweep used every test image)
+    row = next(i for i, p in enumerate(result["points"], 1) if p["series"] == "Adaptive ECC (variable rate)")
+    command = shlex.split(re.search(rf"^{row}\. `(.*)`$", report, re.M).group(1))
+    assert command[0] == "python" and "--eval-only" in command
+    again = subprocess.run([sys.executable] + command[1:], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = json.load(open(os.path.join(command[command.index("OUTPUT_DIR") + 1], "eccentric_metrics.json")))["metrics"]
+    want = result["points"][row - 1]["metrics"]
+    assert got["images"] == 4 and all(got[k] == pytest.approx(want[k], abs=1e-6) for k in ("AP", "bytes_mean")), \
+        (got, want)
 
     stamps = {k: os.path.getmtime(out / k / "stage.json") for k in recipe.STAGES}
     start2 = time.perf_counter()

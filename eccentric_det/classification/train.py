@@ -6,7 +6,8 @@ Training modes (``MODEL.ECCENTRIC.DISTILL.MODE``), with the loss functions of th
   plus lambda x rate (bits per input pixel).
 * ``kd``: teacher -> edge: the edge head's cross-entropy and temperature KD to the frozen teacher's logits.
 * ``adapt``: the cloud consumes the edge's coded features: feature matching to the teacher at the split and
-  before the head, KD to its logits, cross-entropy, plus lambda x rate. ``DISTILL.FREEZE`` keeps the edge fixed.
+  before the head, KD to its logits, cross-entropy, plus lambda x rate. ``DISTILL.FREEZE`` keeps the edge fixed;
+  ``MODEL.CLS.EDGE_LOSS_WEIGHT`` > 0 instead adapts it jointly, its own head's cross-entropy and KD kept in the loss.
 
 The optimiser is AdamW (``SOLVER.BASE_LR``, ``WEIGHT_DECAY``, Detectron2's norm/bias parameter groups, the codec
 at ``MODEL.ECCENTRIC.CODEC.LR_FACTOR`` x the LR) under Detectron2's LR schedule (``SOLVER.LR_SCHEDULER_NAME``,
@@ -67,6 +68,11 @@ class ClsLosses:
         self.mode, self.T, self.split_index = D.MODE, D.TEMPERATURE, cfg.MODEL.CLS.SPLIT_INDEX
         self.w_logit, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
         self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
+        # the edge head's share: all of it when it is what trains (task, kd), MODEL.CLS.EDGE_LOSS_WEIGHT in adapt
+        self.w_edge = cfg.MODEL.CLS.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
+        if self.w_edge > 0 and D.MODE == "adapt" and E.OFFLOAD.POLICY == "always":
+            raise ValueError("MODEL.CLS.EDGE_LOSS_WEIGHT trains the edge's own head, which OFFLOAD.POLICY 'always' "
+                             "drops: set OFFLOAD.POLICY 'dynamic' (or EDGE_LOSS_WEIGHT 0)")
         self.teacher = None
         if D.MODE != "task":
             self.teacher = build_cls_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, cfg.MODEL.DEVICE)
@@ -84,8 +90,9 @@ class ClsLosses:
         losses = {}
         if out.logits is not None:
             losses["loss_cls"] = self.w_task * F.cross_entropy(out.logits, labels)
-        if out.edge_logits is not None and self.mode != "adapt":
-            losses["edge_loss_cls"] = self.w_task * F.cross_entropy(out.edge_logits, labels)
+        edge = out.edge_logits is not None and self.w_edge > 0
+        if edge:
+            losses["edge_loss_cls"] = self.w_edge * self.w_task * F.cross_entropy(out.edge_logits, labels)
         if model.codec is not None and out.logits is not None:
             pixels = images.shape[0] * images[0, 0].numel()
             losses["loss_rate"] = self.rate_weight * rate_loss(out.likelihoods, pixels) if weights is None else \
@@ -93,9 +100,9 @@ class ClsLosses:
         if self.teacher is not None:
             with torch.no_grad():
                 t_logits, t_feats = self._teacher(images)
-            if self.mode == "kd":
-                losses["edge_loss_kd"] = self.w_logit * logit_kd_loss(out.edge_logits, t_logits, self.T)
-            else:
+            if edge:
+                losses["edge_loss_kd"] = self.w_edge * self.w_logit * logit_kd_loss(out.edge_logits, t_logits, self.T)
+            if self.mode == "adapt":
                 losses["loss_kd"] = self.w_logit * logit_kd_loss(out.logits, t_logits, self.T)
                 losses["loss_feature_match"] = self.w_feat * feature_matching_loss(out.features, t_feats, list(t_feats))
         return losses
