@@ -30,6 +30,7 @@ import time
 import cv2
 import torch
 from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 from report import write_json
 from tabulate import tabulate
@@ -89,10 +90,7 @@ def timed(fn, repeats, device, clock=time.perf_counter):
 
 def dataset_input(cfg, h, w, device):
     """The first image of the config's first test set, resized to HxW (BGR, as Detectron2 reads it)."""
-    first = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]
-    img = cv2.imread(first["file_name"], cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"cannot read {first['file_name']} (the first image of {cfg.DATASETS.TEST[0]})")
+    img = read_image(DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]["file_name"], format="BGR")
     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
     return {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()).float().to(device), "height": h, "width": w}
 

@@ -196,7 +196,7 @@ class FeatureCodec(nn.Module):
         z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
         gc = self.gaussian_conditional
         scales, means = self._params(z_hat, y_hw, gain)
-        indexes = scale_indexes(scales, CoderTables.of(gc))
+        indexes = scale_indexes(scales, self.coder_tables()["gaussian_conditional"])
         for i, c in enumerate(coded):
             if FIELD_SCALE_INDEXES in c.fields:
                 pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))

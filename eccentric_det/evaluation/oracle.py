@@ -15,6 +15,7 @@ import json
 import os
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -57,27 +58,25 @@ def coco_ap(gt, dets, image_ids):
     return 100.0 * max(float(ev.stats[0]), 0.0)
 
 
-def _iou(a, b):
-    """IoU of xywh boxes a [N, 4] against b [M, 4]."""
-    ax2, ay2, bx2, by2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    return inter / (a[:, 2:].prod(1)[:, None] + b[:, 2:].prod(1)[None] - inter + 1e-9)
-
-
 def _tile(box, width, height, grid):
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
     return (min(max(int(cy * grid / height), 0), grid - 1), min(max(int(cx * grid / width), 0), grid - 1))
 
 
-def _found(gts, dets):
-    """Per ground-truth object: does a confident detection of its class match it."""
-    if not gts or not dets:
-        return np.zeros(len(gts), bool)
-    iou = _iou(np.array([g["bbox"] for g in gts], float), np.array([d["bbox"] for d in dets], float))
-    same = np.array([g["category_id"] for g in gts])[:, None] == np.array([d["category_id"] for d in dets])[None]
+def _matched(items, others):
+    """Per item of ``items`` (boxes with a class, xywh): does one of ``others`` of its class overlap it at IoU >=
+    0.5 (pycocotools' box IoU)."""
+    if not items or not others:
+        return np.zeros(len(items), bool)
+    iou = mask_utils.iou([o["bbox"] for o in others], [i["bbox"] for i in items], [0] * len(items)).T
+    same = np.array([i["category_id"] for i in items])[:, None] == np.array([o["category_id"] for o in others])[None]
     return ((iou >= IOU) & same).any(1)
+
+
+def _keyed(gt, dets, grid):
+    """(tile key (image_id, row, col), detection) of every detection, each tile found once."""
+    size = {img["id"]: (img["width"], img["height"]) for img in gt.loadImgs(list({d["image_id"] for d in dets}))}
+    return [((d["image_id"], *_tile(d["bbox"], *size[d["image_id"]], grid)), d) for d in dets]
 
 
 def tile_gains(gt, edge, cloud, grid, score=0.5, image_ids=None):
@@ -91,25 +90,21 @@ def tile_gains(gt, edge, cloud, grid, score=0.5, image_ids=None):
     gains = {}
     for img in gt.loadImgs(list(image_ids) if image_ids is not None else gt.getImgIds()):
         w, h, i = img["width"], img["height"], img["id"]
-        gts = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=[i], iscrowd=False))]
+        gts = gt.loadAnns(gt.getAnnIds(imgIds=[i], iscrowd=False))
         e, c = by["edge"].get(i, []), by["cloud"].get(i, [])
-        fe, fc = _found(gts, e), _found(gts, c)
-        tiles = [_tile(a["bbox"], w, h, grid) for a in gts]
-        matched_c = _found(c, gts) if c and gts else np.zeros(len(c), bool)  # cloud detections that hit an object
-        for r in range(grid):
-            for col in range(grid):
-                here = [k for k, t in enumerate(tiles) if t == (r, col)]
-                gain = int(sum(fc[k] and not fe[k] for k in here)) - int(sum(fe[k] and not fc[k] for k in here))
-                false = sum(1 for d, m in zip(c, matched_c) if not m and _tile(d["bbox"], w, h, grid) == (r, col))
-                gains[(i, r, col)] = (gain, -false)
-    return gains
+        fe, fc = _matched(gts, e), _matched(gts, c)
+        gains.update({(i, r, col): [0, 0] for r in range(grid) for col in range(grid)})
+        for k, a in enumerate(gts):
+            gains[(i, *_tile(a["bbox"], w, h, grid))][0] += int(fc[k] and not fe[k]) - int(fe[k] and not fc[k])
+        for d, hit in zip(c, _matched(c, gts)):  # the cloud's false detections, a tie-break
+            if not hit:
+                gains[(i, *_tile(d["bbox"], w, h, grid))][1] -= 1
+    return {k: tuple(v) for k, v in gains.items()}
 
 
-def mix(gt, edge, cloud, sent, grid):
-    """Detections with the cloud's in the tiles of ``sent`` and the edge's elsewhere."""
-    size = {img["id"]: (img["width"], img["height"]) for img in gt.loadImgs(gt.getImgIds())}
-    out = [d for d in cloud if (d["image_id"], *_tile(d["bbox"], *size[d["image_id"]], grid)) in sent]
-    return out + [d for d in edge if (d["image_id"], *_tile(d["bbox"], *size[d["image_id"]], grid)) not in sent]
+def mix(keyed_edge, keyed_cloud, sent):
+    """Detections with the cloud's in the tiles of ``sent`` and the edge's elsewhere (lists from :func:`_keyed`)."""
+    return [d for k, d in keyed_cloud if k in sent] + [d for k, d in keyed_edge if k not in sent]
 
 
 def oracle_curve(gt, edge, cloud, grid=1, fractions=(0.25, 0.4, 0.5, 0.6, 0.75), score=0.5, image_ids=None):
@@ -120,10 +115,11 @@ def oracle_curve(gt, edge, cloud, grid=1, fractions=(0.25, 0.4, 0.5, 0.6, 0.75),
     edge, cloud = [d for d in edge if d["image_id"] in keep], [d for d in cloud if d["image_id"] in keep]
     gains = tile_gains(gt, edge, cloud, grid, score, ids)
     order = sorted(gains, key=lambda t: gains[t], reverse=True)
+    keyed_edge, keyed_cloud = _keyed(gt, edge, grid), _keyed(gt, cloud, grid)
     points = []
     for f in sorted({0.0, *fractions, 1.0}):
         n = int(round(f * len(order)))
         sent = set(order[:n])
         points.append({"grid": grid, "fraction": f, "tiles_sent": n, "tiles": len(order),
-                       "AP": coco_ap(gt, mix(gt, edge, cloud, sent, grid), ids)})
+                       "AP": coco_ap(gt, mix(keyed_edge, keyed_cloud, sent), ids)})
     return points
