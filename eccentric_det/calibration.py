@@ -8,6 +8,9 @@ target recall of those images (:func:`threshold_for_recall`).
   false detections, IoU 0.5, same class, score >= 0.5) than the cloud's on the same image; the gate
   (``OffloadGate``) is a logistic model over statistics of the edge detector's scores
   (:func:`calibrate_offload_gate`, :func:`fit_offload_gate`).
+* Region-level detection: a tile needs the cloud when the cloud finds more of the ground-truth objects centred
+  there than the edge does (score >= 0.5, IoU 0.5, same class); the gate (``RegionGate``) is a logistic model over
+  per-tile statistics of the edge's detections and RPN objectness (:func:`calibrate_offload_gate` with ``regions``).
 * Classification: an image needs the cloud when the edge's own head gets it wrong; the gate is a threshold
   on 1 - the edge's max softmax (:func:`fit_gate`).
 """
@@ -16,10 +19,12 @@ import logging
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
-from detectron2.structures import BoxMode, pairwise_iou, Boxes
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import BoxMode, Boxes, pairwise_iou
 from torch import nn
 
 from .edge.gate import detection_statistics, softmax_uncertainty
+from .edge.region_gate import centre_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +70,51 @@ def collect_gate_data(cfg, model, dataset_name, max_images=300):
     return np.stack(stats), np.array(labels)
 
 
-def calibrate_offload_gate(cfg, model, dataset_name, max_images=300, recall_target=0.9):
-    """Fit the model's gate (in place) and return the fit: parameters, threshold, offload rate, recall."""
-    stats, labels = collect_gate_data(cfg, model, dataset_name, max_images)
-    logger.info("%d of %d images need the cloud", labels.sum(), len(labels))
+def found(instances, gt_boxes, gt_classes, score_thresh=0.5, iou_thresh=0.5):
+    """Bool per ground-truth object: does a detection of its class with score >= ``score_thresh`` overlap it at
+    IoU >= ``iou_thresh``?"""
+    keep = instances.scores >= score_thresh
+    boxes, classes = instances.pred_boxes[keep], instances.pred_classes[keep]
+    if len(gt_classes) == 0 or len(boxes) == 0:
+        return np.zeros(len(gt_classes), bool)
+    iou = pairwise_iou(Boxes(gt_boxes), boxes).numpy()
+    iou[gt_classes.numpy()[:, None] != classes.numpy()[None, :]] = 0
+    return (iou >= iou_thresh).any(1)
+
+
+@torch.no_grad()
+def collect_region_data(cfg, model, dataset_name, max_images=300):
+    """Per-tile statistics and "needs the cloud" labels (the cloud finds more of the objects centred in the tile than
+    the edge) over the first ``max_images`` of a dataset, with the cloud on whole latents."""
+    mapper = DatasetMapper(cfg, is_train=False)
+    tile_px = model.region_tile * model.latent_stride()
+    stats, labels = [], []
+    for record in DatasetCatalog.get(dataset_name)[:max_images]:
+        inp = mapper(dict(record))
+        x, image_size, output_size, _ = model.edge_input(inp)
+        raw, tile_stats, grid = model.edge_regions(x, image_size)
+        stats.append(tile_stats)
+        edge = detector_postprocess(raw, *output_size).to("cpu")
+        cloud = model.cloud([model.edge([inp])[0]])[0]["instances"].to("cpu")
+        gt_boxes, gt_classes = _ground_truth(record)
+        gain = found(cloud, gt_boxes, gt_classes).astype(int) - found(edge, gt_boxes, gt_classes).astype(int)
+        sy, sx = image_size[0] / record["height"], image_size[1] / record["width"]
+        r, c = centre_tiles(gt_boxes.numpy() * np.array([sx, sy, sx, sy]), tile_px, grid)
+        tile_gain = np.zeros(grid[0] * grid[1], int)
+        np.add.at(tile_gain, r * grid[1] + c, gain)
+        labels.append(tile_gain > 0)
+    return np.concatenate(stats), np.concatenate(labels)
+
+
+def calibrate_offload_gate(cfg, model, dataset_name, max_images=300, recall_target=0.9, regions=False):
+    """Fit the model's gate, or with ``regions`` its region gate (in place), and return the fit: parameters,
+    threshold, offload rate (of images, or of tiles), recall."""
+    collect, gate, unit = ((collect_region_data, model.region_gate, "tiles") if regions
+                           else (collect_gate_data, model.offload_gate, "images"))
+    stats, labels = collect(cfg, model, dataset_name, max_images)
+    logger.info("%d of %d %s need the cloud", labels.sum(), len(labels), unit)
     fit = fit_offload_gate(stats, labels, recall_target=recall_target)
-    model.offload_gate.load_fit(fit)
+    gate.load_fit(fit)
     fit["needs_cloud_fraction"] = float(labels.mean())
     return fit
 

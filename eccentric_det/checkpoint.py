@@ -13,11 +13,12 @@ from .modeling.backbone.resnet_stages import STAGES
 logger = logging.getLogger(__name__)
 _SHARED_CODEC = ("entropy_bottleneck.", "gaussian_conditional.", "h_s.", "gains.")
 _EDGE_CODEC = ("encoder.", "h_a.")
+_GATES = ("offload_gate.", "region_gate.")  # fitted gates: what EDGE.WEIGHTS is for
 
 
 def edge_prefixes(model):
     """Parameter-name prefixes of what an edge device holds."""
-    prefixes = ["edge_detector.", "offload_gate."]
+    prefixes = ["edge_detector.", *_GATES]
     if model.offload_mode == "features":
         split = STAGES.index(model.split_backbone.split_at)
         bu = "backbone.bottom_up."
@@ -102,10 +103,10 @@ def _same(a, b):
 def check_edge_kept(weights, edge):
     """At evaluation, refuse an EDGE.WEIGHTS ``edge`` that would replace edge tensors that MODEL.WEIGHTS ``weights``
     holds (same shapes) with other values: a trained edge (a jointly adapted one, or one trained on after its
-    export) would silently give way to another. A fitted gate (``offload_gate.``) replacing the model's own is
+    export) would silently give way to another. A fitted gate (``offload_gate.``, ``region_gate.``) replacing the model's own is
     what EDGE.WEIGHTS is for. Both are ``(source, state)`` pairs. Shared by detection and classification."""
     held = weights[1]
-    changed = [k for k, v in edge[1].items() if not k.startswith("offload_gate.") and k in held
+    changed = [k for k, v in edge[1].items() if not k.startswith(_GATES) and k in held
                and held[k].shape == v.shape and not _same(v, held[k])]
     if changed:
         raise ValueError(f"{edge[0]} would replace {len(changed)} edge tensors that {weights[0]} holds with other "
@@ -184,7 +185,7 @@ def read_weights(model, path, names=None):
 
 
 def _edge_part(model):
-    return edge_prefixes(model) if model.offload_mode == "features" else ("edge_detector.", "offload_gate.")
+    return edge_prefixes(model) if model.offload_mode == "features" else ("edge_detector.", *_GATES)
 
 
 def _read_edge(model, path):
@@ -241,7 +242,7 @@ def _check_codec_kept(model, held, edge, path, edge_path):
     if not changed:
         return
     trunk = STAGES[:STAGES.index(model.split_backbone.split_at) + 1]
-    keep = " ".join([f"backbone.bottom_up.{s}" for s in trunk] + ["edge_detector", "offload_gate"])
+    keep = " ".join([f"backbone.bottom_up.{s}" for s in trunk] + ["edge_detector", "offload_gate", "region_gate"])
     raise ValueError(f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS) would replace {len(changed)} codec tensors "
                      f"({_CODEC}*) that {path} (MODEL.WEIGHTS) holds with other values: EDGE.WEIGHTS supplies the edge "
                      f"trunk, edge detector and gate, never a trained codec. If MODEL.WEIGHTS is a complete trained "

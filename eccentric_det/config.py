@@ -90,6 +90,22 @@ def add_eccentric_config(cfg):
     E.OFFLOAD.THRESHOLD = 0.5
     # Detections of the edge below this score are ignored by the gate's statistics.
     E.OFFLOAD.MIN_SCORE = 0.05
+    # Region-level Dynamic ECC (policy "dynamic"): the edge sends the coded latent only in the tiles its region gate
+    # scores at least THRESHOLD, the cloud runs on those regions alone, and the edge keeps its own detections
+    # elsewhere. Tile side in latent cells, a multiple of 4 (the latent's stride is the split's times
+    # CODEC.DOWNSAMPLE; 4 cells are 32 pixels on FashionDet); 0 offloads whole images. Needs a hyperprior codec
+    # (mean_scale, hyperprior).
+    E.OFFLOAD.REGION = CN()
+    E.OFFLOAD.REGION.TILE = 0
+    # Tiles of context the edge also sends around each tile its gate selects (the cloud detects objects that cross a
+    # tile's border only with them); the cloud's detections replace the edge's in every tile sent.
+    E.OFFLOAD.REGION.DILATE = 1
+    # Latent cells (a multiple of 4) around each region that the cloud's crop also covers, filled with the
+    # hyperprior's means where nothing was sent: its convolutions' borders fall outside the tiles sent.
+    E.OFFLOAD.REGION.MARGIN = 0
+    # The cloud's RPN keeps this many proposals per image area on a region, relative to the whole image's
+    # (MODEL.RPN.PRE/POST_NMS_TOPK_TEST times the region's share of the image, times this).
+    E.OFFLOAD.REGION.PROPOSALS = 1.0
 
     E.DISTILL = CN()
     # Training mode: "task" (plain), "kd" (teacher -> edge detector), "adapt" (cloud consumes the edge's features).

@@ -51,9 +51,9 @@ def bgr_image(h, w, seed):
 class Server:
     """tools/cloud_server.py in a subprocess on 127.0.0.1 (its default address), token from the environment."""
 
-    def __init__(self, weights, log_path, opts=(), env=None):
+    def __init__(self, weights, log_path, opts=(), env=None, config=CFG):
         self.port, self.log_path, self.env = free_port(), log_path, env or {}
-        self.cmd = [sys.executable, os.path.join(ROOT, "tools", "cloud_server.py"), "--config-file", CFG,
+        self.cmd = [sys.executable, os.path.join(ROOT, "tools", "cloud_server.py"), "--config-file", config,
                     "--weights", weights, "--port", str(self.port), *OPTS, *opts]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None

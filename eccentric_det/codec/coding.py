@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch.nn import functional as F
 
-from .payload import FIELD_SCALE_INDEXES
+from .payload import FIELD_SCALE_INDEXES, FIELD_TILES
 from .shapes import RATE_STEPS
 from .scale_indexes import encode_exceptions, near_boundary
 
@@ -106,27 +106,56 @@ def encode_gaussian(y, indexes, tables: CoderTables, means=None) -> List[bytes]:
 
 
 @torch.no_grad()
-def code_latents(y, z, tables, params, feature_hw, fields=None) -> List[CodedFeature]:
+def code_latents(y, z, tables, params, feature_hw, fields=None, regions=None) -> List[CodedFeature]:
     """Code a batch's latent ``y`` (factorized prior; ``z`` None) or ``y`` and its hyper-latent ``z``
     (hyperprior: ``params(z_hat, y_hw)`` gives the scales of ``y`` and its means or None, e.g. :func:`hyper_params`).
     ``tables``: the :class:`CoderTables` by entropy model name ("entropy_bottleneck", "gaussian_conditional");
-    ``fields``: payload fields every image carries (e.g. the rate, :func:`rate_field`)."""
+    ``fields``: payload fields every image carries (e.g. the rate, :func:`rate_field`); ``regions`` (hyperprior
+    only): per image None or (y cells [h, w], z cells, FIELD_TILES bytes) to code only those cells, channel by
+    channel (:mod:`.tiles`)."""
     y_hw, fields = tuple(y.shape[-2:]), dict(fields or {})
+    regions = regions or [None] * len(y)
     if z is None:
+        if any(r is not None for r in regions):
+            raise ValueError("region payloads need a hyperprior codec (CODEC.NAME 'mean_scale' or 'hyperprior')")
         return [CodedFeature([s], y_hw, feature_hw, dict(fields))
                 for s in encode_factorized(y, tables["entropy_bottleneck"])]
     eb, gc = tables["entropy_bottleneck"], tables["gaussian_conditional"]
-    z_strings = encode_factorized(z, eb)
+    z = z.detach().cpu().float()
     medians = eb.medians.view(1, -1, 1, 1)
-    z_hat = torch.round(z.detach().cpu().float() - medians) + medians  # what the cloud decodes
+    z_hat = torch.round(z - medians) + medians  # what the cloud decodes
+    z_strings = []
+    for i, region in enumerate(regions):
+        if region is None:
+            z_strings += encode_factorized(z[i:i + 1], eb)
+        else:  # z in the region's cells only, the medians elsewhere
+            z_cells = region[1]
+            z_strings.append(encode_cells(z[i] - medians[0], z_cells, eb))
+            z_hat[i] = torch.where(z_cells, z_hat[i], medians[0])
     s, means = params(z_hat, y_hw)
     indexes = scale_indexes(s, gc)
     near = near_boundary(s, gc.scale_table)
+    y = y.detach().cpu().float()
     out = []
-    for i, (ys, zs) in enumerate(zip(encode_gaussian(y, indexes, gc, means), z_strings)):
-        own = {FIELD_SCALE_INDEXES: encode_exceptions(indexes[i], near[i])} if near[i].any() else {}
+    for i, (zs, region) in enumerate(zip(z_strings, regions)):
+        yi, idx, nr, mi = y[i], indexes[i], near[i], None if means is None else means[i]
+        own = {}
+        if region is not None:
+            cells, _, own[FIELD_TILES] = region
+            yi, idx, nr, mi = yi[:, cells], idx[:, cells], nr[:, cells], None if mi is None else mi[:, cells]
+        if nr.any():
+            own[FIELD_SCALE_INDEXES] = encode_exceptions(idx, nr)
+        ys = encode_gaussian(yi[None], idx[None], gc, None if mi is None else mi[None])[0]
         out.append(CodedFeature([ys, zs], y_hw, feature_hw, {**fields, **own}))
     return out
+
+
+def encode_cells(centred, cells, tables: CoderTables) -> bytes:
+    """One EntropyBottleneck string of ``centred`` [C, h, w] (the latent minus its medians) in the ``cells`` [h, w]
+    only, channel by channel (index = channel)."""
+    symbols = torch.round(centred[:, cells])
+    indexes = torch.arange(centred.shape[0], dtype=torch.int32)[:, None].expand_as(symbols)
+    return rans_encode(symbols[None], indexes[None], tables)[0]
 
 
 def hyper_params(h_s, z_hat, y_hw, channels, gain=None):

@@ -24,8 +24,9 @@ from torch import nn
 from .coding import (CodedFeature, CoderTables, check_rate, code_latents, fit, hyper_params, rate_field, rate_gains,
                      scale_indexes)
 from .shapes import hyper_shape, latent_shape, read_rate
-from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
+from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, FINGERPRINT_BYTES
 from .scale_indexes import decode_exceptions
+from .tiles import decode_tiles, region_cells
 
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
 _SCALES = get_scale_table().tolist()
@@ -190,18 +191,42 @@ class FeatureCodec(nn.Module):
         return hyper_params(h_s, z_hat, y_hw, self.config["latent_channels"], gain)
 
     def _decode_gaussian(self, coded, gain=None):
-        """y_hat (x ``gain`` for a variable-rate codec) of a batch of same-shape hyperprior payloads."""
+        """y_hat (x ``gain`` for a variable-rate codec) of a batch of same-shape hyperprior payloads (region payloads
+        decode y and z in their tiles' cells, the means and medians elsewhere: :mod:`.tiles`)."""
         self.update_if_stale()
         y_hw = coded[0].latent_shape
-        z_hat = self._decode_factorized([c.strings[1] for c in coded], hyper_shape(y_hw))
+        z_hw = hyper_shape(y_hw)
+        cells = [region_cells(decode_tiles(c.fields[FIELD_TILES], y_hw, c.fields[FIELD_TILES][0]),
+                              c.fields[FIELD_TILES][0], y_hw) if FIELD_TILES in c.fields else None for c in coded]
+        whole = [i for i, c in enumerate(cells) if c is None]
+        eb = self.entropy_bottleneck
+        medians = eb._get_medians().detach().cpu().reshape(-1, 1, 1)
+        z_hat = medians.expand(len(coded), -1, *z_hw).clone()
+        if whole:
+            z_hat[whole] = self._decode_factorized([coded[i].strings[1] for i in whole], z_hw)
+        for i, c in enumerate(cells):
+            if c is not None:
+                idx = torch.arange(eb.channels, dtype=torch.int32)[:, None].expand(-1, int(c[1].sum()))
+                z_hat[i][:, c[1]] = guarded_decompress(eb, [coded[i].strings[1]], idx[None],
+                                                       medians[:, :, 0].expand_as(idx)[None])[0]
         gc = self.gaussian_conditional
         scales, means = self._params(z_hat, y_hw, gain)
         indexes = scale_indexes(scales, self.coder_tables()["gaussian_conditional"])
+        y_hat = torch.zeros_like(scales) if means is None else means.clone()
         for i, c in enumerate(coded):
+            y_cells = None if cells[i] is None else cells[i][0]
+            idx = indexes[i] if y_cells is None else indexes[i][:, y_cells]
             if FIELD_SCALE_INDEXES in c.fields:
-                pos, idx = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], indexes[i].numel(), len(gc.scale_table))
-                indexes[i].view(-1)[torch.from_numpy(pos)] = torch.from_numpy(idx).to(indexes.dtype)
-        return guarded_decompress(gc, [c.strings[0] for c in coded], indexes, means)
+                pos, exc = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], idx.numel(), len(gc.scale_table))
+                idx = idx.clone()
+                idx.view(-1)[torch.from_numpy(pos)] = torch.from_numpy(exc).to(idx.dtype)
+            m = None if means is None else (means[i] if y_cells is None else means[i][:, y_cells])
+            values = guarded_decompress(gc, [c.strings[0]], idx[None], None if m is None else m[None])[0]
+            if y_cells is None:
+                y_hat[i] = values
+            else:
+                y_hat[i][:, y_cells] = values
+        return y_hat
 
 
 @CODEC_REGISTRY.register()
@@ -272,10 +297,12 @@ class FactorizedCodec(FeatureCodec):
         return y_hat, {"y": lik}
 
     @torch.no_grad()
-    def compress(self, x, rate=None) -> List[CodedFeature]:
-        """Encode a batch of features into one :class:`CodedFeature` per image."""
+    def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
+        """Encode a batch of features into one :class:`CodedFeature` per image (``regions``: see
+        :func:`~eccentric_det.codec.coding.code_latents`)."""
         y = self.encoder(x)
-        return code_latents(y, self._hyper_latent(y), self.coder_tables(), self._params, tuple(x.shape[-2:]))
+        return code_latents(y, self._hyper_latent(y), self.coder_tables(), self._params, tuple(x.shape[-2:]),
+                            regions=regions)
 
     def _hyper_latent(self, y):
         return None
@@ -401,8 +428,9 @@ class MeanScaleCodec(FeatureCodec):
         return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), {"y": y_lik, "z": z_lik})
 
     @torch.no_grad()
-    def compress(self, x, rate=None) -> List[CodedFeature]:
-        """One :class:`CodedFeature` per image at ``rate`` (default :attr:`rate`)."""
+    def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
+        """One :class:`CodedFeature` per image at ``rate`` (default :attr:`rate`; ``regions``: see
+        :func:`~eccentric_det.codec.coding.code_latents`)."""
         rate = self.rate if rate is None else self.check_rate(rate)
         y = self.encoder(x)
         z = self.h_a(y)
@@ -411,7 +439,7 @@ class MeanScaleCodec(FeatureCodec):
             gain = self.gains.cpu_gains([rate] * len(x))[0]
             y, fields = y.cpu().float() * gain, {FIELD_RATE: rate_field(rate)}
         return code_latents(y, z, self.coder_tables(), lambda z_hat, y_hw: self._params(z_hat, y_hw, gain),
-                            tuple(x.shape[-2:]), fields)
+                            tuple(x.shape[-2:]), fields, regions)
 
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):

@@ -16,23 +16,25 @@ def latent_shape(config, feature_hw):
     return tuple(-(-s // ds) for s in feature_hw)
 
 
-def string_bounds(config, feature_hw):
-    """(fewest, most) bytes of each string a codec of ``config`` writes for a feature of ``feature_hw``."""
+def string_bounds(config, feature_hw, cells=None):
+    """(fewest, most) bytes of each string a codec of ``config`` writes for a feature of ``feature_hw``
+    (``cells``: the numbers of y and z cells a region payload codes; default all)."""
     if config["name"] == "passthrough":
         return [(4 * config["in_channels"] * feature_hw[0] * feature_hw[1],) * 2]
     y_hw, n = latent_shape(config, feature_hw), config["latent_channels"]
-    bounds = [rans_string_bounds(n * y_hw[0] * y_hw[1])]
+    z_hw = hyper_shape(y_hw)
+    y_cells, z_cells = cells or (y_hw[0] * y_hw[1], z_hw[0] * z_hw[1])
+    bounds = [rans_string_bounds(n * y_cells)]
     if config.get("hyper"):
-        z_hw = hyper_shape(y_hw)
-        bounds.append(rans_string_bounds(n * z_hw[0] * z_hw[1]))
+        bounds.append(rans_string_bounds(n * z_cells))
     return bounds
 
 
-def check_strings(config, strings, feature_hw):
+def check_strings(config, strings, feature_hw, cells=None):
     """Raise :class:`PayloadError` unless ``strings`` could code a feature of ``feature_hw`` with a codec of
     ``config``: their count, and each one's length against the symbols it codes (shapes derived here,
-    never read from a header)."""
-    bounds = string_bounds(config, feature_hw)
+    never read from a header; ``cells`` as in :func:`string_bounds`)."""
+    bounds = string_bounds(config, feature_hw, cells)
     if len(strings) != len(bounds):
         raise PayloadError(f"payload holds {len(strings)} strings, this codec ({config['name']}) writes {len(bounds)}")
     for i, (s, (lo, hi)) in enumerate(zip(strings, bounds)):

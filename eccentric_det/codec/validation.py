@@ -4,8 +4,9 @@ import io
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from .shapes import check_fields, check_strings
-from .payload import KIND_FEATURES, KINDS, MAX_SIZE, Payload, PayloadError
+from .payload import FIELD_TILES, KIND_FEATURES, KINDS, MAX_SIZE, Payload, PayloadError
+from .shapes import check_fields, check_strings, latent_shape
+from .tiles import decode_tiles, region_cells
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class PayloadSpec:
     stride: int = 0  # the split feature's stride (0: the feature has the fixed shape ``feature_hw``)
     size_divisibility: int = 0  # the edge pads its input to a multiple of this before the trunk
     feature_hw: Tuple[int, int] = (0, 0)
+    tile: int = 0  # region payloads: latent cells a side of a tile (0: this model takes whole latents only)
 
     def feature_shape(self, image_size):
         """(h, w) of the split feature for a network input of ``image_size`` (ResNet strides round up)."""
@@ -89,7 +91,7 @@ class PayloadSpec:
     @classmethod
     def from_dict(cls, d):
         return cls(bytes.fromhex(d["fingerprint"]), d["kind"], PayloadLimits(**d["limits"]), tuple(d["fields"]),
-                   d["codec"], d["stride"], d["size_divisibility"], tuple(d["feature_hw"]))
+                   d["codec"], d["stride"], d["size_divisibility"], tuple(d["feature_hw"]), d.get("tile", 0))
 
     def check(self, p: Payload):
         """The derived shape of ``p``; raises :class:`PayloadError` when it is not one this model accepts."""
@@ -99,7 +101,12 @@ class PayloadSpec:
                 raise PayloadError(f"an image payload holds 1 string, got {len(p.strings)}")
             return tuple(p.image_size)
         hw = self.feature_shape(p.image_size)
-        check_strings(self.codec, p.strings, hw)
+        cells = None
+        if FIELD_TILES in p.fields:  # accepted only where ``fields`` lists it (a region model, tile > 0)
+            y_hw = latent_shape(self.codec, hw)
+            tiles = decode_tiles(p.fields[FIELD_TILES], y_hw, self.tile)
+            cells = tuple(int(c.sum()) for c in region_cells(tiles, self.tile, y_hw))
+        check_strings(self.codec, p.strings, hw, cells)
         check_fields(self.codec, p.fields)
         return hw
 
@@ -112,12 +119,12 @@ class PayloadSpec:
 
 def parse_payloads(payloads, spec: PayloadSpec, key=None):
     """Parse and check payloads (:meth:`PayloadSpec.parse`) and return them, the derived shape of each,
-    and the index lists of same-shape payloads (each can run as one batch)."""
+    and the index lists of same-shape payloads (each can run as one batch; region payloads apart from whole ones)."""
     pairs = [spec.parse(p, key) for p in payloads]
     parsed, shapes = [p for p, _ in pairs], [hw for _, hw in pairs]
     groups = {}
     for i, hw in enumerate(shapes):
-        groups.setdefault(hw, []).append(i)
+        groups.setdefault((hw, FIELD_TILES in parsed[i].fields), []).append(i)
     return parsed, shapes, list(groups.values())
 
 

@@ -4,9 +4,10 @@ import glob
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
+import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
@@ -17,6 +18,7 @@ from ..checkpoint import load_model
 from ..config import get_eccentric_cfg
 from ..inputs import InputBuilder
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
+from ..modeling.meta_arch.regions import merge_regions
 from .cloud import InProcessCloud
 from .video import DemoError, VideoSource, open_writer
 
@@ -56,6 +58,7 @@ class FrameResult:
     score: float  # the edge's "needs the cloud" probability
     edge_ms: float
     cloud_ms: float
+    tiles: list = field(default_factory=list)  # region-level Dynamic ECC: (x0, y0, x1, y1) of each tile sent, frame pixels
 
 
 class EccentricPredictor:
@@ -91,12 +94,24 @@ class EccentricPredictor:
             data = decision.payload.to_bytes(getattr(self.cloud, "key", None))
             answer = self.cloud(data, bgr.shape[:2])
             instances, nbytes, cloud_ms = answer["instances"], len(data), answer["cloud_ms"]
+        tiles = []
+        if decision.tiles is not None:  # the cloud's detections in the tiles sent, the edge's elsewhere
+            instances = merge_regions(decision.answer.to("cpu"), instances.to("cpu"), decision.tiles, decision.tile_px,
+                                      decision.payload.image_size)
+            tiles = sent_tiles(decision.tiles, decision.tile_px, decision.payload.image_size, bgr.shape[:2])
         instances = instances.to("cpu")
         instances = instances[instances.scores >= self.confidence_threshold]
-        return FrameResult(instances, decision.offload, nbytes, decision.score, decision.edge_ms, cloud_ms)
+        return FrameResult(instances, decision.offload, nbytes, decision.score, decision.edge_ms, cloud_ms, tiles)
 
     def class_name(self, k):
         return self.class_names[k] if self.class_names and 0 <= k < len(self.class_names) else f"class {k}"
+
+
+def sent_tiles(tiles, tile_px, image_size, frame_hw):
+    """(x0, y0, x1, y1) in frame pixels of each set tile of ``tiles`` (laid at the network input's ``image_size``)."""
+    sy, sx = frame_hw[0] / image_size[0], frame_hw[1] / image_size[1]
+    return [(int(c * tile_px * sx), int(r * tile_px * sy), int(min((c + 1) * tile_px, image_size[1]) * sx),
+             int(min((r + 1) * tile_px, image_size[0]) * sy)) for r, c in zip(*np.nonzero(tiles))]
 
 
 def human_bytes(n):
@@ -128,6 +143,8 @@ class RunLog:
         record = {"frame": self.frames, **extra, "offloaded": result.offloaded, "bytes": result.bytes,
                   "score": round(result.score, 4), "edge_ms": round(result.edge_ms, 2),
                   "cloud_ms": round(result.cloud_ms, 2), "detections": detections}
+        if result.tiles:
+            record["tiles"] = [list(t) for t in result.tiles]
         if self._file:
             self._file.write(json.dumps(record) + "\n")
         self.frames += 1
@@ -189,6 +206,13 @@ def draw_frame(bgr, result, log, predictor):
     """The frame with its boxes and classes, an EDGE/CLOUD badge, this frame's bytes and the running
     totals of ``log`` (which already counts this frame)."""
     vis = bgr.copy()
+    if result.tiles:  # the tiles sent to the cloud, shaded
+        shade = vis.copy()
+        for x0, y0, x1, y1 in result.tiles:
+            cv2.rectangle(shade, (x0, y0), (x1 - 1, y1 - 1), _ORANGE, -1)
+        vis = cv2.addWeighted(shade, 0.25, vis, 0.75, 0)
+        for x0, y0, x1, y1 in result.tiles:
+            cv2.rectangle(vis, (x0, y0), (x1 - 1, y1 - 1), _ORANGE, 1)
     scale = max(0.4, min(vis.shape[:2]) / 600)
     line = int(30 * scale)
     inst = result.instances
@@ -201,6 +225,8 @@ def draw_frame(bgr, result, log, predictor):
     badge, color = ("CLOUD", _ORANGE) if result.offloaded else ("EDGE", _GREEN)
     x = _text(vis, badge, (4, line), scale * 1.2, _WHITE, color)
     sent = f"sent {human_bytes(result.bytes)}" if result.offloaded else "0 B sent: answered on the edge"
+    if result.tiles:
+        sent += f" ({len(result.tiles)} tiles)"
     _text(vis, sent, (x + 6, line), scale, _WHITE, _BLACK)
     totals = (f"frame {log.frames - 1}  total {human_bytes(log.bytes)}  "
               f"cloud {log.offloaded}/{log.frames} ({log.offloaded / log.frames:.0%})")

@@ -15,6 +15,7 @@ from typing import Optional
 import cv2
 
 from .http import CloudClient, CloudUnavailable
+from .region_gate import merge_region_detections
 
 logger = logging.getLogger(__name__)
 SOURCES = ("cloud", "edge", "edge-fallback")
@@ -84,6 +85,8 @@ class EdgeClient:
             logger.warning("%s: answering with the edge's own detections", e)
             return EdgeResult(d.answer, "edge-fallback", 0, d.score, d.edge_ms, 0.0)
         answer.setdefault("image_size", list(d.payload.output_size))
+        if d.tiles is not None:  # region-level Dynamic ECC: the cloud's detections there, the edge's elsewhere
+            answer = {**answer, **merge_region_detections(d.answer, answer, d.tiles, d.tile_px, d.payload.image_size)}
         return EdgeResult(answer, "cloud", len(body), d.score, d.edge_ms, answer.get("cloud_ms", 0.0))
 
     def close(self):

@@ -21,28 +21,39 @@ def detection_statistics(scores, min_score=0.05):
     return np.array([1.0 - top[0], uncertain, (s >= 0.7).sum(), top.mean(), len(s)], np.float32)
 
 
-class OffloadGate(nn.Module):
-    """P("the edge needs the cloud" | statistics of the edge's detections). Lives in the edge half."""
+class LogisticGate(nn.Module):
+    """P("needs the cloud" | a statistics vector): a logistic model over standardised statistics, fitted by
+    :func:`eccentric_det.calibration.fit_offload_gate`. Lives in the edge half."""
 
-    def __init__(self, min_score=0.05):
+    def __init__(self, weight, bias):
         super().__init__()
-        self.min_score = min_score
-        n = len(STAT_NAMES)
-        # Before fitting: offload when the best edge detection is unsure (probability 0.5 at score 0.5).
-        self.register_buffer("weight", torch.tensor([6.0] + [0.0] * (n - 1)))
-        self.register_buffer("bias", torch.tensor(-3.0))
+        n = len(weight)
+        self.register_buffer("weight", torch.tensor(weight, dtype=torch.float32))
+        self.register_buffer("bias", torch.tensor(float(bias)))
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
 
-    def forward(self, scores_per_image):
-        stats = torch.from_numpy(np.stack([detection_statistics(s, self.min_score) for s in scores_per_image]))
-        z = (stats - self.mean.cpu()) / self.std.cpu()
+    def probability(self, stats):
+        """The probability of each row of ``stats`` [N, F] (numpy or tensor)."""
+        z = (torch.as_tensor(np.asarray(stats), dtype=torch.float32) - self.mean.cpu()) / self.std.cpu()
         return torch.sigmoid(z @ self.weight.cpu() + self.bias.cpu())
 
     def load_fit(self, fit):
         """Install the parameters found by :func:`eccentric_det.calibration.fit_offload_gate`."""
         for key in ("weight", "bias", "mean", "std"):
             getattr(self, key).copy_(torch.as_tensor(fit[key], dtype=torch.float32))
+
+
+class OffloadGate(LogisticGate):
+    """P("the edge needs the cloud" | statistics of the edge's detections of one image)."""
+
+    def __init__(self, min_score=0.05):
+        # Before fitting: offload when the best edge detection is unsure (probability 0.5 at score 0.5).
+        super().__init__([6.0] + [0.0] * (len(STAT_NAMES) - 1), -3.0)
+        self.min_score = min_score
+
+    def forward(self, scores_per_image):
+        return self.probability(np.stack([detection_statistics(s, self.min_score) for s in scores_per_image]))
 
 
 def softmax_uncertainty(logits):

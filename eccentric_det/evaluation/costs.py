@@ -34,10 +34,14 @@ def summarize(records, gflops=None):
         })
     if gflops is not None:
         rate = out.get("offload_rate", 1.0)
-        cloud = gflops["cloud"] * rate
+        cloud, offloaded = gflops["cloud"] * rate, gflops["cloud"]
+        if records and all("cloud_gflops" in r for r in records):  # counted per image (region-level offloading)
+            per_image = [r["cloud_gflops"] for r in records]
+            cloud = float(np.mean(per_image))
+            offloaded = float(np.mean([g for g, r in zip(per_image, records) if r["offloaded"]] or [0.0]))
         out.update({
             "edge_gflops": gflops["edge"] - gflops["encoder"] * (1.0 - rate), "cloud_gflops": cloud,
-            "cloud_gflops_offloaded": gflops["cloud"], "cloud_only_gflops": gflops["cloud_only"],
+            "cloud_gflops_offloaded": offloaded, "cloud_only_gflops": gflops["cloud_only"],
             "cloud_saved": 1.0 - cloud / gflops["cloud_only"] if gflops["cloud_only"] else 0.0,
         })
     return out

@@ -7,7 +7,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
 
 from .costs import FORMAT, cost_table, finite_json, mean_gflops, summarize
-from .flops import edge_cloud_gflops
+from .flops import edge_cloud_gflops, region_cloud_gflops
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +17,8 @@ AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 class EccentricEvaluator(DatasetEvaluator):
     """Collects the ``eccentric`` record EccentricRCNN attaches to each output (bytes counted from the
     real payload, header included), counts FLOPs per half on the first ``TEST.ECCENTRIC.FLOPS_IMAGES``
-    images (when ``TEST.ECCENTRIC.FLOPS`` and ``model`` is given), and merges the AP of ``accuracy``
+    images (when ``TEST.ECCENTRIC.FLOPS`` and ``model`` is given; under region-level Dynamic ECC the cloud's on
+    every image, on the regions it really runs), and merges the AP of ``accuracy``
     (a COCOEvaluator it drives, restricted to the images it saw). A model without ``eccentric``
     records (a stock detector) counts as cloud-only on the full image, with no bytes measured.
     Writes ``output_dir/eccentric_metrics.json``."""
@@ -29,7 +30,7 @@ class EccentricEvaluator(DatasetEvaluator):
         self.reset()
 
     def reset(self):
-        self._records, self._gflops = [], []
+        self._records, self._gflops, self._region_cache = [], [], {}
         if self._accuracy is not None:
             self._accuracy.reset()
 
@@ -42,6 +43,8 @@ class EccentricEvaluator(DatasetEvaluator):
             self._records.append(rec)
             if len(self._gflops) < self._flops_images:
                 self._gflops.append(edge_cloud_gflops(self._model, inp, self._cfg.MODEL.RESNETS))
+            if self._flops_images and getattr(self._model, "region_tile", 0) and self._model.policy == "dynamic":
+                rec["cloud_gflops"] = region_cloud_gflops(self._model, inp, self._region_cache)
 
     def evaluate(self):
         records = [r for part in comm.gather(self._records, dst=0) for r in part]
@@ -75,4 +78,6 @@ def config_summary(cfg):
         return {**summary, "model": "cloud-only"}
     return {**summary, "split_at": E.SPLIT_AT, "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY,
             "threshold": E.OFFLOAD.THRESHOLD, "jpeg_quality": E.JPEG_QUALITY, "codec": E.CODEC.NAME,
-            **({"codec_rate": E.CODEC.RATE} if E.CODEC.RATE_WEIGHTS else {})}
+            **({"codec_rate": E.CODEC.RATE} if E.CODEC.RATE_WEIGHTS else {}),
+            **({"region": {"tile": E.OFFLOAD.REGION.TILE, "dilate": E.OFFLOAD.REGION.DILATE,
+                           "margin": E.OFFLOAD.REGION.MARGIN}} if E.OFFLOAD.REGION.TILE else {})}

@@ -81,6 +81,36 @@ def split_gflops(edge, codec, tail, x, edge_modules=(), tail_modules=()):
     return {"edge": g_edge + encoder, "encoder": encoder, "cloud": decoder + g_tail, "tail": g_tail}
 
 
+@torch.no_grad()
+def region_cloud_gflops(model, batched_input, cache):
+    """The cloud's GFLOPs on one image under region-level Dynamic ECC: the hyperprior's h_s on the whole z, then the
+    codec's decoder, the tail and the heads on each region it runs on (0 when the edge keeps the image). Counted by
+    fvcore on this image's own regions; ``cache`` (a dict) keeps the count of each region shape and extent."""
+    from ..codec.tiles import decode_tiles
+    from ..codec.payload import FIELD_TILES
+
+    decision = model.edge_step([batched_input])[0]
+    if not decision.offload:
+        return 0.0
+    p, hw = model.payload_spec().parse(decision.payload)
+    y = model.codec.decompress_latent(model.coded_features([p], hw))
+    z = torch.zeros(1, y.shape[1], *(-(-(-(-s // 2)) // 2) for s in y.shape[-2:]))
+    total = cache.setdefault(("h_s", tuple(z.shape)), count_gflops(model.codec.h_s, (z,)))
+    for crop, origin, _ in model.region_crops(y, decode_tiles(p.fields[FIELD_TILES], y.shape[-2:], model.region_tile)):
+        s = model.latent_stride()
+        key = (tuple(crop.shape[-2:]), min(crop.shape[-2] * s, p.image_size[0] - origin[0]),
+               min(crop.shape[-1] * s, p.image_size[1] - origin[1]), tuple(p.image_size))
+        if key not in cache:
+            def run(t, origin=origin):
+                r = model.cloud_on_crop(t, origin, p.image_size)
+                return [r.pred_boxes.tensor, r.scores]
+
+            cache[key] = count_gflops(run, (crop,), model.codec.decoder, model.backbone, model.proposal_generator,
+                                      model.roi_heads)
+        total += cache[key]
+    return total
+
+
 def codec_gflops(codec, feature):
     """(encoder side, decoder side) GFLOPs of coding one feature. A hyperprior's edge also runs h_a and h_s
     (the scales index the range coder), its cloud h_s; a passthrough codec costs none."""

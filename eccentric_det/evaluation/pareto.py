@@ -157,8 +157,11 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
             raise ValueError(f"sweep {', '.join(used)} needs {flag[which]}")
     cloud_opts = ["MODEL.WEIGHTS", cloud_weights] if cloud_weights else []
     points = []
+    dynamic = "Dynamic ECC"
+    if sweep.get("thresholds") and get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.OFFLOAD.REGION.TILE:
+        dynamic = "Dynamic ECC (regions)"
     for t in sweep.get("thresholds", []):
-        points.append(OperatingPoint("Dynamic ECC", f"threshold {t}", config_file, [
+        points.append(OperatingPoint(dynamic, f"threshold {t}", config_file, [
             "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic", "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", _number(t, float)]))
     for r in _rates(config_file, sweep.get("rates", []), opts):
         points.append(OperatingPoint("Adaptive ECC (variable rate)", f"rate {r:g}", config_file,
@@ -281,7 +284,8 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
 
 def result_series(summary):
     """The series of an ``--eval-only`` result, from its config summary (``config`` of eccentric_metrics.json):
-    "cloud-only", "edge-only", "Independent ECC" (or "Independent ECC (dynamic)"), "Dynamic ECC", "Adaptive ECC" (or
+    "cloud-only", "edge-only", "Independent ECC" (or "Independent ECC (dynamic)"), "Dynamic ECC" (or "Dynamic ECC
+    (regions)"), "Adaptive ECC" (or
     "Adaptive ECC (variable rate)"), the names a sweep gives its points, so that separate runs form curves (and
     BD-rates) with them; "earlier runs" when the summary cannot tell."""
     if summary.get("model") == "cloud-only" or summary.get("meta_architecture", "EccentricRCNN") != "EccentricRCNN":
@@ -296,7 +300,7 @@ def result_series(summary):
     if mode == "image":
         return "Independent ECC" + (" (dynamic)" if policy == "dynamic" else "")
     if policy == "dynamic":
-        return "Dynamic ECC"
+        return "Dynamic ECC" + (" (regions)" if "region" in summary else "")
     return "Adaptive ECC" + (" (variable rate)" if "codec_rate" in summary else "")
 
 

@@ -30,3 +30,5 @@ class EdgeDecision:
     offload: bool
     score: float  # "needs the cloud" (the gate's probability, or 1 - max softmax); 1.0 without an own answer
     edge_ms: float
+    tiles: Any = None  # region-level Dynamic ECC: the [rows, cols] bool mask of the latent tiles sent (else None)
+    tile_px: int = 0  # ... and their side in network-input pixels

@@ -15,13 +15,20 @@ A task model (EccentricRCNN, SplitTimmClassifier) mixes it in and provides:
   for a batch of same-shape payloads, from the decoded feature or from the decoded images (HxWxC uint8, BGR);
   ``cloud_results(raw, payloads, ms)``: the per-payload results (``ms``: cloud time per payload, decoding
   included).
+
+Region-level Dynamic ECC (features mode, ``region_tile`` > 0, policy "dynamic") also needs
+``edge_region_answer(x, extra, image_size, output_size, latent_hw) -> (answer, tile probabilities [rows, cols])``
+(the tiles at least ``threshold``, grown by ``region_dilate`` tiles, are sent) and ``cloud_regions(y_hat, tiles, payload) -> result`` (the cloud on the decoded latent of one region payload).
 """
 import time
 from typing import List
 
+import numpy as np
 import torch
 
-from ..codec import KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, PayloadSpec, parse_payloads
+from ..codec import (FIELD_TILES, KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, PayloadSpec,
+                     parse_payloads)
+from ..codec.tiles import decode_tiles, dilate_tiles, encode_tiles, region_cells
 from .decision import EdgeDecision, should_offload
 from .image_codecs import decode_image, encode_image, image_fingerprint, tensor_to_hwc
 
@@ -39,8 +46,24 @@ class SplitModel:
         """What this model's cloud accepts (checked before any decoding)."""
         if self.offload_mode == "image":
             return PayloadSpec(self.fingerprint(), KIND_IMAGE, self.payload_limits)
-        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, self.codec.payload_fields(),
-                           dict(self.codec.config), **self.feature_geometry())
+        tile = self.region_tile
+        fields = self.codec.payload_fields() + ((FIELD_TILES,) if tile else ())
+        return PayloadSpec(self.fingerprint(), KIND_FEATURES, self.payload_limits, fields, dict(self.codec.config),
+                           **self.feature_geometry(), tile=tile)
+
+    @property
+    def region_tile(self):
+        """Latent cells a side of a region payload's tiles (0: whole latents only)."""
+        return getattr(self, "_region_tile", 0) if self.offload_mode == "features" else 0
+
+    def latent_stride(self):
+        """Input pixels per latent cell (the split's stride times the codec's downsampling)."""
+        return self.feature_geometry()["stride"] * self.codec.config["downsample"]
+
+    @property
+    def region_dilate(self):
+        """Tiles of context sent around each tile the region gate selects."""
+        return getattr(self, "_region_dilate", 0)
 
     # ------------------------------------------------------------------ edge
     @torch.no_grad()
@@ -61,19 +84,34 @@ class SplitModel:
         feature = extra = None
         if self.offload_mode == "features":
             feature, extra = self.split_parts()[0](x)
-        answer, score = (None, 1.0) if self.policy == "always" else self.edge_answer(x, extra, image_size,
-                                                                                         output_size)
-        offload = should_offload(self.policy, score, self.threshold, force_offload)
+        tiles = None
+        if self.region_tile and self.policy == "dynamic" and not force_offload:
+            latent_hw = self.codec.latent_shape(tuple(feature.shape[-2:]))
+            answer, probs = self.edge_region_answer(x, extra, image_size, output_size, latent_hw)
+            score = float(probs.max())
+            tiles = dilate_tiles(np.asarray(probs) >= self.threshold, self.region_dilate)
+            offload = bool(tiles.any())
+        else:
+            answer, score = (None, 1.0) if self.policy == "always" else self.edge_answer(x, extra, image_size,
+                                                                                             output_size)
+            offload = should_offload(self.policy, score, self.threshold, force_offload)
         payload = None
         if offload:
             if feature is not None:
-                coded = self.codec.compress(feature)[0]
+                regions = None
+                if tiles is not None:
+                    latent_hw = self.codec.latent_shape(tuple(feature.shape[-2:]))
+                    regions = [(*region_cells(tiles, self.region_tile, latent_hw), encode_tiles(tiles, self.region_tile))]
+                coded = self.codec.compress(feature, **({"regions": regions} if regions else {}))[0]
                 payload = Payload(KIND_FEATURES, self.fingerprint(), image_size, output_size, coded.strings,
                                   coded.fields)
             else:
                 data = encode_image(tensor_to_hwc(image, self.rgb), *self.image_codec)
                 payload = Payload(KIND_IMAGE, self.fingerprint(), image_size, output_size, [data])
-        return EdgeDecision(payload, answer, offload, score, (time.perf_counter() - t0) * 1e3)
+        if not offload:
+            tiles = None
+        return EdgeDecision(payload, answer, offload, score, (time.perf_counter() - t0) * 1e3, tiles,
+                            self.region_tile * self.latent_stride() if tiles is not None else 0)
 
     # ------------------------------------------------------------------ cloud
     @torch.no_grad()
@@ -89,6 +127,17 @@ class SplitModel:
         results = [None] * len(parsed)
         for idx in groups:
             t0, batch = time.perf_counter(), [parsed[i] for i in idx]
+            if FIELD_TILES in batch[0].fields:  # region payloads: the cloud runs on each one's regions
+                try:
+                    y_hat = self.codec.decompress_latent(self.coded_features(batch, shapes[idx[0]]))
+                except (ValueError, RuntimeError) as e:
+                    raise PayloadError(f"payload could not be entropy-decoded: {e}") from e
+                for i, p, y in zip(idx, batch, y_hat):
+                    results[i] = self.cloud_regions(y[None], decode_tiles(p.fields[FIELD_TILES], y.shape[-2:],
+                                                                          self.region_tile), p)
+                    results[i]["cloud_ms"] = (time.perf_counter() - t0) * 1e3
+                    t0 = time.perf_counter()
+                continue
             if batch[0].kind == KIND_FEATURES:
                 raw = self.cloud_tail_batch(self.decode_features(batch, shapes[idx[0]]), batch)
             else:
@@ -100,10 +149,14 @@ class SplitModel:
                 results[i] = r
         return results
 
+    def coded_features(self, payloads, feature_hw):
+        """The :class:`CodedFeature` of each checked, same-shape feature payload."""
+        latent_hw = self.codec.latent_shape(feature_hw)
+        return [CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads]
+
     def decode_features(self, payloads, feature_hw):
         """The decoded split feature [N, C, h, w] of checked, same-shape feature payloads."""
-        latent_hw = self.codec.latent_shape(feature_hw)
         try:
-            return self.codec.decompress([CodedFeature(p.strings, latent_hw, feature_hw, p.fields) for p in payloads])
+            return self.codec.decompress(self.coded_features(payloads, feature_hw))
         except (ValueError, RuntimeError) as e:
             raise PayloadError(f"payload could not be entropy-decoded: {e}") from e

@@ -9,21 +9,25 @@ The detection adapter around :class:`eccentric_det.split.SplitModel`, which give
 * ``forward`` in eval goes edge -> bytes -> cloud in one process; in training returns task losses,
   the rate loss, and the distillation/adaptation losses the config asks for.
 """
+import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.modeling.proposal_generator import build_proposal_generator
 from detectron2.modeling.roi_heads import build_roi_heads
-from detectron2.structures import ImageList
+from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from ...codec import PayloadLimits
+from ...codec.tiles import check_tile, region_boxes
 from ...edge.gate import OffloadGate
+from ...edge.region_gate import RegionGate
 from ...inputs import normalize_and_pad
 from ...split import OFFLOAD_MODES, POLICIES, SplitModel, check_choice
 from ..backbone.split_resnet import SplitFeature
 from ..edge_detector import EdgeDetector
+from .regions import in_tiles, merge_regions, scaled_proposals
 
 
 @META_ARCH_REGISTRY.register()
@@ -35,7 +39,23 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
     @configurable
     def __init__(self, *, edge_detector=None, offload_gate=None, offload_mode="features", policy="always",
                  threshold=0.5, jpeg_quality=90, half="both", size_divisibility=32, losses=None, kd_hint=None,
-                 payload_limits=None, **kwargs):
+                 payload_limits=None, region_tile=0, region_gate=None, region_dilate=0, region_margin=0,
+                 region_proposals=1.0, **kwargs):
+        """Detectron2's GeneralizedRCNN arguments (the cloud's), and:
+
+        Args:
+            edge_detector, offload_gate: the edge's own detector (:class:`EdgeDetector`) and its per-image gate.
+            offload_mode: "features" (Adaptive ECC) or "image" (Independent ECC).
+            policy, threshold: the offload rule (``OFFLOAD.POLICY``/``THRESHOLD``).
+            region_tile, region_gate, region_dilate, region_margin, region_proposals: region-level Dynamic ECC:
+                the tile side in latent cells (0: whole images), the per-tile gate
+                (:class:`~eccentric_det.edge.region_gate.RegionGate`), the tiles of context sent around each selected
+                one, the latent cells of margin the cloud's crops add, and the RPN's proposals per area on a crop
+                relative to the whole image's (``OFFLOAD.REGION.*``).
+            jpeg_quality, half, size_divisibility, payload_limits: the image codec, the half this process builds,
+                the input padding and what a payload may claim.
+            losses, kd_hint: the training objective (``half`` "both" only).
+        """
         super().__init__(**kwargs)
         check_choice("OFFLOAD_MODE", offload_mode, OFFLOAD_MODES)
         check_choice("OFFLOAD.POLICY", policy, POLICIES)
@@ -48,6 +68,11 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
         self.image_channels, self.rgb = 3, self.input_format == "RGB"
         self.losses, self.kd_hint = losses, kd_hint
         self.payload_limits = payload_limits or PayloadLimits(1333, 800)
+        if region_tile and (offload_mode != "features" or (half != "cloud" and region_gate is None)):
+            raise ValueError("OFFLOAD.REGION.TILE > 0 (region-level Dynamic ECC) needs OFFLOAD_MODE 'features', "
+                             "OFFLOAD.POLICY 'dynamic' and the edge's own detector (EDGE.DETECTOR True)")
+        self._region_tile, self.region_gate = region_tile, region_gate
+        self._region_dilate, self.region_margin, self.region_proposals = region_dilate, region_margin, region_proposals
         if losses is not None:
             losses.freeze_parameters(self)
 
@@ -75,6 +100,21 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
         if E.EDGE.DETECTOR and E.HALF != "cloud":
             ret["edge_detector"] = EdgeDetector(cfg, E.SPLIT_AT if features_mode else None)
             ret["offload_gate"] = OffloadGate(E.OFFLOAD.MIN_SCORE)
+        if E.OFFLOAD.REGION.TILE:
+            if E.OFFLOAD.POLICY != "dynamic" or E.CODEC.NAME not in ("mean_scale", "hyperprior"):
+                raise ValueError(f"OFFLOAD.REGION.TILE {E.OFFLOAD.REGION.TILE} (region-level Dynamic ECC) needs "
+                                 f"OFFLOAD.POLICY 'dynamic' (got {E.OFFLOAD.POLICY!r}) and a hyperprior codec, "
+                                 f"CODEC.NAME 'mean_scale' or 'hyperprior' (got {E.CODEC.NAME!r})")
+            R = E.OFFLOAD.REGION
+            check_tile(R.TILE)
+            if R.MARGIN < 0 or R.MARGIN % 4 or R.DILATE < 0:
+                raise ValueError(f"OFFLOAD.REGION.MARGIN must be a multiple of 4 latent cells and DILATE at least 0, "
+                                 f"got {R.MARGIN} and {R.DILATE}")
+            if R.PROPOSALS <= 0:
+                raise ValueError(f"OFFLOAD.REGION.PROPOSALS must be positive, got {R.PROPOSALS}")
+            ret.update(region_tile=R.TILE, region_dilate=R.DILATE, region_margin=R.MARGIN, region_proposals=R.PROPOSALS)
+            if E.HALF != "cloud":
+                ret["region_gate"] = RegionGate(E.OFFLOAD.MIN_SCORE)
         if E.HALF == "both":  # the training objective (and its teacher) only where the model may train
             from .training import EccentricLosses, build_kd_hints
 
@@ -114,6 +154,10 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
         """(module holding the edge's parameters, manifest, traceable own answer or None) for
         :func:`eccentric_det.edge.export.export_edge`. Dynamic ECC's edge detector traces to TorchScript only:
         onnxruntime's NonMaxSuppression keeps other boxes than torchvision's NMS, so its detections differ."""
+        if self.region_tile:
+            raise ValueError("region-level Dynamic ECC (OFFLOAD.REGION.TILE > 0) runs on the PyTorch edge only "
+                             "(tools/edge_client.py --config-file ...); export the image-level model "
+                             "(OFFLOAD.REGION.TILE 0) for ONNX Runtime or TorchScript")
         manifest = {"task": "detection", "policy": self.policy, "threshold": self.threshold,
                     "input": {"pixel_mean": self.pixel_mean.flatten().tolist(),
                               "pixel_std": self.pixel_std.flatten().tolist(), "size_divisibility": self.size_divisibility}}
@@ -157,6 +201,65 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
         instances = detector_postprocess(self._edge_detections(x, trunk, image_size), *output_size)
         return instances, float(self.offload_gate([instances.scores.cpu()])[0])
 
+    def edge_regions(self, x, image_size, trunk=None):
+        """(edge detector's raw Instances at the network input's size, per-tile statistics, tile grid) of one image
+        (``trunk``: the edge trunk's features, computed from ``x`` when not given)."""
+        if trunk is None:
+            trunk = self.split_parts()[0](x)[1]
+        images, det = ImageList(x, [image_size]), self.edge_detector
+        features = det.backbone(trunk)
+        proposals, _ = det.proposal_generator(images, features, None)
+        raw = det.roi_heads(images, features, proposals, None)[0][0]
+        t = self.region_tile
+        grid = tuple(-(-s // (t * self.latent_stride())) for s in x.shape[-2:])
+        return raw, self.region_gate.statistics(raw, proposals[0], image_size, t * self.latent_stride(), grid), grid
+
+    def edge_region_answer(self, x, trunk, image_size, output_size, latent_hw):
+        """The edge detector's detections at the output size and the region gate's probability of each tile."""
+        raw, stats, grid = self.edge_regions(x, image_size, trunk)
+        return detector_postprocess(raw, *output_size), self.region_gate(stats).reshape(grid)
+
+    def region_crops(self, y_hat, tiles):
+        """[(latent crop [1, C, h, w], (y0, x0) in input pixels, the tiles it answers for)] the cloud runs on: each
+        box of :func:`region_boxes`, grown by ``region_margin`` latent cells within the latent; it answers for the
+        tiles sent in its box."""
+        t, s, m = self.region_tile, self.latent_stride(), self.region_margin
+        h, w = y_hat.shape[-2:]
+        out = []
+        for r0, c0, r1, c1 in region_boxes(tiles):
+            y0, x0 = max(r0 * t - m, 0), max(c0 * t - m, 0)
+            own = np.zeros_like(tiles)
+            own[r0:r1, c0:c1] = tiles[r0:r1, c0:c1]
+            out.append((y_hat[:, :, y0:min(r1 * t + m, h), x0:min(c1 * t + m, w)], (y0 * s, x0 * s), own))
+        return out
+
+    def cloud_on_crop(self, y_crop, origin, image_size):
+        """The cloud's raw Instances on one latent crop, at the crop's own coordinates: the codec's decoder, the tail,
+        and the RPN and ROI heads with their proposal counts scaled by the crop's share of the image (times
+        ``region_proposals``)."""
+        x = self.codec.decoder(y_crop.to(self.device))
+        s = self.feature_geometry()["stride"]
+        size = (min(x.shape[-2] * s, image_size[0] - origin[0]), min(x.shape[-1] * s, image_size[1] - origin[1]))
+        share = size[0] * size[1] / float(image_size[0] * image_size[1])
+        with scaled_proposals(self.proposal_generator, share * self.region_proposals):
+            return self._heads(ImageList(x, [size]), self.backbone(SplitFeature(x)))[0]
+
+    def cloud_regions(self, y_hat, tiles, payload):
+        """``{"instances", "crops"}`` of one region payload: the cloud's detections whose box centre lies in a sent
+        tile, at the output size (the edge adds its own elsewhere, :func:`merge_regions`); ``crops``: the latent
+        (h, w) of each region it ran on."""
+        parts, crops = [], []
+        tile_px = self.region_tile * self.latent_stride()
+        for y_crop, (oy, ox), own in self.region_crops(y_hat, tiles):
+            r = self.cloud_on_crop(y_crop, (oy, ox), payload.image_size)
+            r.pred_boxes.tensor += r.pred_boxes.tensor.new_tensor([ox, oy, ox, oy])
+            r = r[in_tiles(r.pred_boxes.tensor, own, tile_px)]
+            parts.append(Instances(payload.image_size, pred_boxes=r.pred_boxes, scores=r.scores,
+                                   pred_classes=r.pred_classes))
+            crops.append(tuple(y_crop.shape[-2:]))
+        r = Instances.cat(parts)
+        return {"instances": detector_postprocess(r, *payload.output_size), "crops": crops}
+
     # ------------------------------------------------------------------ cloud
     def cloud_tail_batch(self, x, payloads):
         return self._heads(ImageList(x, [p.image_size for p in payloads]), self.backbone(SplitFeature(x)))
@@ -197,7 +300,11 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
             c = cloud_out.get(i)
             info = {"bytes": len(d.payload.to_bytes()) if d.offload else 0, "offloaded": d.offload,
                     "score": d.score, "edge_ms": d.edge_ms, "cloud_ms": c["cloud_ms"] if c else 0.0}
-            outputs.append({"instances": c["instances"] if c else d.answer, "eccentric": info})
+            instances = c["instances"] if c else d.answer
+            if c and d.tiles is not None:
+                instances = merge_regions(d.answer, instances, d.tiles, d.tile_px, d.payload.image_size)
+                info.update(tiles=int(d.tiles.sum()), tiles_total=int(d.tiles.size), crops=c["crops"])
+            outputs.append({"instances": instances, "eccentric": info})
         return outputs
 
 
