@@ -8,7 +8,7 @@ from eccentric_det.checkpoint import load_model
 from eccentric_det.codec import FIELD_TILES, PayloadError, build_codec
 from eccentric_det.codec.tiles import cell_mask, decode_tiles, dilate_tiles, encode_tiles, region_boxes, region_cells
 from eccentric_det.config import get_eccentric_cfg
-from eccentric_det.edge.region_gate import TILE_STAT_NAMES, tile_statistics
+from eccentric_det.edge.region_gate import TILE_STAT_NAMES, centre_tiles, tile_statistics
 from eccentric_det.modeling.meta_arch.regions import in_tiles
 
 CONFIG = "configs/FashionDet/dynamic_region_ecc.yaml"
@@ -260,3 +260,74 @@ def test_found_objects_by_class_and_iou():
                     scores=torch.tensor([0.9, 0.3]), pred_classes=torch.tensor([1, 2]))
     gt = torch.tensor([[0, 0, 10, 11], [50, 50, 70, 70], [0, 0, 10, 10.]])
     assert found(det, gt, torch.tensor([1, 2, 3])).tolist() == [True, False, False]  # score 0.3 < 0.5; class 3
+
+
+def test_region_gate_labels_the_tiles_where_the_cloud_finds_more(model, tmp_path):
+    """collect_region_data over a registered COCO set whose ground truth is what the cloud finds: a tile needs the
+    cloud exactly where it holds the centre of such an object that the edge misses; the recall-boosted fit then
+    installs a gate that sends those tiles."""
+    import json
+
+    import cv2
+    from detectron2.data import DatasetCatalog, DatasetMapper
+
+    from eccentric_det.calibration import calibrate_offload_gate, collect_region_data, found
+
+    rng = np.random.RandomState(5)
+    (tmp_path / "images").mkdir()
+    images, anns, expected = [], [], 0
+    model.policy = "dynamic"
+    for i in range(4):
+        img = np.full((256, 256, 3), 190, np.uint8)
+        for _ in range(8):
+            y, x = rng.randint(0, 200, 2)
+            img[y:y + 48, x:x + 36] = rng.randint(0, 255, (48, 36, 3))
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
+        images.append({"id": i + 1, "file_name": f"{i}.png", "height": 256, "width": 256})
+    categories = [{"id": k + 1, "name": f"c{k}"} for k in range(10)]
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": images, "annotations": [], "categories": categories}))
+    cfg = get_eccentric_cfg(CONFIG, ["MODEL.DEVICE", "cpu", "DATASETS.REGISTER", str([["regions_tmp", "coco", str(gt),
+                                                                                       str(tmp_path / "images")]])])
+    mapper = DatasetMapper(cfg, is_train=False)
+    for record in DatasetCatalog.get("regions_tmp"):
+        inp = mapper(dict(record))
+        cloud = model.cloud([model.edge([inp])[0]])[0]["instances"]
+        cloud = cloud[cloud.scores >= 0.5]
+        edge = model.edge_step([inp])[0].answer
+        for box, k in zip(cloud.pred_boxes.tensor.tolist(), cloud.pred_classes.tolist()):
+            x0, y0, x1, y1 = box
+            anns.append({"id": len(anns) + 1, "image_id": record["image_id"], "bbox": [x0, y0, x1 - x0, y1 - y0],
+                         "area": (x1 - x0) * (y1 - y0), "iscrowd": 0, "category_id": k + 1})
+        boxes = cloud.pred_boxes.tensor
+        missed = ~torch.from_numpy(found(edge, boxes, cloud.pred_classes))
+        expected += len({tuple(t) for t in zip(*centre_tiles(boxes[missed].numpy(), 32, (8, 8)))})
+    gt.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    DatasetCatalog.remove("regions_tmp")
+    cfg = get_eccentric_cfg(CONFIG, ["MODEL.DEVICE", "cpu", "DATASETS.REGISTER", str([["regions_tmp", "coco", str(gt),
+                                                                                       str(tmp_path / "images")]])])
+    stats, labels = collect_region_data(cfg, model, "regions_tmp")
+    assert stats.shape == (4 * 64, len(TILE_STAT_NAMES)) and 0 < labels.sum() == expected
+    gate = model.region_gate.state_dict()
+    try:
+        fit = calibrate_offload_gate(cfg, model, "regions_tmp", recall_target=1.0, regions=True)
+        assert fit["recall"] == 1.0 and (model.region_gate(stats).numpy() >= fit["threshold"])[labels].all()
+    finally:
+        model.region_gate.load_state_dict(gate)
+
+
+def test_demo_shades_and_logs_the_tiles_sent(inp, tmp_path):
+    from eccentric_det.demo.predictor import EccentricPredictor, RunLog, draw_frame
+
+    predictor = EccentricPredictor(get_eccentric_cfg(CONFIG, ["MODEL.DEVICE", "cpu"]), offload_threshold=0.5)
+    predictor.model.policy = "dynamic"
+    bgr = inp["image"].numpy().transpose(1, 2, 0).copy()
+    result = predictor(bgr)
+    assert result.offloaded and result.tiles and all((x1 - x0, y1 - y0) == (32, 32) for x0, y0, x1, y1 in result.tiles)
+    log = RunLog(str(tmp_path / "log.jsonl"))
+    log.add(result, predictor)
+    log.close()
+    vis = draw_frame(bgr, result, log, predictor)
+    x0, y0, x1, y1 = result.tiles[0]
+    assert (vis[y0 + 10:y1 - 10, x0 + 10:x1 - 10] != bgr[y0 + 10:y1 - 10, x0 + 10:x1 - 10]).any()
+    assert "tiles" in (tmp_path / "log.jsonl").read_text()

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # plot/front axis -> (metric key, axis label)
 AXES = {"bytes": ("bytes_mean", "bytes / image"), "edge_gflops": ("edge_gflops", "edge GFLOPs / image"),
-        "offload": ("offload_rate", "offload rate")}
+        "cloud_gflops": ("cloud_gflops", "cloud GFLOPs / image"), "offload": ("offload_rate", "offload rate")}
 ANCHOR = "cloud-only JPEG"  # the image-offload baseline of BD-rate
 IMAGE_CODEC_SERIES = {"jpeg": ANCHOR, "webp": "cloud-only WebP", "png": "cloud-only PNG"}
 SWEEP_KEYS = {
@@ -414,7 +414,8 @@ def format_summary(result):
     table = tabulate(rows, headers=["series", "point", acc, "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
                                     "front"], tablefmt="pipe")
     bd = "\n".join(f"  {s}: " + (f"{v:+.1f}%" if isinstance(v, float) else v) for s, v in result["bd_rate"].items())
-    return (f"{table}\nfront: b = {acc} vs bytes, e = {acc} vs edge GFLOPs, o = {acc} vs offload rate\n"
+    return (f"{table}\nfront: b = {acc} vs bytes, e = {acc} vs edge GFLOPs, c = {acc} vs cloud GFLOPs, o = {acc} vs "
+            f"offload rate\n"
             f"BD-rate vs {result['anchor']} ({result['bd_method']}):\n{bd or '  (no other series)'}")
 
 
@@ -423,11 +424,11 @@ def _fmt(v, spec):
 
 
 def plot_pareto(result, path):
-    """Accuracy against bytes/image, edge GFLOPs and offload rate; non-dominated points ringed in red."""
+    """Accuracy against bytes/image, edge GFLOPs, cloud GFLOPs and offload rate; non-dominated points ringed in red."""
     from matplotlib.figure import Figure
 
     acc = result.get("accuracy", "AP")
-    fig = Figure(figsize=(16, 4.8))
+    fig = Figure(figsize=(21, 4.8))
     axes = fig.subplots(1, len(AXES))
     series = list(dict.fromkeys(p["series"] for p in result["points"]))
     for ax, (axis, (key, xlabel)) in zip(axes, AXES.items()):
