@@ -70,7 +70,7 @@ def server_opts(args):
 
 
 def legit_payloads(args):
-    """(PayloadSpec, legit Payloads) of the model the server runs."""
+    """(PayloadSpec, legit Payloads) of the model the server runs, with its own offload decisions."""
     cfg = get_eccentric_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights] + server_opts(args))
     model = load_model(cfg)
     files = sorted(glob.glob(os.path.join(ROOT, "datasets", "fashion_det", "val", "*.jpg")))[:args.legit]
@@ -82,7 +82,9 @@ def legit_payloads(args):
         images = [cv2.resize(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8), (w, h))
                   for h, w in itertools.islice(itertools.cycle(sizes), args.legit)]
     builder = InputBuilder.from_config(cfg)
-    return model.payload_spec(), [model.edge([builder(img)])[0] for img in images], bool(files)
+    # what the edge sends (a region-level model: its region payloads), or the whole payload of an image it keeps
+    payloads = [model.edge_step([inp])[0].payload or model.edge([inp])[0] for inp in map(builder, images)]
+    return model.payload_spec(), payloads, bool(files)
 
 
 def rss_mb(proc):
