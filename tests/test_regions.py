@@ -114,7 +114,7 @@ def test_every_tile_sent_gives_the_whole_image_result(model, inp):
 
 def test_the_edge_merges_cloud_regions_with_its_own_detections(model, inp):
     model.policy = "dynamic"
-    probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256), (32, 32))[1]
+    probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256))[1]
     model.threshold = float(probs.max())  # the most unsure tile, and one tile of context around it
     d = model.edge_step([inp])[0]
     assert np.array_equal(d.tiles, dilate_tiles(probs.numpy() >= model.threshold, 1)) and 4 <= d.tiles.sum() <= 9
@@ -140,7 +140,7 @@ def test_region_cloud_flops_fall_with_the_area_sent(model, inp):
     every = region_cloud_gflops(model, inp, cache)
     model.threshold = 1.01
     assert region_cloud_gflops(model, inp, cache) == 0.0
-    probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256), (32, 32))[1]
+    probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256))[1]
     model.threshold = float(probs.max())
     one = region_cloud_gflops(model, inp, cache)
     assert 0 < one < every / 2 and abs(every - whole) / whole < 0.15
@@ -193,7 +193,7 @@ def test_region_payloads_over_the_network_merge_on_the_edge(inp, tmp_path):
         client = EdgeClient.from_config(get_serving_cfg(CONFIG, "edge", "", [*OPTS, "SERVING.TOKEN", TOKEN]),
                                         server.url)
         bgr = inp["image"].numpy().transpose(1, 2, 0).copy()
-        probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256), (32, 32))[1]
+        probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256))[1]
         client.edge.model.threshold = model.threshold = float(np.sort(probs.reshape(-1).numpy())[-2])
         result, expected = client(bgr), model([inp])[0]
         assert result.source == "cloud" and result.bytes_sent == expected["eccentric"]["bytes"]

@@ -17,7 +17,8 @@ A task model (EccentricRCNN, SplitTimmClassifier) mixes it in and provides:
   included).
 
 Region-level Dynamic ECC (features mode, ``region_tile`` > 0, policy "dynamic") also needs
-``edge_region_answer(x, extra, image_size, output_size, latent_hw) -> (answer, tile probabilities [rows, cols])``
+``edge_region_answer(x, extra, image_size, output_size) -> (answer, tile probabilities [rows, cols])`` (the grid of
+:func:`~eccentric_det.codec.tiles.tile_grid` over the latent)
 (the tiles at least ``threshold``, grown by ``region_dilate`` tiles, are sent) and ``cloud_regions(y_hat, tiles, payload) -> result`` (the cloud on the decoded latent of one region payload).
 """
 import time
@@ -86,8 +87,7 @@ class SplitModel:
             feature, extra = self.split_parts()[0](x)
         tiles = None
         if self.region_tile and self.policy == "dynamic" and not force_offload:
-            latent_hw = self.codec.latent_shape(tuple(feature.shape[-2:]))
-            answer, probs = self.edge_region_answer(x, extra, image_size, output_size, latent_hw)
+            answer, probs = self.edge_region_answer(x, extra, image_size, output_size)
             score = float(probs.max())
             tiles = dilate_tiles(np.asarray(probs) >= self.threshold, self.region_dilate)
             offload = bool(tiles.any())

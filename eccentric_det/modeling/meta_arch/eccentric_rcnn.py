@@ -214,7 +214,7 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
         grid = tuple(-(-s // (t * self.latent_stride())) for s in x.shape[-2:])
         return raw, self.region_gate.statistics(raw, proposals[0], image_size, t * self.latent_stride(), grid), grid
 
-    def edge_region_answer(self, x, trunk, image_size, output_size, latent_hw):
+    def edge_region_answer(self, x, trunk, image_size, output_size):
         """The edge detector's detections at the output size and the region gate's probability of each tile."""
         raw, stats, grid = self.edge_regions(x, image_size, trunk)
         return detector_postprocess(raw, *output_size), self.region_gate(stats).reshape(grid)
