@@ -86,15 +86,16 @@ def region_cloud_gflops(model, batched_input, cache):
     """The cloud's GFLOPs on one image under region-level Dynamic ECC: the hyperprior's h_s on the whole z, then the
     codec's decoder, the tail and the heads on each region it runs on (0 when the edge keeps the image). Counted by
     fvcore on this image's own regions; ``cache`` (a dict) keeps the count of each region shape and extent."""
-    from ..codec.tiles import decode_tiles
     from ..codec.payload import FIELD_TILES
+    from ..codec.shapes import hyper_shape
+    from ..codec.tiles import decode_tiles
 
     decision = model.edge_step([batched_input])[0]
     if not decision.offload:
         return 0.0
     p, hw = model.payload_spec().parse(decision.payload)
     y = model.codec.decompress_latent(model.coded_features([p], hw))
-    z = torch.zeros(1, y.shape[1], *(-(-(-(-s // 2)) // 2) for s in y.shape[-2:]))
+    z = torch.zeros(1, y.shape[1], *hyper_shape(tuple(y.shape[-2:])))
     total = cache.setdefault(("h_s", tuple(z.shape)), count_gflops(model.codec.h_s, (z,)))
     for crop, origin, _ in model.region_crops(y, decode_tiles(p.fields[FIELD_TILES], y.shape[-2:], model.region_tile)):
         s = model.latent_stride()
