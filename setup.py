@@ -16,5 +16,5 @@ setup(
         "torch>=2.0", "torchvision", "numpy<2", "opencv-python", "pycocotools>=2.0.2", "fvcore>=0.1.5,<0.1.6",
         "compressai==1.2.8", "timm", "onnx", "onnxruntime", "fastapi", "uvicorn", "httpx", "tqdm", "matplotlib",
     ],
-    extras_require={"serve": ["ray[serve]"], "bench": ["sc2bench"], "test": ["pytest", "hypothesis"]},
+    extras_require={"serve": ["ray[serve]"], "bench": ["sc2bench"], "test": ["pytest", "hypothesis", "import-linter"]},
 )

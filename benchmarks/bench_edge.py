@@ -3,7 +3,7 @@
 
 Start-up of the edge device's process: seconds from interpreter start to the first payload, and resident
 memory then, for torch alone, the exported edge (``eccentric_det.edge``, onnxruntime and TorchScript) and the
-PyTorch edge (Detectron2: ``EdgeClient.from_config``). Each is a fresh interpreter, run ``--repeats`` times
+PyTorch edge (Detectron2: ``eccentric_det.deploy.torch_edge.edge_client``). Each is a fresh interpreter, run ``--repeats`` times
 (median). The edge is the Adaptive ECC model of the FashionDet config, exported first. With
 ``--compare-images N``: on the first N images of fashion_det_val, how many payloads (and, for Dynamic ECC,
 offload decisions, gate scores and top-10 detections) the exported edges write exactly as the PyTorch edge.
@@ -47,9 +47,9 @@ SCRIPTS = {
                                   "n = len(ExportedEdge({edge!r}, 'onnx').step(frame).payload.to_bytes())",
     "exported edge, TorchScript": "from eccentric_det.edge import ExportedEdge\n"
                                   "n = len(ExportedEdge({edge!r}, 'torchscript').step(frame).payload.to_bytes())",
-    "PyTorch edge (Detectron2)": "from eccentric_det.edge import EdgeClient\n"
+    "PyTorch edge (Detectron2)": "from eccentric_det.deploy.torch_edge import edge_client\n"
                                  "from eccentric_det.serving.config import get_serving_cfg\n"
-                                 "c = EdgeClient.from_config(get_serving_cfg({cfg!r}, 'edge', opts={opts!r}))\n"
+                                 "c = edge_client(get_serving_cfg({cfg!r}, 'edge', opts={opts!r}))\n"
                                  "n = len(c.edge.step(frame).payload.to_bytes())",
     "before (old checkout): serving.edge_client": "from eccentric_det.serving.edge_client import EdgeClient\n"
                                                   "from eccentric_det.serving.config import get_serving_cfg\n"
@@ -72,8 +72,8 @@ def compare(n, folder):
     import cv2
 
     from eccentric_det.edge import ExportedEdge
-    from eccentric_det.edge.export import export_from_config
-    from eccentric_det.edge.torch_edge import TorchEdge
+    from eccentric_det.deploy.export import export_from_config
+    from eccentric_det.deploy.torch_edge import TorchEdge
     from eccentric_det.serving.config import get_serving_cfg
 
     val = os.path.join(os.environ.get("DETECTRON2_DATASETS", os.path.join(ROOT, "datasets")), "fashion_det", "val")
@@ -114,7 +114,7 @@ def main(argv=None):
     p.add_argument("--output", help="JSON file of the results")
     args = p.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from eccentric_det.edge.export import export_from_config
+    from eccentric_det.deploy.export import export_from_config
 
     edge = tempfile.mkdtemp(prefix="bench_edge_")
     export_from_config(CFG, edge, OPTS)

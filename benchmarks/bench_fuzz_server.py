@@ -38,7 +38,7 @@ from report import write_json
 
 from eccentric_det.checkpoint import load_model
 from eccentric_det.codec.attacks import crafted
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.inputs import InputBuilder
 from eccentric_det.serving.detections import CONTENT_TYPE, DETECT_PATH
 

@@ -38,7 +38,7 @@ from tabulate import tabulate
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.checkpoint import load_model
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.evaluation.flops import edge_cloud_gflops
 from eccentric_det.modeling.backbone.resnet_stages import STAGES
 

@@ -23,8 +23,8 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import BoxMode, Boxes, pairwise_iou
 from torch import nn
 
-from .edge.gate import detection_statistics, softmax_uncertainty
-from .edge.region_gate import centre_tiles
+from .split.gate import detection_statistics, softmax_uncertainty
+from .split.region_gate import centre_tiles
 
 logger = logging.getLogger(__name__)
 

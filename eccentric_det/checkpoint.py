@@ -8,7 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.modeling import build_model
 
-from .modeling.backbone.resnet_stages import STAGES
+from .config import STAGES
 
 logger = logging.getLogger(__name__)
 _SHARED_CODEC = ("entropy_bottleneck.", "gaussian_conditional.", "h_s.", "gains.")

@@ -1,5 +1,6 @@
-"""``cfg.MODEL.ECCENTRIC``: every knob of the edge/cloud split, the codec, offloading and training; and
-:func:`get_eccentric_cfg`, the config factory of every entry point (detection, classification, serving)."""
+"""``cfg.MODEL.ECCENTRIC``: every knob of the edge/cloud split, the codec, offloading and training
+(:func:`add_eccentric_config` adds keys only), and :func:`build_cfg`, the config factory that the task and
+serving extensions are handed to (:func:`eccentric_det.tasks.get_eccentric_cfg` picks them for a config file)."""
 import logging
 import os
 
@@ -8,13 +9,15 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.utils.logger import log_first_n
 
+from .data import register_datasets
+
+# The ResNet stages in order: MODEL.ECCENTRIC.SPLIT_AT names one of them (all but the last).
+STAGES = ("stem", "res2", "res3", "res4", "res5")
+
 
 def add_eccentric_config(cfg):
     """Add ``cfg.MODEL.ECCENTRIC`` (and ``cfg.TEST.ECCENTRIC``, ``cfg.DATASETS.REGISTER``) to a Detectron2 config,
-    in place, and register eccentric_det's backbones, ROI heads, meta-architecture and datasets in Detectron2's
-    registries."""
-    from . import data, modeling  # noqa: F401  (registration)
-
+    in place. Keys only: importing :mod:`eccentric_det.modeling` registers the Detectron2 components."""
     _C = cfg
     _C.MODEL.ECCENTRIC = CN()
     E = _C.MODEL.ECCENTRIC
@@ -204,27 +207,16 @@ def _ints_as_floats(cfg, opts):
     return out
 
 
-def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
-    """The config of every entry point: Detectron2's defaults with ``MODEL.ECCENTRIC`` (and, for ``task``
-    "classification", ``MODEL.CLS`` and ``DATA_CLS``; ``task`` None: read from the file), ``cfg.SERVING`` when
-    ``serving``, merged from ``config_file`` and the ``opts`` overrides (KEY VALUE ...; a leading "--", which
-    ends a tool's options before them, is dropped), the datasets of DATASETS.REGISTER registered, MODEL.DEVICE
-    cpu on a machine without CUDA. An unknown key is a KeyError naming the key, where it came from and where keys
-    are documented; a bad DATASETS.REGISTER entry a ValueError. Not frozen."""
-    if task is None:
-        task = "classification" if config_file and is_classification_config(config_file) else "detection"
-    if task not in ("detection", "classification"):
-        raise ValueError(f"task must be 'detection' or 'classification', got {task!r}")
+def build_cfg(config_file=None, opts=(), extensions=()):
+    """Detectron2's defaults with ``MODEL.ECCENTRIC`` and each of ``extensions`` (functions that add keys, e.g.
+    ``add_classification_config``), merged from ``config_file`` and the ``opts`` overrides (KEY VALUE ...; a leading
+    "--", which ends a tool's options before them, is dropped), the datasets of DATASETS.REGISTER registered,
+    MODEL.DEVICE cpu on a machine without CUDA. An unknown key is a KeyError naming the key, where it came from and
+    where keys are documented; a bad DATASETS.REGISTER entry a ValueError. Not frozen."""
     cfg = get_cfg()
     add_eccentric_config(cfg)
-    if task == "classification":
-        from .classification.config import add_classification_config
-
-        add_classification_config(cfg)
-    if serving:
-        from .serving.config import add_serving_config
-
-        add_serving_config(cfg)
+    for extend in extensions:
+        extend(cfg)
     opts = list(opts)
     if opts[:1] == ["--"]:
         opts = opts[1:]
@@ -241,7 +233,5 @@ def get_eccentric_cfg(config_file=None, opts=(), *, task=None, serving=False):
                 raise ValueError(f"{message} (in {source})") from None
             raise KeyError(f"{message} (in {source}): check the key's spelling; keys are documented in "
                            f"{KEY_DOCS}") from None
-    from .data.register import register_datasets
-
     register_datasets(cfg.DATASETS.REGISTER)
     return fall_back_to_cpu(cfg)

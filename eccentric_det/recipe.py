@@ -147,7 +147,7 @@ class Stage:
 def config_hash(configs):
     """SHA-256 of the merged configs (file + overrides) of a stage: an edited config file (or one of its _BASE_
     files) changes it."""
-    from .config import get_eccentric_cfg
+    from .tasks import get_eccentric_cfg
 
     digest = hashlib.sha256()
     for config_file, opts in configs:
@@ -532,7 +532,8 @@ class Recipe:
         class count, both holdout parts non-empty), each stage's merged config, the output folder."""
         from detectron2.data import DatasetCatalog
 
-        from .config import get_eccentric_cfg, resolve_config_file
+        from .config import resolve_config_file
+        from .tasks import get_eccentric_cfg
         from .data import check_dataset_available, in_holdout, register_datasets, thing_classes
 
         for which, path in self.merge_as.items():

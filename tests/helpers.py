@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 
 # FPN levels that remain after dropping the ones before each split point.
 LEVELS = {

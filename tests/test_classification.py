@@ -8,11 +8,12 @@ import torch
 from eccentric_det.calibration import fit_gate
 from eccentric_det.classification import SplitTimmClassifier, load_weights, save_weights, timm_to_split
 from eccentric_det.classification.checkpoint import edge_state, load_state, read_state
-from eccentric_det.classification.data import ClsData, load_cls_dataset
+from eccentric_det.classification.data import ClsData, load_cls_dataset, random_crops
 from eccentric_det.classification.split_model import create_timm, encode_png
-from eccentric_det.classification.train import ClsLosses, classifier_gflops, evaluate, load_initial_weights, main, train
+from eccentric_det.training.classification import ClsLosses, classifier_gflops, evaluate, load_initial_weights, main, train
 from eccentric_det.codec import KIND_IMAGE, Payload, PayloadError
-from eccentric_det.config import CONFIG_DIR, get_eccentric_cfg
+from eccentric_det.config import CONFIG_DIR
+from eccentric_det.tasks import get_eccentric_cfg
 
 SIZE = 32
 RESNET = {"channels": (8, 16, 32, 64)}
@@ -168,6 +169,25 @@ def test_payload_round_trip_and_bad_payloads():
         cloud_only.cloud([big])
 
 
+def test_cloud_only_on_jpeg_and_webp_images():
+    """MODEL.CLS.IMAGE_CODEC: the cloud-only baseline's image payloads in a lossy codec, fewer bytes than PNG, the
+    logits close to the uncoded image's; the cloud refuses another codec's image, and a codec name it does not know."""
+    images = _images(2)  # noise: PNG cannot compress it, a lossy codec can
+    png = _split("resnet18", RESNET, 2, offload_mode="image").eval()
+    for codec, magic in (("jpeg", b"\xff\xd8"), ("webp", b"RIFF")):
+        lossy = _split("resnet18", RESNET, 2, offload_mode="image", image_codec=(codec, 50)).eval()
+        lossy.load_state_dict(png.state_dict())
+        payload = lossy.edge(images)[0]
+        assert payload.strings[0][:len(magic)] == magic
+        assert len(payload.strings[0]) < len(png.edge(images)[0].strings[0])
+        with torch.no_grad():
+            assert torch.allclose(lossy.cloud([payload]), png.cloud([png.edge(images)[0]]), atol=0.5)
+        with pytest.raises(PayloadError):
+            png.cloud([payload])  # a PNG cloud does not take a JPEG/WebP image
+    with pytest.raises(ValueError, match="Unknown image codec"):
+        _split("resnet18", RESNET, 2, offload_mode="image", image_codec=("gif", 50))
+
+
 def _tiny_set(n=48, seed=0):
     """Fashion-MNIST-shaped images whose class sets which of ten bands is bright, plus noise."""
     g = torch.Generator().manual_seed(seed)
@@ -186,6 +206,43 @@ def _cfg(strategy, *opts):
 
 def _params(module):
     return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def test_random_crops_shift_each_image_within_the_padding():
+    images = torch.zeros(64, 1, 9, 9, dtype=torch.uint8)
+    images[:, 0, 4, 4] = 255  # one bright pixel in the centre
+    out = random_crops(images, 2, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    ys, xs = (out[:, 0] == 255).nonzero()[:, 1:].T
+    assert len(ys) == 64  # the pixel stays in every crop (|shift| <= 2 < 4)
+    assert ys.min() == 2 and ys.max() == 6 and xs.min() == 2 and xs.max() == 6  # every shift in [-2, 2] is drawn
+    assert len(set(zip(ys.tolist(), xs.tolist()))) > 15
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights_and_curve(tmp_path):
+    opts = ["SOLVER.MAX_ITER", 6, "SOLVER.CHECKPOINT_PERIOD", 3, "TEST.EVAL_PERIOD", 3, "DATA_CLS.CROP_PADDING", 1]
+    holdout = _tiny_set(20, seed=1)
+    cfg, whole = _cfg("cloud_teacher", *opts, "OUTPUT_DIR", str(tmp_path / "whole"))
+    train(cfg, whole, _tiny_set(), holdout=holdout)
+    curve = json.load(open(tmp_path / "whole" / "curve.json"))
+    assert [p[0] for p in curve["points"]] == [3, 6] and set(curve["plateau"]) >= {"flat", "gain", "rule"}
+
+    cfg, model = _cfg("cloud_teacher", *opts, "OUTPUT_DIR", str(tmp_path / "cut"))
+    losses, calls = ClsLosses(cfg), []
+
+    def interrupted(*args):  # stops the run in its fifth iteration, after the checkpoint of the third
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return losses(*args)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, model, _tiny_set(), interrupted, holdout=holdout)
+    cfg, resumed = _cfg("cloud_teacher", *opts, "OUTPUT_DIR", str(tmp_path / "cut"))
+    assert len(train(cfg, resumed, _tiny_set(), holdout=holdout, resume=True)) == 3  # iterations 4-6 only
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert json.load(open(tmp_path / "cut" / "curve.json"))["points"] == curve["points"]
 
 
 def test_task_training_lowers_the_loss():

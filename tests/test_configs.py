@@ -10,7 +10,9 @@ from detectron2.modeling import build_model
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.checkpoint import half_state_dict, save_halves
-from eccentric_det.config import CONFIG_DIR, get_eccentric_cfg
+from eccentric_det.config import CONFIG_DIR
+from eccentric_det.serving.config import add_serving_config
+from eccentric_det.tasks import get_eccentric_cfg
 
 from .helpers import image_input
 
@@ -182,7 +184,7 @@ def test_one_config_factory(tmp_path):
     source (file or command line) and where keys are documented."""
     cls = get_eccentric_cfg("quick_schedules/cls_cloud_teacher_instant_test.yaml")
     assert cls.MODEL.CLS.NUM_CLASSES == 10 and "CLS" not in get_eccentric_cfg(QUICK).MODEL
-    assert get_eccentric_cfg(QUICK, serving=True).SERVING.PORT == 8000
+    assert get_eccentric_cfg(QUICK, extensions=(add_serving_config,)).SERVING.PORT == 8000
     assert get_eccentric_cfg(QUICK, ["--", "MODEL.ECCENTRIC.JPEG_QUALITY", 70]).MODEL.ECCENTRIC.JPEG_QUALITY == 70
     with pytest.raises(KeyError, match=r"MODEL.ECCENTRIC.NOPE \(in the command-line overrides\).*documented in "
                                        r"eccentric_det/config.py"):

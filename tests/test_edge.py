@@ -12,7 +12,7 @@ import torch
 from eccentric_det.codec import FIELD_SCALE_INDEXES, Payload
 from eccentric_det.codec.coding import CodedFeature
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge
-from eccentric_det.edge.export import export_edge, export_from_config
+from eccentric_det.deploy.export import export_edge, export_from_config
 from eccentric_det.inputs import InputBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +104,7 @@ def test_exported_payloads_decode_in_the_cloud(detection):
     from detectron2.structures import pairwise_iou
 
     from eccentric_det.checkpoint import load_model
-    from eccentric_det.config import get_eccentric_cfg
+    from eccentric_det.tasks import get_eccentric_cfg
 
     cloud = load_model(get_eccentric_cfg(DET_CFG, DET_OPTS + ["MODEL.DEVICE", "cpu"]))
     edge = ExportedEdge(detection[0], "onnx")
@@ -138,7 +138,7 @@ def test_input_builder_resizes_as_detectron2():
 def test_hyperprior_edge_exports_byte_identical(tmp_path):
     """A hyperprior's edge also codes z and lists the scales next to CDF boundaries: same bytes, fields included."""
     from eccentric_det.checkpoint import load_model
-    from eccentric_det.config import get_eccentric_cfg
+    from eccentric_det.tasks import get_eccentric_cfg
 
     opts = ["MODEL.ECCENTRIC.CODEC.NAME", "hyperprior", "MODEL.ECCENTRIC.HALF", "edge", "MODEL.DEVICE", "cpu",
             "MODEL.WEIGHTS", "", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
@@ -165,7 +165,7 @@ def test_variable_rate_edge_exports_and_picks_its_rate_at_run_time(backend, tmp_
     the exported rate and at any rate it is set to, each naming its rate, and the cloud decodes them all."""
     from eccentric_det.checkpoint import load_model
     from eccentric_det.codec import FIELD_RATE
-    from eccentric_det.config import get_eccentric_cfg
+    from eccentric_det.tasks import get_eccentric_cfg
 
     opts = ["MODEL.ECCENTRIC.CODEC.NAME", "mean_scale", "MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS", "[0.1, 0.5, 2.0]",
             "MODEL.ECCENTRIC.CODEC.RATE", "1.0", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
@@ -203,7 +203,7 @@ def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
     """Dynamic ECC's edge detector and gate trace to TorchScript: the same decisions and payloads as the PyTorch
     edge. Detections may differ in low-score boxes: traced, torchvision's batched NMS takes its coordinate-offset
     variant, eager its per-class one, and they break near-ties apart differently."""
-    from eccentric_det.edge.torch_edge import TorchEdge
+    from eccentric_det.deploy.torch_edge import TorchEdge
     from eccentric_det.serving.config import get_serving_cfg
 
     manifest = export_from_config("configs/FashionDet/dynamic_ecc.yaml", str(tmp_path / "edge"))
@@ -235,8 +235,8 @@ def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
     ("configs/Classification/fashion_mnist_dynamic_ecc.yaml", [])])
 def test_exported_classification_edge(config, opts, tmp_path):
     from eccentric_det.classification import SplitTimmClassifier
-    from eccentric_det.classification.train import load_initial_weights
-    from eccentric_det.config import get_eccentric_cfg
+    from eccentric_det.training.classification import load_initial_weights
+    from eccentric_det.tasks import get_eccentric_cfg
 
     manifest = export_from_config(config, str(tmp_path), opts)
     cfg = get_eccentric_cfg(config, opts + ["MODEL.DEVICE", "cpu"])

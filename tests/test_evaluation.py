@@ -17,14 +17,14 @@ import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.baselines import ImageCodecBaseline
 from eccentric_det.checkpoint import load_model
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import register_fashion_det
 from eccentric_det.data.fashion_det import generate_fashion_det
 from eccentric_det.evaluation.build import coco_evaluator
 from eccentric_det.evaluation.costs import summarize
 from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator
 from eccentric_det.evaluation.flops import count_gflops, edge_cloud_gflops
-from eccentric_det.evaluation.pareto import (bd_rate, dataset_dicts, load_results, pareto_mask, parse_sweep, plan,
+from eccentric_det.reports.pareto import (bd_rate, dataset_dicts, load_results, pareto_mask, parse_sweep, plan,
                                              run_sweep)
 from eccentric_det.split.image_codecs import encode_image
 

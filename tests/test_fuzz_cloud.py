@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from eccentric_det.checkpoint import load_model, save_halves
 from eccentric_det.codec import FIELD_SCALE_INDEXES, KIND_FEATURES, KIND_IMAGE, Payload, PayloadError
 from eccentric_det.codec.attacks import _string_bounds
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.serving import get_serving_cfg
 from eccentric_det.serving.worker import CloudWorker, WorkerDied
 

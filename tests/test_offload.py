@@ -5,7 +5,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from eccentric_det.calibration import count_errors, fit_offload_gate, threshold_for_recall
-from eccentric_det.edge.gate import OffloadGate, detection_statistics
+from eccentric_det.split.gate import OffloadGate, detection_statistics
 
 
 def test_statistics_by_hand():

@@ -15,11 +15,12 @@ from detectron2.modeling import build_model
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.checkpoint import edge_prefixes, export_checkpoint, load_model, load_weights
-from eccentric_det.config import CONFIG_DIR, get_eccentric_cfg
+from eccentric_det.config import CONFIG_DIR
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import check_class_count, check_dataset_available, in_holdout, register_dataset
 from eccentric_det.distill.teacher import build_teacher, teacher_cfg
 from eccentric_det.evaluation.eccentric_evaluator import config_summary
-from eccentric_det.evaluation.pareto import run_sweep
+from eccentric_det.reports.pareto import run_sweep
 
 QUICK = "quick_schedules/fashion_det_{}_instant_test.yaml"
 INFER = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "",

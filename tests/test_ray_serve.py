@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eccentric_det.checkpoint import load_model, save_halves
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.serving import get_serving_cfg
 from eccentric_det.serving.detections import CONTENT_TYPE, dict_to_instances
 

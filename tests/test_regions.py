@@ -7,8 +7,8 @@ import torch
 from eccentric_det.checkpoint import load_model
 from eccentric_det.codec import FIELD_TILES, PayloadError, build_codec
 from eccentric_det.codec.tiles import cell_mask, decode_tiles, dilate_tiles, encode_tiles, region_boxes, region_cells
-from eccentric_det.config import get_eccentric_cfg
-from eccentric_det.edge.region_gate import TILE_STAT_NAMES, centre_tiles, tile_statistics
+from eccentric_det.tasks import get_eccentric_cfg
+from eccentric_det.split.region_gate import TILE_STAT_NAMES, centre_tiles, tile_statistics
 from eccentric_det.modeling.meta_arch.regions import in_tiles
 
 CONFIG = "configs/FashionDet/dynamic_region_ecc.yaml"
@@ -181,7 +181,8 @@ def test_cell_mask_crops_partial_tiles():
 
 def test_region_payloads_over_the_network_merge_on_the_edge(inp, tmp_path):
     """tools/cloud_server.py in a subprocess with the cloud half; the real EdgeClient merges its answer."""
-    from eccentric_det.edge import EdgeClient
+    from eccentric_det.deploy.torch_edge import edge_client
+    from eccentric_det.serving.detections import dict_to_instances
     from eccentric_det.serving.config import get_serving_cfg
 
     from .test_serving import OPTS, TOKEN, Server
@@ -190,15 +191,15 @@ def test_region_payloads_over_the_network_merge_on_the_edge(inp, tmp_path):
     server = Server("checkpoints/fashion_det/adaptive_ecc_vr.pth", str(tmp_path / "server.log"), config=CONFIG)
     server.start()
     try:
-        client = EdgeClient.from_config(get_serving_cfg(CONFIG, "edge", "", [*OPTS, "SERVING.TOKEN", TOKEN]),
-                                        server.url)
+        client = edge_client(get_serving_cfg(CONFIG, "edge", "", [*OPTS, "SERVING.TOKEN", TOKEN]),
+                            server.url)
         bgr = inp["image"].numpy().transpose(1, 2, 0).copy()
         probs = model.edge_region_answer(model.edge_input(inp)[0], None, (256, 256), (256, 256))[1]
         client.edge.model.threshold = model.threshold = float(np.sort(probs.reshape(-1).numpy())[-2])
         result, expected = client(bgr), model([inp])[0]
         assert result.source == "cloud" and result.bytes_sent == expected["eccentric"]["bytes"]
         assert 0 < expected["eccentric"]["tiles"] < 64
-        got, want = result.instances, expected["instances"]
+        got, want = dict_to_instances(result.detections), expected["instances"]
         assert len(got) == len(want)
         assert torch.allclose(got.scores, want.scores, atol=1e-5)
         assert torch.allclose(got.pred_boxes.tensor, want.pred_boxes.tensor, atol=1e-3)

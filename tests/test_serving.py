@@ -21,11 +21,12 @@ import torch
 
 from eccentric_det.checkpoint import load_model, save_halves
 from eccentric_det.codec import Payload, PayloadError
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.inputs import InputBuilder
-from eccentric_det.edge import CloudRejected, EdgeClient, run_images
+from eccentric_det.edge import CloudRejected, run_images
 from eccentric_det.serving import CloudRuntime, get_serving_cfg
-from eccentric_det.serving.detections import CONTENT_TYPE
+from eccentric_det.serving.detections import CONTENT_TYPE, dict_to_instances
+from eccentric_det.deploy.torch_edge import edge_client
 from eccentric_det.serving.worker import InProcessModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,7 +120,7 @@ def server(halves, tmp_path_factory):
 
 def make_client(halves, url, *opts):
     cfg = get_serving_cfg(CFG, "edge", halves["edge"], OPTS + ["SERVING.TOKEN", TOKEN, *opts])
-    return EdgeClient.from_config(cfg, url)
+    return edge_client(cfg, url)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_network_equals_in_process(client, model, inputs, threshold, source):
         result, expected = client(image), model([inp])[0]
         assert result.source == source
         assert result.bytes_sent == expected["eccentric"]["bytes"]
-        assert_same(result.instances, expected["instances"])
+        assert_same(dict_to_instances(result.detections), expected["instances"])
 
 
 def test_concurrent_requests_are_batched(server, model, inputs):
@@ -308,7 +309,7 @@ def test_worker_killed_mid_request_the_server_answers_and_the_retry_succeeds(ser
     finally:
         client.close()
     assert result["r"].source == "cloud"
-    assert_same(result["r"].instances, model.cloud(model.edge(inputs[1][:1]))[0]["instances"])
+    assert_same(dict_to_instances(result["r"].detections), model.cloud(model.edge(inputs[1][:1]))[0]["instances"])
     after = httpx.get(server.url + "/healthz").json()
     assert after["worker_restarts"] == before["worker_restarts"] + 1 and after["worker_pid"] != before["worker_pid"]
     metrics = server.metrics()
@@ -352,7 +353,7 @@ def test_unreachable_cloud_falls_back_to_edge(halves, model, inputs):
     finally:
         client.close()
     assert result.source == "edge-fallback" and result.bytes_sent == 0
-    assert_same(result.instances, model.edge_step([inp])[0].answer)
+    assert_same(dict_to_instances(result.detections), model.edge_step([inp])[0].answer)
 
 
 class Gated:

@@ -38,9 +38,10 @@ def get_parser():
 
 def build_client(args):
     if args.config_file:
+        from eccentric_det.deploy.torch_edge import edge_client
         from eccentric_det.serving.config import get_serving_cfg
 
-        return EdgeClient.from_config(get_serving_cfg(args.config_file, "edge", args.weights, args.opts), args.cloud_url)
+        return edge_client(get_serving_cfg(args.config_file, "edge", args.weights, args.opts), args.cloud_url)
     if not args.cloud_url or args.opts or args.weights:
         raise SystemExit("edge_client.py: error: --edge takes --cloud-url, and neither --weights nor config overrides")
     token, key = environment_credentials()

@@ -17,7 +17,7 @@ import sys
 
 import cv2
 
-from eccentric_det.edge.export import export_from_config
+from eccentric_det.deploy.export import export_from_config
 
 
 def get_parser():

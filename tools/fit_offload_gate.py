@@ -16,7 +16,7 @@ import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.calibration import calibrate_offload_gate
 from eccentric_det.checkpoint import export_checkpoint, load_model
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import check_class_count
 
 

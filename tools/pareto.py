@@ -14,7 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
-from eccentric_det.evaluation.pareto import SWEEP_KEYS, format_summary, parse_sweep, run_sweep
+from eccentric_det.reports.pareto import SWEEP_KEYS, format_summary, parse_sweep, run_sweep
 
 
 def parse_args(argv=None):
@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--accuracy", default="AP", help="accuracy axis: AP, AP50, AP75, APs/m/l; top1 for --results of "
                                                     "classification runs (tools/train_cls.py --eval-only)")
     p.add_argument("--bd-method", choices=("pchip", "cubic"), default="pchip", help="BD-rate curve fit")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="add each point's 95%% interval of AP (or top1) over the images, from N resamples")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every point: KEY VALUE "
                                                                    "pairs, last")
     return p.parse_args(argv)
@@ -50,7 +52,7 @@ def main(argv=None):
         sweep = parse_sweep(args.sweep)
         result = run_sweep(args.config_file, sweep, args.dataset, args.max_images, args.output,
                            args.opts, args.results, args.cloud_config, args.cloud_weights, args.independent_config,
-                           args.bd_method, args.accuracy)
+                           args.bd_method, args.accuracy, args.bootstrap)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         print(f"pareto.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -11,14 +11,15 @@ import os
 import torch
 from detectron2.utils.logger import setup_logger
 
-from eccentric_det.classification.train import main
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.training.classification import main
+from eccentric_det.tasks import get_eccentric_cfg
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS without training")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
     return parser.parse_args()
 
@@ -34,4 +35,4 @@ if __name__ == "__main__":
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     logging.getLogger("eccentric_det").info("Config %s:\n%s", args.config_file, cfg.dump())
-    main(cfg, eval_only=args.eval_only)
+    main(cfg, eval_only=args.eval_only, resume=args.resume)

@@ -17,7 +17,7 @@ from detectron2.utils.logger import setup_logger
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.checkpoint import load_weights
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import check_class_count
 from eccentric_det.evaluation import build_eccentric_evaluator, check_datasets
 from eccentric_det.solver import build_optimizer

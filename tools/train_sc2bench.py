@@ -23,7 +23,7 @@ import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from eccentric_det.baselines import Sc2benchDetector, fit_sc2bench_bottleneck, fit_sc2bench_detector, save_sc2bench
 from eccentric_det.checkpoint import load_model
-from eccentric_det.config import get_eccentric_cfg
+from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import check_dataset_available
 
 

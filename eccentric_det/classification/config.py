@@ -24,6 +24,10 @@ def add_classification_config(cfg):
     C.SPLIT_INDEX = 2
     # The edge's feature_info index sent to the cloud (same stride as SPLIT_INDEX); -1 means SPLIT_INDEX.
     C.EDGE_SPLIT_INDEX = -1
+    # What an image payload (OFFLOAD_MODE "image": the cloud-only baseline) is coded as: "png" (lossless; quality is
+    # the compression level 0-9), "jpeg" or "webp" (quality 0/1-100).
+    C.IMAGE_CODEC = "png"
+    C.IMAGE_QUALITY = 9
     # Number of classes of both heads.
     C.NUM_CLASSES = 10
     # Input channels (1: grayscale, 3: RGB).
@@ -56,6 +60,8 @@ def add_classification_config(cfg):
     D.TEST_LIMIT = 0
     # Augment training images by random horizontal flips.
     D.FLIP = False
+    # Augment training images by random crops of the image zero-padded by this many pixels per side; 0: none.
+    D.CROP_PADDING = 0
     # Batch size of evaluation on the cloud and of gate calibration (the edge runs one image at a time).
     D.TEST_BATCH_SIZE = 256
     return cfg

@@ -82,8 +82,9 @@ def test_data(cfg):
     return data.slice(0, cfg.DATA_CLS.TEST_LIMIT or None)
 
 
-def batches(data, batch_size, generator, flip=False):
-    """Endless shuffled batches ``(images, labels)``, optionally with random horizontal flips."""
+def batches(data, batch_size, generator, flip=False, crop_padding=0):
+    """Endless shuffled batches ``(images, labels)``, optionally with random horizontal flips and random crops of
+    the image zero-padded by ``crop_padding`` pixels on each side (the image's own size)."""
     while True:
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, max(len(order) - batch_size, 0) + 1, batch_size):  # drop the last partial batch
@@ -92,4 +93,18 @@ def batches(data, batch_size, generator, flip=False):
             if flip:
                 mask = torch.rand(len(idx), generator=generator) < 0.5
                 images[mask] = images[mask].flip(-1)
+            if crop_padding:
+                images = random_crops(images, crop_padding, generator)
             yield images, data.labels[idx]
+
+
+def random_crops(images, padding, generator):
+    """Each image of ``images`` [N, C, H, W] shifted by a random offset in [-padding, padding] on both axes, the
+    uncovered border filled with zeros (a random HxW crop of the image zero-padded by ``padding``)."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, images.shape[1], h, padded.shape[-1])
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, images.shape[1], h, w)
+    return out.gather(3, cols)

@@ -23,9 +23,10 @@ from timm.models import FeatureInfo
 from torch import nn
 
 from ..codec import PayloadLimits, build_codec
-from ..edge.gate import softmax_uncertainty
+from ..split.gate import softmax_uncertainty
 from ..inputs import ImageNormalizer
 from ..split import HALVES, OFFLOAD_MODES, POLICIES, SplitModel, check_choice, encode_image, run_split, tensor_to_hwc
+from ..split.image_codecs import check_codec
 
 
 @dataclass
@@ -124,15 +125,16 @@ class TimmCloud(nn.Module):
 
 
 class SplitTimmClassifier(SplitModel, nn.Module):
-    """See the module docstring. ``offload_mode`` "image" is the cloud-only baseline: the edge sends the image as
-    PNG and the cloud runs the whole cloud model. ``policy``: "always" offload, "never" (the edge's own head
+    """See the module docstring. ``offload_mode`` "image" is the cloud-only baseline: the edge sends the image coded
+    as ``image_codec`` (name, quality: PNG at level 9 by default; JPEG, WebP) and the cloud runs the whole cloud
+    model. ``policy``: "always" offload, "never" (the edge's own head
     answers) or "dynamic" (offload when 1 - the edge's max softmax is at least ``threshold``)."""
 
     @configurable
     def __init__(self, *, cloud_name, edge_name="", split_index=2, edge_split_index=-1, num_classes=10, in_chans=3,
                  image_size=(224, 224), pixel_mean=(123.675, 116.28, 103.53), pixel_std=(58.395, 57.12, 57.375),
                  codec=None, offload_mode="features", policy="always", threshold=0.5, half="both",
-                 cloud_kwargs=None, edge_kwargs=None, payload_limits=None):
+                 cloud_kwargs=None, edge_kwargs=None, payload_limits=None, image_codec=("png", 9)):
         super().__init__()
         for key, value, allowed in (("OFFLOAD_MODE", offload_mode, OFFLOAD_MODES), ("OFFLOAD.POLICY", policy, POLICIES),
                                     ("HALF", half, HALVES)):
@@ -141,7 +143,8 @@ class SplitTimmClassifier(SplitModel, nn.Module):
             raise ValueError("OFFLOAD_MODE 'image' (cloud-only) has no edge model: OFFLOAD.POLICY must be 'always'")
         self.offload_mode, self.policy, self.threshold, self.half = offload_mode, policy, threshold, half
         self.in_chans, self.image_size = in_chans, tuple(image_size)
-        self.image_codec, self.image_channels, self.rgb = ("png", 9), in_chans, True  # image payloads: PNG, level 9
+        check_codec(*image_codec)
+        self.image_codec, self.image_channels, self.rgb = tuple(image_codec), in_chans, True  # image payloads
         self.payload_limits = payload_limits or PayloadLimits(2048, 2048)
         self.cloud_spec = (cloud_name, num_classes, in_chans, cloud_kwargs)  # to count the unsplit model's FLOPs
         self.normalizer = ImageNormalizer(pixel_mean, pixel_std, image_size)
@@ -188,6 +191,7 @@ class SplitTimmClassifier(SplitModel, nn.Module):
             "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
             "half": E.HALF, "cloud_kwargs": dict(C.TIMM_KWARGS), "edge_kwargs": dict(C.EDGE_TIMM_KWARGS),
             "payload_limits": PayloadLimits.from_config(cfg, 2048, 2048),
+            "image_codec": (C.IMAGE_CODEC, C.IMAGE_QUALITY),
         }
 
     @property
@@ -211,7 +215,7 @@ class SplitTimmClassifier(SplitModel, nn.Module):
 
     def edge_export(self):
         """(module holding the edge's parameters, manifest, traceable own answer or None) for
-        :func:`eccentric_det.edge.export.export_edge`."""
+        :func:`eccentric_det.deploy.export.export_edge`."""
         n = self.normalizer
         manifest = {"task": "classification", "policy": self.policy, "threshold": self.threshold,
                     "input": {"pixel_mean": n.mean.flatten().tolist(), "pixel_std": n.std.flatten().tolist(),

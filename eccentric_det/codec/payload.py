@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+DETECT_PATH = "/v1/detect"  # where a cloud server takes payloads (HTTP POST)
+CONTENT_TYPE = "application/octet-stream"  # the content type they travel as
 MAGIC = 0xEC
 VERSION = 2
 V1_MAGIC = b"ECCD"  # version 1 payloads (39-byte header) began with these four bytes

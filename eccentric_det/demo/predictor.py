@@ -15,7 +15,7 @@ from detectron2.utils.colormap import colormap
 from tqdm import tqdm
 
 from ..checkpoint import load_model
-from ..config import get_eccentric_cfg
+from ..tasks import get_eccentric_cfg
 from ..inputs import InputBuilder
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from ..modeling.meta_arch.regions import merge_regions

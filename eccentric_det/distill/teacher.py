@@ -2,7 +2,8 @@
 import functools
 import logging
 
-from ..config import get_eccentric_cfg
+from ..checkpoint import load_model
+from ..config import build_cfg
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +22,13 @@ def teacher_cfg(config_file, weights="", student=None):
             raise ValueError(f"MODEL.ECCENTRIC.DISTILL.TEACHER_OPTS must be KEY VALUE pairs, got {extra}: give each "
                              f"key its value, e.g. ['MODEL.FPN.OUT_CHANNELS', 128]")
         opts += extra
-    return get_eccentric_cfg(config_file, opts)
+    return build_cfg(config_file, opts)
 
 
 def build_teacher(config_file, weights, device="cpu", student=None):
     """Build, load (checked: :func:`eccentric_det.checkpoint.load_model`) and freeze the teacher of
     :func:`teacher_cfg` (pass the ``student``'s config so that the teacher follows its dataset and TEACHER_OPTS).
     Its ResNet bottom-up also returns the stem (for feature matching)."""
-    from ..checkpoint import load_model  # not at the top: eccentric_det.checkpoint imports the modeling package
-
     cfg = teacher_cfg(config_file, weights, student)
     cfg.MODEL.DEVICE = str(device)
     if not cfg.MODEL.WEIGHTS:

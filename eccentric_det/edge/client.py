@@ -15,7 +15,7 @@ from typing import Optional
 import cv2
 
 from .http import CloudClient, CloudUnavailable
-from .region_gate import merge_region_detections
+from ..split.region_gate import merge_region_detections
 
 logger = logging.getLogger(__name__)
 SOURCES = ("cloud", "edge", "edge-fallback")
@@ -32,13 +32,6 @@ class EdgeResult:
     score: float  # the gate's "needs the cloud" probability
     edge_ms: float
     cloud_ms: float  # the cloud model's time per image (0 unless source is "cloud")
-
-    @property
-    def instances(self):
-        """The detections as Detectron2 ``Instances`` (imports Detectron2)."""
-        from ..serving.detections import dict_to_instances
-
-        return dict_to_instances(self.detections)
 
     def to_dict(self, class_names=None):
         d = {k: self.detections[k] for k in ("boxes", "scores", "classes", "image_size", "class_names")
@@ -58,18 +51,6 @@ class EdgeClient:
 
     def __init__(self, edge, cloud: CloudClient, class_names=None, key: Optional[bytes] = None):
         self.edge, self.cloud, self.class_names, self.key = edge, cloud, class_names, key
-
-    @classmethod
-    def from_config(cls, cfg, cloud_url=None):
-        """The PyTorch edge half of a serving config (:func:`~eccentric_det.serving.config.get_serving_cfg`;
-        imports Detectron2); the cloud is at ``cloud_url`` (default ``http://SERVING.HOST:SERVING.PORT``)."""
-        from ..codec.payload import fleet_key
-        from .torch_edge import TorchEdge
-
-        S = cfg.SERVING
-        edge = TorchEdge.from_config(cfg)
-        return cls(edge, CloudClient(cloud_url or f"http://{S.HOST}:{S.PORT}", S.TIMEOUT_S, S.RETRIES, S.BACKOFF_S,
-                                     S.TOKEN), edge.class_names, fleet_key(S.PAYLOAD_KEY))
 
     def __call__(self, bgr) -> EdgeResult:
         d = self.edge.step(bgr)

@@ -6,10 +6,8 @@ import time
 
 import httpx
 
-from ..codec.payload import fleet_key
+from ..codec.payload import CONTENT_TYPE, DETECT_PATH, fleet_key
 
-DETECT_PATH = "/v1/detect"
-CONTENT_TYPE = "application/octet-stream"
 RETRY_STATUS = (502, 503, 504)
 
 

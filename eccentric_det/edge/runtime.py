@@ -17,8 +17,8 @@ from ..codec.payload import FIELD_RATE
 from ..codec.payload import KIND_FEATURES, Payload
 from ..inputs import ImageNormalizer, InputBuilder, normalize_and_pad
 from ..split.decision import EdgeDecision, should_offload
-from .export import BACKENDS, FORMAT, GAINS, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
-from .gate import OffloadGate, softmax_uncertainty
+from .manifest import BACKENDS, FORMAT, GAINS, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
+from ..split.gate import OffloadGate, softmax_uncertainty
 
 
 class ExportedEdge:

@@ -2,6 +2,7 @@
 from detectron2.evaluation import COCOEvaluator
 
 from ..data import check_dataset_available
+from .eccentric_evaluator import EccentricEvaluator
 
 
 def fast_coco_eval_available():
@@ -20,8 +21,6 @@ def coco_evaluator(cfg, dataset_name, output_folder=None):
 
 def build_eccentric_evaluator(cfg, dataset_name, output_folder=None, model=None):
     """COCO AP (pycocotools) plus the cost table of :class:`EccentricEvaluator` (FLOPs need ``model``)."""
-    from .eccentric_evaluator import EccentricEvaluator
-
     return EccentricEvaluator(cfg, dataset_name, output_folder, model=model,
                               accuracy=coco_evaluator(cfg, dataset_name, output_folder))
 

@@ -10,7 +10,11 @@ from detectron2.structures import ImageList
 from detectron2.utils.analysis import FlopCountAnalysis
 from torch import nn
 
-from ..modeling.backbone.resnet_stages import STAGES, build_resnet_parts
+from ..codec.payload import FIELD_TILES
+from ..codec.shapes import hyper_shape
+from ..codec.tiles import decode_tiles
+from ..config import STAGES
+from ..modeling.backbone.resnet_stages import build_resnet_parts
 from ..split import decode_image, run_split
 
 
@@ -86,10 +90,6 @@ def region_cloud_gflops(model, batched_input, cache):
     """The cloud's GFLOPs on one image under region-level Dynamic ECC: the hyperprior's h_s on the whole z, then the
     codec's decoder, the tail and the heads on each region it runs on (0 when the edge keeps the image). Counted by
     fvcore on this image's own regions; ``cache`` (a dict) keeps the count of each region shape and extent."""
-    from ..codec.payload import FIELD_TILES
-    from ..codec.shapes import hyper_shape
-    from ..codec.tiles import decode_tiles
-
     decision = model.edge_step([batched_input])[0]
     if not decision.offload:
         return 0.0

@@ -15,6 +15,8 @@ import json
 import os
 
 import numpy as np
+from detectron2.data import MetadataCatalog
+from detectron2.data.datasets.coco import convert_to_coco_json
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -24,9 +26,6 @@ IOU = 0.5
 
 def load_coco_gt(dataset_name):
     """The COCO ground truth of a registered Detectron2 dataset (its json_file, else Detectron2's conversion)."""
-    from detectron2.data import MetadataCatalog
-    from detectron2.data.datasets.coco import convert_to_coco_json
-
     meta = MetadataCatalog.get(dataset_name)
     path = getattr(meta, "json_file", None)
     if not path or not os.path.isfile(path):

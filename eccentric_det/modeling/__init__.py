@@ -2,4 +2,3 @@
 from . import backbone as _backbone  # registration only
 from . import roi_heads as _roi_heads  # registration only
 from .meta_arch import EccentricRCNN
-from ..edge.gate import OffloadGate

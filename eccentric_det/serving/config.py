@@ -4,7 +4,7 @@ import os
 from detectron2.config import CfgNode as CN
 
 from ..codec import fleet_key
-from ..config import get_eccentric_cfg
+from ..tasks import get_eccentric_cfg
 
 HALVES = ("edge", "cloud")
 
@@ -70,7 +70,7 @@ def get_serving_cfg(config_file, half, weights="", opts=()):
     :func:`eccentric_det.checkpoint.save_halves`, or a whole trained model ("" keeps MODEL.WEIGHTS)."""
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-    cfg = get_eccentric_cfg(config_file, opts, serving=True)
+    cfg = get_eccentric_cfg(config_file, opts, extensions=(add_serving_config,))
     cfg.MODEL.ECCENTRIC.HALF = half
     cfg.MODEL.ECCENTRIC.DISTILL.MODE = "task"  # a serving process never trains
     if weights:
@@ -87,7 +87,7 @@ def get_serving_cfg(config_file, half, weights="", opts=()):
 
 def cfg_from_dump(text):
     """The frozen serving config that ``cfg.dump()`` wrote (e.g. handed to a worker process)."""
-    cfg = get_eccentric_cfg(serving=True)
+    cfg = get_eccentric_cfg(extensions=(add_serving_config,))
     cfg.merge_from_other_cfg(CN.load_cfg(text))
     cfg.freeze()
     return cfg

@@ -1,6 +1,9 @@
 """What crosses the wire besides the Payload: where it goes, its content type, and the detections
 that come back as JSON. float32 values survive the round trip exactly (JSON floats are doubles)."""
-from ..edge.http import CONTENT_TYPE, DETECT_PATH  # noqa: F401  (the wire's path and content type)
+import torch
+from detectron2.structures import Boxes, Instances
+
+from ..codec.payload import CONTENT_TYPE, DETECT_PATH  # noqa: F401  (the wire's path and content type)
 
 
 def instances_to_dict(instances, class_names=None):
@@ -15,9 +18,6 @@ def instances_to_dict(instances, class_names=None):
 
 def dict_to_instances(d):
     """The :class:`Instances` of :func:`instances_to_dict` output (dtypes as Detectron2's predictors)."""
-    import torch
-    from detectron2.structures import Boxes, Instances
-
     boxes = torch.tensor(d["boxes"], dtype=torch.float32).reshape(-1, 4)
     return Instances(tuple(d["image_size"]), pred_boxes=Boxes(boxes),
                      scores=torch.tensor(d["scores"], dtype=torch.float32),

@@ -21,13 +21,14 @@ from torch import nn
 
 from ...codec import PayloadLimits
 from ...codec.tiles import check_tile, region_boxes
-from ...edge.gate import OffloadGate
-from ...edge.region_gate import RegionGate
 from ...inputs import normalize_and_pad
 from ...split import OFFLOAD_MODES, POLICIES, SplitModel, check_choice
+from ...split.gate import OffloadGate
+from ...split.region_gate import RegionGate
 from ..backbone.split_resnet import SplitFeature
 from ..edge_detector import EdgeDetector
 from .regions import in_tiles, merge_regions, scaled_proposals
+from .training import EccentricLosses, build_kd_hints
 
 
 @META_ARCH_REGISTRY.register()
@@ -49,7 +50,7 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
             policy, threshold: the offload rule (``OFFLOAD.POLICY``/``THRESHOLD``).
             region_tile, region_gate, region_dilate, region_margin, region_proposals: region-level Dynamic ECC:
                 the tile side in latent cells (0: whole images), the per-tile gate
-                (:class:`~eccentric_det.edge.region_gate.RegionGate`), the tiles of context sent around each selected
+                (:class:`~eccentric_det.split.region_gate.RegionGate`), the tiles of context sent around each selected
                 one, the latent cells of margin the cloud's crops add, and the RPN's proposals per area on a crop
                 relative to the whole image's (``OFFLOAD.REGION.*``).
             jpeg_quality, half, size_divisibility, payload_limits: the image codec, the half this process builds,
@@ -116,8 +117,6 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
             if E.HALF != "cloud":
                 ret["region_gate"] = RegionGate(E.OFFLOAD.MIN_SCORE)
         if E.HALF == "both":  # the training objective (and its teacher) only where the model may train
-            from .training import EccentricLosses, build_kd_hints
-
             ret["losses"] = EccentricLosses(cfg)
             if E.DISTILL.MODE == "kd":
                 edge_fpn = ret["edge_detector"].backbone
@@ -152,7 +151,7 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
 
     def edge_export(self):
         """(module holding the edge's parameters, manifest, traceable own answer or None) for
-        :func:`eccentric_det.edge.export.export_edge`. Dynamic ECC's edge detector traces to TorchScript only:
+        :func:`eccentric_det.deploy.export.export_edge`. Dynamic ECC's edge detector traces to TorchScript only:
         onnxruntime's NonMaxSuppression keeps other boxes than torchvision's NMS, so its detections differ."""
         if self.region_tile:
             raise ValueError("region-level Dynamic ECC (OFFLOAD.REGION.TILE > 0) runs on the PyTorch edge only "

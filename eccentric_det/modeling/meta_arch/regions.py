@@ -6,11 +6,11 @@ import math
 import torch
 from detectron2.structures import Instances
 
-from ...edge import region_gate
+from ...split import region_gate
 
 
 def in_tiles(boxes, tiles, tile_px, scale=(1.0, 1.0)):
-    """:func:`eccentric_det.edge.region_gate.in_tiles` of a boxes tensor, as a bool tensor on its device."""
+    """:func:`eccentric_det.split.region_gate.in_tiles` of a boxes tensor, as a bool tensor on its device."""
     return torch.from_numpy(region_gate.in_tiles(boxes.detach().cpu().numpy(), tiles, tile_px, scale)).to(boxes.device)
 
 

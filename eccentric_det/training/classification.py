@@ -25,14 +25,15 @@ from torch.nn import functional as F
 
 from ..calibration import fit_gate
 from ..checkpoint import load_checked
-from ..config import get_eccentric_cfg
+from ..tasks import get_eccentric_cfg
 from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss, sample_rates
 from ..evaluation.costs import FORMAT, cost_table, finite_json, summarize
+from ..evaluation.curves import write_curve
 from ..evaluation.flops import count_gflops, split_gflops
 from ..solver import param_groups
-from .checkpoint import edge_state, load_weights, read_state, save_weights
-from .data import batches, test_data, train_and_holdout
-from .split_model import SplitTimmClassifier, create_timm, encode_png
+from ..classification.checkpoint import edge_state, load_weights, read_state, save_weights
+from ..classification.data import batches, test_data, train_and_holdout
+from ..classification.split_model import SplitTimmClassifier, create_timm, encode_png
 
 logger = logging.getLogger(__name__)
 MODES = ("task", "kd", "adapt")
@@ -119,19 +120,37 @@ def freeze(model, prefixes):
     return [m for name, m in model.named_modules() if name.startswith(prefixes)]
 
 
-def train(cfg, model, data, losses=None):
-    """``SOLVER.MAX_ITER`` steps on ``data`` (:class:`ClsData`); returns each step's float losses."""
+def train(cfg, model, data, losses=None, holdout=None, resume=False):
+    """``SOLVER.MAX_ITER`` steps on ``data`` (:class:`ClsData`); returns each step's float losses (of this call).
+
+    Every ``TEST.EVAL_PERIOD`` iterations (and at the last) top-1 on ``holdout`` is logged and the learning curve
+    written to ``OUTPUT_DIR/curve.json`` (:func:`eccentric_det.evaluation.curves.write_curve`). Every
+    ``SOLVER.CHECKPOINT_PERIOD`` iterations the model, optimiser, schedule and curve are saved to
+    ``OUTPUT_DIR/last_checkpoint.pth``; ``resume`` continues from it (the same steps as an uninterrupted run)."""
     losses = losses or ClsLosses(cfg)
     frozen = freeze(model, cfg.MODEL.ECCENTRIC.DISTILL.FREEZE)
     optimizer = torch.optim.AdamW(param_groups(cfg, model), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     scheduler = build_lr_scheduler(cfg, optimizer)
     gen = torch.Generator().manual_seed(max(cfg.SEED, 0))
-    stream = batches(data, cfg.SOLVER.IMS_PER_BATCH, gen, flip=cfg.DATA_CLS.FLIP)
+    state_path = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint.pth")
+    start, curve = 0, []
+    if resume and os.path.isfile(state_path):
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, curve = state["iter"], state["curve"]
+        logger.info("Resumed from %s at iteration %d", state_path, start)
+    stream = batches(data, cfg.SOLVER.IMS_PER_BATCH, gen, flip=cfg.DATA_CLS.FLIP,
+                     crop_padding=cfg.DATA_CLS.CROP_PADDING)
+    for _ in range(start):  # a resumed run draws the batches it trained on again: the same data order after them
+        next(stream)
     model.train()
     for m in frozen:
         m.eval()
     device, history, t0 = model.device, [], time.perf_counter()
-    for it in range(cfg.SOLVER.MAX_ITER):
+    period, max_iter = cfg.TEST.EVAL_PERIOD, cfg.SOLVER.MAX_ITER
+    for it in range(start, max_iter):
         images, labels = next(stream)
         loss_dict = losses(model, images.to(device), labels.to(device))
         total = sum(loss_dict.values())
@@ -140,12 +159,41 @@ def train(cfg, model, data, losses=None):
         optimizer.step()
         scheduler.step()
         history.append({k: v.item() for k, v in loss_dict.items()})
-        if (it + 1) % 20 == 0 or it + 1 == cfg.SOLVER.MAX_ITER:
-            logger.info("iter %d/%d  lr %.2e  %.2f s/it  total %.4f  %s", it + 1, cfg.SOLVER.MAX_ITER,
-                        optimizer.param_groups[0]["lr"], (time.perf_counter() - t0) / (it + 1), total.item(),
+        done = it + 1
+        if done % 20 == 0 or done == max_iter:
+            logger.info("iter %d/%d  lr %.2e  %.2f s/it  total %.4f  %s", done, max_iter,
+                        optimizer.param_groups[0]["lr"], (time.perf_counter() - t0) / (done - start), total.item(),
                         "  ".join(f"{k} {v:.4f}" for k, v in history[-1].items()))
+        if holdout is not None and period and (done % period == 0 or done == max_iter):
+            curve.append((done, holdout_top1(model, holdout, cfg.DATA_CLS.TEST_BATCH_SIZE)))
+            verdict = write_curve(os.path.join(cfg.OUTPUT_DIR, "curve.json"), curve, "top-1 (%, held-out)",
+                                  images_per_iter=cfg.SOLVER.IMS_PER_BATCH, dataset=holdout.name)["plateau"]
+            logger.info("iter %d: held-out top-1 %.2f%% (plateau rule: %s)", done, curve[-1][1], verdict)
+            model.train()
+            for m in frozen:
+                m.eval()
+        if cfg.SOLVER.CHECKPOINT_PERIOD and done % cfg.SOLVER.CHECKPOINT_PERIOD == 0 and done < max_iter:
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter": done,
+                        "scheduler": scheduler.state_dict(), "curve": curve},
+                       state_path + ".tmp")
+            os.replace(state_path + ".tmp", state_path)
     model.eval()
     return history
+
+
+@torch.no_grad()
+def holdout_top1(model, data, batch_size):
+    """Top-1 (%) of the training path on ``data``: the cloud's logits, or the edge's when the model has no cloud
+    (the learning curve's measure; no bytes are coded)."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        images = data.images[start:start + batch_size].to(model.device)
+        out = model(images, run_cloud=model.cloud_half is not None)
+        logits = out.logits if out.logits is not None else out.edge_logits
+        correct += int((logits.argmax(1).cpu() == data.labels[start:start + batch_size]).sum())
+    return 100.0 * correct / len(data)
 
 
 @torch.no_grad()
@@ -174,7 +222,8 @@ def config_summary(cfg):
     return {"task": "classification", "weights": cfg.MODEL.WEIGHTS, "edge_weights": E.EDGE.WEIGHTS,
             "timm_name": C.TIMM_NAME, "edge_timm_name": C.EDGE_TIMM_NAME or C.TIMM_NAME, "split_index": C.SPLIT_INDEX,
             "input_size_test": [C.IMAGE_SIZE, C.IMAGE_SIZE], "offload_mode": E.OFFLOAD_MODE,
-            "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD, "codec": E.CODEC.NAME}
+            "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD, "codec": E.CODEC.NAME,
+            "image_codec": [C.IMAGE_CODEC, C.IMAGE_QUALITY]}
 
 
 @torch.no_grad()
@@ -226,14 +275,16 @@ def load_initial_weights(cfg, model, complete=False):
     load_checked(model, weights, edge, complete)
 
 
-def main(cfg, eval_only=False):
-    """Build, train (unless ``eval_only`` or ``SOLVER.MAX_ITER`` is 0), save and reload ``OUTPUT_DIR/model_final.pth``,
-    fit the Dynamic ECC gate on the held-out images (``MODEL.CLS.GATE_RECALL``), evaluate on ``DATASETS.TEST[0]``."""
+def main(cfg, eval_only=False, resume=False):
+    """Build, train (unless ``eval_only`` or ``SOLVER.MAX_ITER`` is 0; ``resume`` from ``OUTPUT_DIR``'s last
+    checkpoint), save and reload ``OUTPUT_DIR/model_final.pth``, fit the Dynamic ECC gate on the held-out images
+    (``MODEL.CLS.GATE_RECALL``), evaluate on ``DATASETS.TEST[0]``."""
     torch.manual_seed(max(cfg.SEED, 0))
     model = SplitTimmClassifier(cfg).to(cfg.MODEL.DEVICE)
     load_initial_weights(cfg, model, complete=eval_only)
     if not eval_only and cfg.SOLVER.MAX_ITER:
-        train(cfg, model, train_and_holdout(cfg)[0])
+        fit, holdout = train_and_holdout(cfg)
+        train(cfg, model, fit, holdout=holdout, resume=resume)
         path = save_weights(model, os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
         load_weights(model, path)  # evaluate what was saved (float16)
     if model.policy == "dynamic" and cfg.MODEL.CLS.GATE_RECALL:

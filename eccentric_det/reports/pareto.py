@@ -20,11 +20,12 @@ from tabulate import tabulate
 
 from ..baselines import ImageCodecBaseline, load_sc2bench
 from ..checkpoint import load_model
-from ..config import get_eccentric_cfg
+from ..tasks import get_eccentric_cfg
 from ..data import check_class_count, check_dataset_available
-from .build import coco_evaluator
-from .costs import FORMAT, finite_json
-from .eccentric_evaluator import AP_KEYS, EccentricEvaluator
+from ..evaluation.bootstrap import result_interval
+from ..evaluation.build import coco_evaluator
+from ..evaluation.costs import FORMAT, finite_json
+from ..evaluation.eccentric_evaluator import AP_KEYS, EccentricEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +294,9 @@ def result_series(summary):
     mode, policy = summary.get("offload_mode"), summary.get("policy")
     if policy is None:
         return "earlier runs"
-    if mode == "image" and summary.get("task") == "classification":
-        return "cloud-only"  # classification's image mode is the unsplit classifier
+    if mode == "image" and summary.get("task") == "classification":  # the unsplit classifier on coded images
+        codec = (summary.get("image_codec") or ["png"])[0]
+        return "cloud-only" if codec == "png" else IMAGE_CODEC_SERIES[codec]
     if policy == "never":
         return "edge-only"
     if mode == "image":
@@ -326,10 +328,11 @@ def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accura
 # ---------------------------------------------------------------------------------------- a sweep
 def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="output/pareto", opts=(),
               results=(), cloud_config="", cloud_weights="", independent_config="", bd_method="pchip",
-              accuracy="AP"):
+              accuracy="AP", bootstrap=0):
     """Evaluate the sweep's points and earlier results on the same images; write ``pareto.json`` and
     ``pareto.png`` to ``output_dir``. ``accuracy``: the metric on the fronts' accuracy axis (AP, AP50,
-    ...; top1 for classification results). Returns the pareto.json dict."""
+    ...; top1 for classification results); ``bootstrap`` > 0 adds its 95% interval over the images from that
+    many resamples (``metrics[accuracy + "_ci95"]``; AP and top1). Returns the pareto.json dict."""
     points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config, opts) if config_file else []
     if not points and not results:
         raise ValueError("nothing to compare: give --config-file (and --sweep) or --results")
@@ -359,6 +362,11 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
             image_ids = image_ids if image_ids is not None else rec["image_ids"]
             input_size = input_size if input_size is not None else rec["input_size"]
             records.append(rec)
+    if bootstrap:
+        for rec in records:
+            interval = result_interval(rec["output_dir"], dataset, accuracy, bootstrap)
+            if interval is not None:
+                rec["metrics"][f"{accuracy}_ci95"] = list(interval)
     result = summarize_points(records, dataset, bd_method, accuracy)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "pareto.json"), "w") as f:
@@ -408,10 +416,13 @@ def format_summary(result):
     rows = []
     for p in result["points"]:
         m = p["metrics"]
-        rows.append([p["series"], p["label"], _fmt(m.get(acc), ".2f"), _fmt(m.get("bytes_mean"), ".0f"),
+        ci = m.get(f"{acc}_ci95")
+        value = _fmt(m.get(acc), ".2f") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        rows.append([p["series"], p["label"], value, _fmt(m.get("bytes_mean"), ".0f"),
                      _fmt(m.get("edge_gflops"), ".3f"), _fmt(m.get("cloud_gflops"), ".3f"),
                      _fmt(m.get("offload_rate"), ".2f"), "".join(a[0] for a, on in p["front"].items() if on)])
-    table = tabulate(rows, headers=["series", "point", acc, "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
+    intervals = any(f"{acc}_ci95" in p["metrics"] for p in result["points"])
+    table = tabulate(rows, headers=["series", "point", acc + (" [95% CI]" if intervals else ""), "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
                                     "front"], tablefmt="pipe")
     bd = "\n".join(f"  {s}: " + (f"{v:+.1f}%" if isinstance(v, float) else v) for s, v in result["bd_rate"].items())
     return (f"{table}\nfront: b = {acc} vs bytes, e = {acc} vs edge GFLOPs, c = {acc} vs cloud GFLOPs, o = {acc} vs "

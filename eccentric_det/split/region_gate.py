@@ -3,7 +3,7 @@
 Each tile of the latent's grid (:mod:`eccentric_det.codec.tiles`) gets statistics of what the edge detector
 sees there: its detections whose box centre lies in the tile (by score band), the unsure detection mass that
 overlaps it, and the RPN's objectness without a confident box (an object the edge senses but cannot place
-or name), beside the image's own statistics (:func:`~eccentric_det.edge.gate.detection_statistics`). A
+or name), beside the image's own statistics (:func:`~eccentric_det.split.gate.detection_statistics`). A
 logistic model over them (:class:`RegionGate`) is fitted by recall-rate boosting on the tiles where the cloud
 finds objects that the edge misses (:func:`eccentric_det.calibration.calibrate_offload_gate`, ``regions``).
 """

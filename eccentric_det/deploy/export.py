@@ -1,6 +1,6 @@
 """Export the edge half for a device: the network (trunk + codec encoder, and a hyperprior's h_a) to ONNX and
 TorchScript, plus what the entropy coder needs, into one folder that :class:`~eccentric_det.edge.ExportedEdge`
-runs. This module loads the PyTorch model (Detectron2 or timm): run it where the model was trained.
+runs (the format: :mod:`eccentric_det.edge.manifest`). This module loads the PyTorch model (Detectron2 or timm): run it where the model was trained.
 
 The folder holds ``edge.json`` (the manifest: task, input preprocessing, codec, fingerprint, offload policy),
 ``edge.onnx``, ``edge.ts``, ``coder.pt`` (the CDF tables, plain tensors) and, for a hyperprior, ``h_s.ts``
@@ -11,13 +11,20 @@ import copy
 import json
 import os
 
+import numpy as np
 import torch
+from compressai.layers import GDN
 from torch import nn
 
-FORMAT = 1
-MANIFEST, ONNX, TORCHSCRIPT, TABLES, H_S = "edge.json", "edge.onnx", "edge.ts", "coder.pt", "h_s.ts"
-GAINS = "log_gain"  # in coder.pt: a variable-rate codec's log-gains [levels, channels]
-BACKENDS = ("onnx", "torchscript")
+from ..checkpoint import load_model
+from ..classification import SplitTimmClassifier
+from ..config import is_classification_config
+from ..edge.manifest import BACKENDS, FORMAT, GAINS, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
+from ..inputs import InputBuilder
+from ..serving.config import get_serving_cfg
+from ..tasks import get_eccentric_cfg
+from ..training.classification import load_initial_weights
+
 
 
 class EdgeNetwork(nn.Module):
@@ -57,8 +64,6 @@ class FrozenGDN(nn.Module):
 
 def traceable(module):
     """``module``, or a copy of it with every GDN frozen (:class:`FrozenGDN`) when it holds one."""
-    from compressai.layers import GDN
-
     if not any(isinstance(m, GDN) for m in module.modules()):
         return module
     module = copy.deepcopy(module)
@@ -114,15 +119,7 @@ def export_from_config(config_file, output_dir, opts=(), image=None):
     """Build the edge half of a config (detection or classification, with its checkpoints) and export it;
     ``image``: a BGR HxWx3 uint8 array to trace with (default: a synthetic 480x640 frame, or a blank image of
     the classifier's input). Returns the manifest."""
-    import numpy as np
-
-    from ..config import get_eccentric_cfg, is_classification_config
-    from ..inputs import InputBuilder
-
     if is_classification_config(config_file):
-        from ..classification import SplitTimmClassifier
-        from ..classification.train import load_initial_weights
-
         cfg = get_eccentric_cfg(config_file, list(opts) + ["MODEL.DEVICE", "cpu"], task="classification")
         model = SplitTimmClassifier(cfg)
         load_initial_weights(cfg, model)
@@ -130,9 +127,6 @@ def export_from_config(config_file, output_dir, opts=(), image=None):
         sample = torch.zeros(C.IN_CHANS, C.IMAGE_SIZE, C.IMAGE_SIZE) if image is None else \
             torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)).copy())
         return export_edge(model, output_dir, sample)
-    from ..checkpoint import load_model
-    from ..serving.config import get_serving_cfg
-
     cfg = get_serving_cfg(config_file, "edge", opts=list(opts) + ["MODEL.DEVICE", "cpu"])
     builder = InputBuilder.from_config(cfg)
     if image is None:

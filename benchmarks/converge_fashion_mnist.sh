@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST classification chain, each training stage to its plateau (curve.json in its OUTPUT_DIR: top-1
+# on the 5,000 held-out training images every epoch), its result copied to checkpoints/classification/.
+#   benchmarks/converge_fashion_mnist.sh STAGE [KEY VALUE ...]
+# STAGE: teacher | edge | adaptive | joint | cloud_plus | dynamic | codecs | pareto | all (in that order).
+# Resumable (--resume from OUTPUT_DIR/last_checkpoint.pth). CPU: one core (OMP_NUM_THREADS=1);
+# GPU: DEVICE=cuda benchmarks/converge_fashion_mnist.sh all
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PY:-.venv/bin/python}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+DEV=(MODEL.DEVICE "${DEVICE:-cpu}")
+T=configs/Classification; C=checkpoints/classification; O=output/classification
+train() {  # config name, checkpoint name, overrides...
+  local name="$1" ckpt="$2"; shift 2
+  "$PY" tools/train_cls.py --resume --config-file "$T/$name.yaml" "${DEV[@]}" "$@"
+  cp "$O/$name/model_final.pth" "$C/$ckpt.pth"  # already float16 (classification's save_weights)
+}
+evaluate() {  # config name, output folder, overrides...
+  local name="$1" out="$2"; shift 2
+  "$PY" tools/train_cls.py --eval-only --config-file "$T/$name.yaml" "${DEV[@]}" OUTPUT_DIR "$out" "$@"
+}
+stage() {
+  case "$1" in
+    teacher) train fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher ;;
+    edge) train fashion_mnist_edge_kd fashion_mnist_edge_kd ;;
+    adaptive) train fashion_mnist_adaptive_ecc fashion_mnist_adaptive_ecc ;;
+    joint) train fashion_mnist_adaptive_ecc_joint fashion_mnist_adaptive_ecc_joint ;;
+    cloud_plus) train fashion_mnist_cloud_teacher_plus fashion_mnist_cloud_teacher_plus ;;
+    dynamic)
+      evaluate fashion_mnist_dynamic_ecc_joint "$O/eval/dynamic_joint"
+      evaluate fashion_mnist_adaptive_ecc_joint "$O/eval/adaptive_joint" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc_joint.pth" \
+        MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.ECCENTRIC.OFFLOAD.POLICY always
+      evaluate fashion_mnist_adaptive_ecc_joint "$O/eval/edge_joint" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc_joint.pth" \
+        MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.ECCENTRIC.OFFLOAD.POLICY never
+      evaluate fashion_mnist_adaptive_ecc "$O/eval/adaptive" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc.pth"
+      evaluate fashion_mnist_edge_kd "$O/eval/edge_kd" MODEL.WEIGHTS "$C/fashion_mnist_edge_kd.pth" ;;
+    codecs)
+      for w in fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher_plus; do
+        evaluate fashion_mnist_cloud_teacher "$O/eval/$w/png" MODEL.WEIGHTS "$C/$w.pth"
+        for q in 10 30 50 70 90 95 100; do
+          evaluate fashion_mnist_cloud_teacher "$O/eval/$w/jpeg_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC jpeg MODEL.CLS.IMAGE_QUALITY $q
+        done
+        for q in 10 30 50 70 90 100; do
+          evaluate fashion_mnist_cloud_teacher "$O/eval/$w/webp_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC webp MODEL.CLS.IMAGE_QUALITY $q
+        done
+      done ;;
+    pareto)
+      "$PY" tools/pareto.py --dataset fashion_mnist_test --accuracy top1 --bootstrap 1000 --output "$O/pareto" \
+        --results "$O"/eval/fashion_mnist_cloud_teacher_plus/* "$O/eval/dynamic_joint" "$O/eval/adaptive_joint" \
+        "$O/eval/edge_joint" "$O/eval/adaptive" "$O/eval/edge_kd" ;;
+    all) for s in teacher edge adaptive joint cloud_plus dynamic codecs pareto; do stage "$s"; done ;;
+    *) echo "unknown stage $1 (teacher edge adaptive joint cloud_plus dynamic codecs pareto all)" >&2; exit 2 ;;
+  esac
+}
+stage "$1"

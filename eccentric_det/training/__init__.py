@@ -1,0 +1,1 @@
+"""Training loops that are not Detectron2's: the split timm classifier's (:mod:`.classification`)."""
