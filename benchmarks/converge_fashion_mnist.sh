@@ -2,7 +2,8 @@
 # The Fashion-MNIST classification chain, each training stage to its plateau (curve.json in its OUTPUT_DIR: top-1
 # on the 5,000 held-out training images every epoch), its result copied to checkpoints/classification/.
 #   benchmarks/converge_fashion_mnist.sh STAGE [KEY VALUE ...]
-# STAGE: teacher | edge | adaptive | joint | cloud_plus | dynamic | codecs | pareto | all (in that order).
+# STAGE: teacher | edge | joint | cloud_plus | dynamic | codecs | pareto | all (in that order); adaptive (the
+# frozen-edge variant of joint) on its own.
 # Resumable (--resume from OUTPUT_DIR/last_checkpoint.pth). CPU: one core (OMP_NUM_THREADS=1);
 # GPU: DEVICE=cuda benchmarks/converge_fashion_mnist.sh all
 set -euo pipefail
@@ -11,9 +12,9 @@ PY="${PY:-.venv/bin/python}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 DEV=(MODEL.DEVICE "${DEVICE:-cpu}")
 T=configs/Classification; C=checkpoints/classification; O=output/classification
-train() {  # config name, checkpoint name, overrides...
+train() {  # config name, checkpoint name, overrides... (a finished run, OUTPUT_DIR/model_final.pth, is kept)
   local name="$1" ckpt="$2"; shift 2
-  "$PY" tools/train_cls.py --resume --config-file "$T/$name.yaml" "${DEV[@]}" "$@"
+  [ -f "$O/$name/model_final.pth" ] || "$PY" tools/train_cls.py --resume --config-file "$T/$name.yaml" "${DEV[@]}" "$@"
   cp "$O/$name/model_final.pth" "$C/$ckpt.pth"  # already float16 (classification's save_weights)
 }
 evaluate() {  # config name, output folder, overrides...
@@ -33,23 +34,25 @@ stage() {
         MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.ECCENTRIC.OFFLOAD.POLICY always
       evaluate fashion_mnist_adaptive_ecc_joint "$O/eval/edge_joint" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc_joint.pth" \
         MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.ECCENTRIC.OFFLOAD.POLICY never
-      evaluate fashion_mnist_adaptive_ecc "$O/eval/adaptive" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc.pth"
       evaluate fashion_mnist_edge_kd "$O/eval/edge_kd" MODEL.WEIGHTS "$C/fashion_mnist_edge_kd.pth" ;;
-    codecs)
-      for w in fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher_plus; do
-        evaluate fashion_mnist_cloud_teacher "$O/eval/$w/png" MODEL.WEIGHTS "$C/$w.pth"
-        for q in 10 30 50 70 90 95 100; do
-          evaluate fashion_mnist_cloud_teacher "$O/eval/$w/jpeg_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC jpeg MODEL.CLS.IMAGE_QUALITY $q
-        done
-        for q in 10 30 50 70 90 100; do
-          evaluate fashion_mnist_cloud_teacher "$O/eval/$w/webp_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC webp MODEL.CLS.IMAGE_QUALITY $q
-        done
+    codecs)  # the image codecs to the equal-budget cloud, up to their lossless/top quality; PNG to the teacher too
+      evaluate fashion_mnist_cloud_teacher "$O/eval/teacher_png" MODEL.WEIGHTS "$C/fashion_mnist_cloud_teacher.pth"
+      w=fashion_mnist_cloud_teacher_plus
+      evaluate fashion_mnist_cloud_teacher "$O/eval/$w/png" MODEL.WEIGHTS "$C/$w.pth"
+      for q in 5 10 30 50 70 90 100; do
+        evaluate fashion_mnist_cloud_teacher "$O/eval/$w/jpeg_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC jpeg MODEL.CLS.IMAGE_QUALITY $q
+      done
+      for q in 10 50 90 101; do  # 101: lossless WebP
+        evaluate fashion_mnist_cloud_teacher "$O/eval/$w/webp_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC webp MODEL.CLS.IMAGE_QUALITY $q
+      done
+      for q in 10 30 60 90; do
+        evaluate fashion_mnist_cloud_teacher "$O/eval/$w/avif_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC avif MODEL.CLS.IMAGE_QUALITY $q
       done ;;
     pareto)
       "$PY" tools/pareto.py --dataset fashion_mnist_test --accuracy top1 --bootstrap 1000 --output "$O/pareto" \
         --results "$O"/eval/fashion_mnist_cloud_teacher_plus/* "$O/eval/dynamic_joint" "$O/eval/adaptive_joint" \
-        "$O/eval/edge_joint" "$O/eval/adaptive" "$O/eval/edge_kd" ;;
-    all) for s in teacher edge adaptive joint cloud_plus dynamic codecs pareto; do stage "$s"; done ;;
+        "$O/eval/edge_joint" "$O/eval/edge_kd" "$O/eval/teacher_png" ;;
+    all) for s in teacher edge joint cloud_plus dynamic codecs pareto; do stage "$s"; done ;;
     *) echo "unknown stage $1 (teacher edge adaptive joint cloud_plus dynamic codecs pareto all)" >&2; exit 2 ;;
   esac
 }

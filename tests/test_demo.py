@@ -11,7 +11,8 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 
-from eccentric_det.demo import DemoError, EccentricPredictor, HttpCloud, compose_demo_video, run_on_video, setup_cfg
+from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, compose_demo_video, format_summary,
+                                run_on_video, setup_cfg)
 from eccentric_det.demo.cloud import InProcessCloud
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,3 +180,44 @@ def test_compose_is_deterministic(clip, tmp_path):
         coco = json.load(f)
     assert len(coco["images"]) == FRAMES and coco["annotations"]
     assert all(0 <= a["bbox"][0] and a["bbox"][0] + a["bbox"][2] <= SIZE[0] for a in coco["annotations"])
+
+
+def test_box_accuracy_matches_each_box_once_by_class_and_iou(tmp_path):
+    from eccentric_det.demo.accuracy import BoxAccuracy, ground_truth_of
+
+    coco = {"images": [{"id": 1, "frame": 0}, {"id": 2, "frame": 1}],
+            "categories": [{"id": 1, "name": "Bag"}, {"id": 2, "name": "Dress"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+                            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10]},
+                            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 8, 8]}]}
+    video = tmp_path / "v.mp4"
+    (tmp_path / "v.json").write_text(json.dumps(coco))
+    assert ground_truth_of(str(video)) == str(tmp_path / "v.json")
+    assert ground_truth_of(str(tmp_path / "other.mp4")) is None
+    acc = BoxAccuracy(ground_truth_of(str(video)))
+    # frame 0: the Bag twice (the better-scored one matches, the other is a false positive), the Dress box found
+    # as a Bag (wrong class: no match); frame 1: nothing found
+    acc.add(0, [[10, 10, 30, 30], [11, 11, 30, 30], [50, 50, 60, 60]], [0.6, 0.9, 0.8], ["Bag", "Bag", "Bag"])
+    acc.add(1, [], [], [])
+    s = acc.summary()
+    assert (s["matched"], s["detections"], s["objects"]) == (1, 3, 3)
+    assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == pytest.approx(1 / 3)
+    acc.add(2, [[0, 0, 10, 10]], [0.5], ["Bag"])  # a frame without boxes: a false positive
+    assert acc.summary()["precision"] == pytest.approx(1 / 4)
+
+
+def test_summary_has_precision_and_recall_of_a_composed_video(cfg, tmp_path):
+    from eccentric_det.demo.accuracy import ground_truth_of
+
+    source = str(tmp_path / "bg.mp4")
+    writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for _ in range(4):
+        writer.write(np.full((120, 160, 3), 90, np.uint8))
+    writer.release()
+    video = str(tmp_path / "composed.mp4")
+    compose_demo_video(video, source=source, seed=1, num_tracks=2)
+    assert ground_truth_of(video)
+    summary = run_on_video(_predictor(cfg, 0.5), video, str(tmp_path / "out"))
+    assert summary["objects"] > 0 and summary["detections"] >= summary["matched"] >= 0
+    assert summary["recall"] == summary["matched"] / summary["objects"]
+    assert "accuracy     precision" in format_summary(summary) or summary["detections"] == 0

@@ -184,11 +184,11 @@ class EchoDetector(nn.Module):
 def test_image_codec_baseline_counts_coded_bytes():
     inp = image_input(64, 96)
     bgr = inp["image"].permute(1, 2, 0).numpy().astype(np.uint8)
-    for codec, quality in [("jpeg", 50), ("webp", 80), ("png", 9)]:
+    for codec, quality in [("jpeg", 50), ("webp", 80), ("avif", 60), ("webp", 101), ("png", 9)]:
         det = EchoDetector()
         out = ImageCodecBaseline(det, codec, quality)([inp])[0]["eccentric"]
         assert out["bytes"] == PAYLOAD_OVERHEAD + len(encode_image(bgr, codec, quality)) and out["offloaded"]
-    assert torch.equal(det.seen, inp["image"])  # PNG is lossless
+        assert torch.equal(det.seen, inp["image"]) == (codec == "png" or quality == 101)  # PNG, WebP 101: lossless
     decoded = cv2.imdecode(np.frombuffer(encode_image(bgr, "jpeg", 10), np.uint8), cv2.IMREAD_COLOR)
     assert not np.array_equal(decoded, bgr)
     with pytest.raises(ValueError, match="quality"):

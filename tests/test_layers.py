@@ -19,6 +19,7 @@ DEFERRED = {
     "eccentric_det.edge.runtime": {"onnxruntime": "only the onnx backend of an exported edge"},
     "eccentric_det.evaluation.build": {"detectron2": "a probe for the compiled fast COCO evaluator"},
     "eccentric_det.evaluation.curves": {"matplotlib": "plotting only"},
+    "eccentric_det.evaluation.video": {"av": "PyAV, the H.264 baseline of the video benchmark only"},
     "eccentric_det.recipe": dict.fromkeys((".config", ".data", ".data.register", ".tasks", "detectron2.data", "tqdm",
                                            "yaml"), "the recipe's CLI answers --help and refuses bad arguments "
                                                     "without loading Detectron2"),

@@ -25,7 +25,7 @@ def add_classification_config(cfg):
     # The edge's feature_info index sent to the cloud (same stride as SPLIT_INDEX); -1 means SPLIT_INDEX.
     C.EDGE_SPLIT_INDEX = -1
     # What an image payload (OFFLOAD_MODE "image": the cloud-only baseline) is coded as: "png" (lossless; quality is
-    # the compression level 0-9), "jpeg" or "webp" (quality 0/1-100).
+    # the compression level 0-9), "jpeg" (quality 0-100), "webp" (1-100; 101: lossless) or "avif" (0-100).
     C.IMAGE_CODEC = "png"
     C.IMAGE_QUALITY = 9
     # Number of classes of both heads.

@@ -15,10 +15,11 @@ from detectron2.utils.colormap import colormap
 from tqdm import tqdm
 
 from ..checkpoint import load_model
-from ..tasks import get_eccentric_cfg
 from ..inputs import InputBuilder
+from ..tasks import get_eccentric_cfg
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from ..modeling.meta_arch.regions import merge_regions
+from .accuracy import BoxAccuracy, ground_truth_of
 from .cloud import InProcessCloud
 from .video import DemoError, VideoSource, open_writer
 
@@ -187,6 +188,11 @@ def format_summary(s):
         f"({s['cloud_ms_per_offloaded_frame']:.1f} ms per offloaded frame)",
         f"detections   {s['detections_per_frame']:.2f} per frame (score >= {s['confidence_threshold']})",
     ]
+    if s.get("recall") is not None or s.get("precision") is not None:
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"accuracy     precision {fmt(s['precision'])}, recall {fmt(s['recall'])}: {s['matched']} of "
+                     f"{s['detections']} detections match one of the {s['objects']} boxes of "
+                     f"{os.path.basename(s['ground_truth'])} (IoU >= {s['iou']}, same class)")
     if s.get("output"):
         codec = f" ({s['codec']})" if s.get("codec") else ""
         lines.append(f"output       {s['output']}{codec}; log {s['log']}")
@@ -276,10 +282,16 @@ def run_on_video(predictor, source, output=None):
     else:
         _can_show()
     log = RunLog(log_path)
+    truth = None if isinstance(source, int) else ground_truth_of(video.name)
+    accuracy = BoxAccuracy(truth) if truth else None
     try:
         for frame in tqdm(video, total=video.frame_count, unit="frame"):
             result = predictor(frame)
-            log.add(result, predictor)
+            record = log.add(result, predictor)
+            if accuracy is not None:
+                inst = result.instances
+                accuracy.add(record["frame"], inst.pred_boxes.tensor.numpy(), inst.scores.numpy(),
+                             [predictor.class_name(int(c)) for c in inst.pred_classes])
             vis = draw_frame(frame, result, log, predictor)
             if writer is not None:
                 writer.write(vis)
@@ -291,6 +303,8 @@ def run_on_video(predictor, source, output=None):
             writer.release()
     summary = log.summary(None if isinstance(source, int) else os.path.getsize(video.name))
     summary["input"] = video.name
+    if accuracy is not None:  # against the video's own boxes, at the predictor's confidence threshold
+        summary.update(accuracy.summary())
     return _finish(summary, predictor, log, out_path, codec, summary_path)
 
 

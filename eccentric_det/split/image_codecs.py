@@ -1,16 +1,20 @@
-"""Images as payloads (Independent ECC, cloud-only baselines): OpenCV encoders, and a decoder that
-checks the claimed size in the header before decoding a pixel."""
+"""Images as payloads (Independent ECC, cloud-only baselines): OpenCV's encoders (JPEG, WebP, PNG) and Pillow's
+AVIF (libavif), and a decoder that checks the claimed size in the header before decoding a pixel."""
+import io
+
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..codec import PayloadError
 from ..codec.validation import check_image_header
 
-# codec -> (file extension, OpenCV quality flag, valid quality range, PIL format name)
+# codec -> (file extension, OpenCV quality flag (None: coded with Pillow), valid quality range, PIL format name)
 IMAGE_CODECS = {
     "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY, (0, 100), "JPEG"),
-    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY, (1, 100), "WEBP"),
+    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY, (1, 101), "WEBP"),  # 101: lossless WebP
     "png": (".png", cv2.IMWRITE_PNG_COMPRESSION, (0, 9), "PNG"),  # lossless: the level trades time for bytes
+    "avif": (".avif", None, (0, 100), "AVIF"),  # Pillow's AVIF (libavif, AV1 intra); 100: its best quality
 }
 
 
@@ -33,6 +37,11 @@ def encode_image(hwc, codec, quality):
     check_codec(codec, quality)
     ext, flag = IMAGE_CODECS[codec][:2]
     img = hwc[:, :, 0] if hwc.ndim == 3 and hwc.shape[2] == 1 else hwc
+    if flag is None:  # Pillow: RGB (or L) in, the container's bytes out
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(img[:, :, ::-1] if img.ndim == 3 else img)).save(
+            buf, format=IMAGE_CODECS[codec][3], quality=int(quality))
+        return buf.getvalue()
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(img), [flag, int(quality)])
     if not ok:
         raise RuntimeError(f"OpenCV could not encode the image as {codec} (is this OpenCV built with it?)")
@@ -43,12 +52,25 @@ def decode_image(data, image_size, codec, channels=3):
     """The HxWxC uint8 image (BGR for 3 channels) a payload string holds; :class:`PayloadError` unless its
     header claims ``image_size`` (checked before decoding) and it decodes to that size and ``channels``."""
     check_image_header(data, image_size, (IMAGE_CODECS[codec][3],))
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_UNCHANGED)
+    if IMAGE_CODECS[codec][1] is None:
+        img = _pillow_decode(data, channels)
+    else:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_UNCHANGED)
     if (img is None or img.dtype != np.uint8 or tuple(img.shape[:2]) != tuple(image_size)
             or (img.ndim == 3) != (channels == 3)):
         raise PayloadError(f"payload image is not a decodable {channels}-channel {codec} image of size "
                            f"{tuple(image_size)}")
     return img.reshape(*img.shape[:2], -1)
+
+
+def _pillow_decode(data, channels):
+    """The pixels of a Pillow-coded image as OpenCV would give them (BGR for 3 channels), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+    except Exception:  # noqa: BLE001  (any decoder failure is a bad payload, reported by the caller)
+        return None
+    return np.ascontiguousarray(arr[:, :, ::-1]) if channels == 3 else arr
 
 
 def tensor_to_hwc(image, rgb):

@@ -37,6 +37,8 @@ from .image_codecs import decode_image, encode_image, image_fingerprint, tensor_
 class SplitModel:
     """Task-neutral edge/cloud machinery (see the module docstring)."""
 
+    _region_tile = 0  # latent cells a side of region payloads' tiles; a task adapter that offloads regions sets it
+
     def fingerprint(self):
         """Bytes shared by the edge and cloud halves of one trained model (an image codec's name in image mode)."""
         if self.offload_mode == "image":
@@ -55,7 +57,7 @@ class SplitModel:
     @property
     def region_tile(self):
         """Latent cells a side of a region payload's tiles (0: whole latents only)."""
-        return getattr(self, "_region_tile", 0) if self.offload_mode == "features" else 0
+        return self._region_tile if self.offload_mode == "features" else 0
 
     def latent_stride(self):
         """Input pixels per latent cell (the split's stride times the codec's downsampling)."""

@@ -8,7 +8,6 @@ logistic model over them (:class:`RegionGate`) is fitted by recall-rate boosting
 finds objects that the edge misses (:func:`eccentric_det.calibration.calibrate_offload_gate`, ``regions``).
 """
 import numpy as np
-import torch
 
 from .gate import STAT_NAMES, LogisticGate, detection_statistics
 
@@ -112,8 +111,3 @@ class RegionGate(LogisticGate):
                                proposals.proposal_boxes.tensor.detach().cpu().numpy(),
                                proposals.objectness_logits.detach().cpu().numpy(), image_size, tile_px, grid,
                                self.min_score)
-
-
-def region_mask(probs, grid, threshold):
-    """The [rows, cols] bool mask of the tiles whose probability is at least ``threshold``."""
-    return (torch.as_tensor(probs).numpy() >= threshold).reshape(grid)

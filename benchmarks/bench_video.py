@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Video under a link budget, against each video's own boxes: COCO AP over all frames and the mean bitrate of
+
+* ECC (``--ecc-config``, e.g. Dynamic ECC: the edge step, the real payloads, the cloud in process);
+* the edge alone (0 bytes);
+* the cloud detector (``--cloud-config``) on an H.264 stream at each ``--h264-kbps`` (libx264 through PyAV: no
+  B-frames, zero-latency tuning, a keyframe every ``--gop`` frames, VBV-capped at the bitrate), on JPEG frames at
+  each ``--jpeg`` quality, and on the lossless frames (its ceiling).
+
+The videos are composed (Fashion-MNIST *test* items over real footage, boxes known: ``datasets/prepare_demo_video.py``);
+``--compose SEED`` builds one per seed over ``--source``, else ``--videos`` lists composed videos (each with its .json).
+
+    python benchmarks/bench_video.py --compose 1 2 3 --output output/bench_video
+    python benchmarks/bench_video.py --videos output/demo_input/demo.mp4 --h264-kbps 64 128 256 --jpeg 10 30 \\
+        --output output/bench_video
+
+Writes OUTPUT/bench_video.json (every video's rows and the means over the videos) and OUTPUT/bench_video.png
+(AP against kbit/s, one line per method).
+"""
+import argparse
+import os
+import sys
+
+import torch
+from report import write_json
+
+from eccentric_det.checkpoint import load_model
+from eccentric_det.data.datasets import class_names_of
+from eccentric_det.demo import EccentricPredictor, compose_demo_video, ensure_default_video
+from eccentric_det.demo.accuracy import ground_truth_of
+from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, read_frames, video_ap
+from eccentric_det.inputs import InputBuilder
+from eccentric_det.tasks import get_eccentric_cfg
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", nargs="+", default=[], help="composed videos (each with its boxes' .json beside it)")
+    p.add_argument("--compose", nargs="+", type=int, default=[], metavar="SEED", help="compose one video per seed")
+    p.add_argument("--source", default=None, help="background footage of --compose (default: the demo's)")
+    p.add_argument("--ecc-config", default="configs/FashionDet/dynamic_ecc_vr.yaml")
+    p.add_argument("--cloud-config", default="configs/FashionDet/cloud_teacher.yaml")
+    p.add_argument("--cloud-weights", default="", help="default: the cloud config's MODEL.WEIGHTS")
+    p.add_argument("--h264-kbps", nargs="*", type=float, default=[32, 64, 128, 256, 512])
+    p.add_argument("--gop", type=int, default=25, help="H.264 keyframe interval (frames)")
+    p.add_argument("--jpeg", nargs="*", type=int, default=[10, 30, 50, 90])
+    p.add_argument("--output", default="output/bench_video")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides of both models, last")
+    return p.parse_args(argv)
+
+
+class Cloud:
+    """The cloud detector on whole frames (BGR), as a server would run it on decoded images."""
+
+    def __init__(self, config, weights, opts):
+        cfg = get_eccentric_cfg(config, list(opts) + (["MODEL.WEIGHTS", weights] if weights else []))
+        self.model, self.inputs = load_model(cfg).eval(), InputBuilder.from_config(cfg)
+        self.class_names = class_names_of(cfg)
+
+    @torch.no_grad()
+    def __call__(self, frames):
+        out = []
+        for frame in frames:
+            inst = self.model([self.inputs(frame)])[0]["instances"].to("cpu")
+            out.append((inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy()))
+        return out
+
+
+def run_ecc(predictor, frames):
+    """Per-frame detections and payload bytes of the ECC predictor (every detection: AP needs the low scores), and
+    the share of frames it offloaded."""
+    detections, sizes, offloaded = [], [], 0
+    for frame in frames:
+        r = predictor(frame)
+        inst = r.instances
+        detections.append((inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy()))
+        sizes.append(r.bytes)
+        offloaded += r.offloaded
+    return detections, sizes, offloaded / len(frames)
+
+
+def bench_video(path, ecc, edge, cloud, h264, jpeg, gop):
+    """The rows of one video: method, AP, AP50, kbit/s, frames."""
+    truth = ground_truth_of(path)
+    if truth is None:
+        raise FileNotFoundError(f"{path} has no boxes (.json of a composed video) beside it")
+    frames, fps = read_frames(path)
+    rows = []
+
+    def row(method, detections, sizes, names, **extra):
+        rows.append({"method": method, **video_ap(truth, detections, names), "kbps": kbps(sizes, fps),
+                     "bytes_per_frame": sum(sizes) / len(sizes), "frames": len(frames), **extra})
+
+    detections, sizes, rate = run_ecc(ecc, frames)
+    row("ECC", detections, sizes, ecc.class_names, offload_rate=rate)
+    row("edge only", *run_ecc(edge, frames)[:2], edge.class_names)
+    row("cloud, lossless frames", cloud(frames), [0] * len(frames), cloud.class_names)
+    for k in h264:
+        decoded, sizes = h264_round_trip(frames, fps, k, gop)
+        row(f"cloud on H.264 {k:g} kbit/s", cloud(decoded), sizes, cloud.class_names, codec="h264", target_kbps=k)
+    for q in jpeg:
+        decoded, sizes = image_round_trip(frames, "jpeg", q)
+        row(f"cloud on JPEG q{q}", cloud(decoded), sizes, cloud.class_names, codec="jpeg", quality=q)
+    return {"video": path, "fps": fps, "frames": len(frames), "ground_truth": truth, "rows": rows}
+
+
+def plot(result, path):
+    import matplotlib  # optional: plotting only
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    mean = result["mean"]
+    for family, marker in (("H.264", "o-"), ("JPEG", "s-")):
+        pts = sorted((r["kbps"], r["AP"]) for r in mean if family in r["method"])
+        if pts:
+            ax.plot(*zip(*pts), marker, label=f"cloud on {family}")
+    for r in mean:
+        if not any(f in r["method"] for f in ("H.264", "JPEG")):
+            ax.plot([max(r["kbps"], 1)], [r["AP"]], "*", ms=12, label=r["method"])
+    ax.set_xscale("log")
+    ax.set_xlabel("kbit/s (mean over frames)")
+    ax.set_ylabel("video AP")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def mean_rows(videos):
+    """Each method's AP, AP50 and kbit/s averaged over the videos."""
+    methods = [r["method"] for r in videos[0]["rows"]]
+    out = []
+    for m in methods:
+        rs = [r for v in videos for r in v["rows"] if r["method"] == m]
+        out.append({"method": m, **{k: sum(r[k] for r in rs) / len(rs) for k in ("AP", "AP50", "kbps")}})
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    videos = list(args.videos)
+    for seed in args.compose:
+        path = os.path.join(args.output, "videos", f"seed{seed}.mp4")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        compose_demo_video(path, source=args.source, seed=seed)
+        videos.append(path)
+    videos = videos or [ensure_default_video()]
+    ecc_cfg = get_eccentric_cfg(args.ecc_config, args.opts)
+    ecc = EccentricPredictor(ecc_cfg, confidence_threshold=0.0)
+    edge = EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
+    cloud = Cloud(args.cloud_config, args.cloud_weights, args.opts)
+    result = {"ecc_config": args.ecc_config, "cloud_config": args.cloud_config, "gop": args.gop,
+              "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop) for v in videos]}
+    result["mean"] = mean_rows(result["videos"])
+    write_json(os.path.join(args.output, "bench_video.json"), result)
+    plot(result, os.path.join(args.output, "bench_video.png"))
+    for r in result["mean"]:
+        print(f"{r['method']:<32} AP {r['AP']:6.2f}  AP50 {r['AP50']:6.2f}  {r['kbps']:9.1f} kbit/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

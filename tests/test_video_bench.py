@@ -1,0 +1,81 @@
+"""The video benchmark: H.264 and JPEG round trips at their bitrates, video AP against the composed video's boxes,
+and benchmarks/bench_video.py end to end on a short composed clip with the quick models."""
+import json
+import os
+import runpy
+
+import cv2
+import numpy as np
+import pytest
+
+from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, video_ap
+
+pytest.importorskip("av", reason="PyAV is not installed (pip install av)")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def moving_frames(n=30, size=(120, 160)):
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur((rng.random((*size, 3)) * 255).astype(np.uint8), (9, 9), 3)
+    return [np.roll(base, 2 * i, axis=1).copy() for i in range(n)]
+
+
+def test_h264_holds_its_bitrate_and_decodes_every_frame():
+    frames = moving_frames()
+    low, low_sizes = h264_round_trip(frames, 25, 64, gop=10)
+    high, high_sizes = h264_round_trip(frames, 25, 512, gop=10)
+    assert len(low) == len(high) == len(frames) and low[0].shape == frames[0].shape
+    assert kbps(low_sizes, 25) < kbps(high_sizes, 25)
+    assert 0.5 * 64 < kbps(low_sizes, 25) < 1.5 * 64 and kbps(high_sizes, 25) < 1.5 * 512
+    error = lambda dec: np.mean([np.abs(d.astype(int) - f).mean() for d, f in zip(dec, frames)])  # noqa: E731
+    assert error(high) < error(low)
+    with pytest.raises(ValueError, match="even"):
+        h264_round_trip([f[:-1] for f in frames[:2]], 25, 64)
+
+
+def test_jpeg_frames_and_video_ap(tmp_path):
+    frames = moving_frames(4)
+    decoded, sizes = image_round_trip(frames, "jpeg", 50)
+    assert len(decoded) == 4 and kbps(sizes, 25) == pytest.approx(8 * sum(sizes) * 25 / 4 / 1000)
+    coco = {"images": [{"id": 10 + f, "frame": f, "width": 160, "height": 120} for f in range(2)],
+            "categories": [{"id": 1, "name": "Bag"}, {"id": 2, "name": "Coat"}],
+            "annotations": [{"id": 1, "image_id": 10, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
+                             "iscrowd": 0},
+                            {"id": 2, "image_id": 11, "category_id": 2, "bbox": [50, 40, 20, 20], "area": 400,
+                             "iscrowd": 0}]}
+    gt = tmp_path / "v.json"
+    gt.write_text(json.dumps(coco))
+    names = ["Coat", "Bag"]  # the detector's class indices, matched to the json's categories by name
+    perfect = [([[10, 10, 40, 30]], [0.9], [1]), ([[50, 40, 70, 60]], [0.8], [0])]
+    assert video_ap(str(gt), perfect, names)["AP"] == pytest.approx(100.0)
+    wrong_class = [([[10, 10, 40, 30]], [0.9], [0]), ([[50, 40, 70, 60]], [0.8], [1])]
+    assert video_ap(str(gt), wrong_class, names)["AP"] == 0.0
+    half = [([[10, 10, 40, 30]], [0.9], [1]), ([], [], [])]
+    assert video_ap(str(gt), half, names)["AP"] == pytest.approx(50.0)
+
+
+def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
+    from eccentric_det.demo import compose_demo_video
+
+    source = str(tmp_path / "bg.mp4")
+    writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for frame in moving_frames(6):
+        writer.write(frame)
+    writer.release()
+    video = str(tmp_path / "clip.mp4")
+    compose_demo_video(video, source=source, seed=3, num_tracks=2)
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    tool = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))
+    quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
+    out = tmp_path / "out"
+    assert tool["main"](["--videos", video, "--ecc-config", quick.format("dynamic_ecc"), "--cloud-config",
+                         quick.format("cloud_teacher"), "--h264-kbps", "64", "256", "--jpeg", "30", "--gop", "5",
+                         "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"]) == 0
+    result = json.load(open(out / "bench_video.json"))
+    rows = {r["method"]: r for r in result["videos"][0]["rows"]}
+    assert set(rows) == {"ECC", "edge only", "cloud, lossless frames", "cloud on H.264 64 kbit/s",
+                         "cloud on H.264 256 kbit/s", "cloud on JPEG q30"}
+    assert rows["edge only"]["kbps"] == 0 and rows["cloud, lossless frames"]["kbps"] == 0
+    assert rows["cloud on H.264 64 kbit/s"]["kbps"] < rows["cloud on H.264 256 kbit/s"]["kbps"]
+    assert 0 <= rows["ECC"]["offload_rate"] <= 1 and all(0 <= r["AP"] <= 100 for r in rows.values())
+    assert [r["method"] for r in result["mean"]] == list(rows) and (out / "bench_video.png").stat().st_size > 1000
