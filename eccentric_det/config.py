@@ -132,6 +132,11 @@ def add_eccentric_config(cfg):
     E.DISTILL.TASK_WEIGHT = 1.0
     # Parameter-name prefixes kept frozen while training (e.g. the edge during adaptation).
     E.DISTILL.FREEZE = []
+    # DISTILL.MODE "adapt": weight of the edge's own losses (its detector's or classifier head's task losses and KD
+    # to the teacher) beside the adaptation losses. Above 0, with DISTILL.FREEZE empty, the edge trunk, the codec and
+    # the cloud train jointly (joint adaptation): the edge's early layers learn to carry what the cloud needs while
+    # the edge keeps its own accuracy. Needs the edge's own detector or head; 0: the edge's losses are not used.
+    E.DISTILL.EDGE_LOSS_WEIGHT = 0.0
 
     E.PAYLOAD = CN()
     # What a cloud accepts. Longest side of the network input a payload may claim; 0: the model's own

@@ -275,10 +275,10 @@ def test_adaptation_trains_codec_and_cloud_only():
 
 
 def test_joint_adaptation_trains_the_edge_with_its_own_losses():
-    """MODEL.CLS.EDGE_LOSS_WEIGHT: the edge trunk and head train with the codec and the cloud tail, the edge head's
+    """MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT: the edge trunk and head train with the codec and the cloud tail, the edge head's
     cross-entropy and KD beside the adaptation losses (weighted); with 'always' (no edge head) it is refused."""
     opts = ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]", "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic"]
-    cfg, model = _cfg("adaptive_ecc", *opts, "MODEL.CLS.EDGE_LOSS_WEIGHT", 0.5)
+    cfg, model = _cfg("adaptive_ecc", *opts, "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT", 0.5)
     edge = _params(model.edge_half)
     losses = ClsLosses(cfg)
     history = train(cfg, model, _tiny_set(), losses)
@@ -298,7 +298,7 @@ def test_joint_adaptation_trains_the_edge_with_its_own_losses():
         assert float(full[k]) == pytest.approx(2 * float(half[k]), rel=1e-5)
     assert float(full["loss_cls"]) == pytest.approx(float(half["loss_cls"]), rel=1e-5)
     with pytest.raises(ValueError, match="EDGE_LOSS_WEIGHT trains the edge's own head.*OFFLOAD.POLICY 'dynamic'"):
-        ClsLosses(_cfg("adaptive_ecc", "MODEL.CLS.EDGE_LOSS_WEIGHT", 1.0)[0])
+        ClsLosses(_cfg("adaptive_ecc", "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT", 1.0)[0])
 
 
 def test_variable_rate_codec_trains_and_codes_at_each_rate():

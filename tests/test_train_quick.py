@@ -47,6 +47,22 @@ def test_quick_schedule_trains_and_evaluates(tiny_root, tmp_path, config, expect
         assert final["eccentric/offload_rate"] == 1.0 and final["eccentric/bytes_mean"] > 0
 
 
+def test_joint_adaptation_trains_the_edge_trunk_with_its_own_detector(tiny_root, tmp_path):
+    """DISTILL.EDGE_LOSS_WEIGHT in adapt mode: the edge detector's task and distillation losses join the adaptation
+    losses (weighted), and with DISTILL.FREEZE empty the edge trunk trains (its weights move)."""
+    import torch
+
+    metrics = run_train_net(tiny_root, tmp_path, "fashion_det_adaptive_ecc", "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT",
+                            "0.5", "MODEL.ECCENTRIC.DISTILL.FREEZE", "[]", "SOLVER.CHECKPOINT_PERIOD", "1")
+    train = [m for m in metrics if "total_loss" in m][-1]
+    assert {"loss_cls", "loss_feature_match", "edge_loss_cls", "edge_loss_kd_logits", "edge_loss_kd_boxes"} <= set(train)
+    assert "edge_loss_feature_hint" not in train and all(v == v for v in train.values())
+    first = torch.load(tmp_path / "model_0000000.pth", map_location="cpu", weights_only=False)["model"]
+    final = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    trunk = [k for k in final if k.startswith("backbone.bottom_up.stem.") and k.endswith("weight")]
+    assert trunk and any(not torch.equal(first[k], final[k]) for k in trunk)
+
+
 def test_eval_only_reports_costs(tiny_root, tmp_path):
     run_train_net(tiny_root, tmp_path, "fashion_det_dynamic_ecc", "MODEL.ECCENTRIC.DISTILL.MODE", "task")
     out = tmp_path / "eval"

@@ -41,11 +41,6 @@ def add_classification_config(cfg):
     # Dynamic ECC: before evaluating, fit MODEL.ECCENTRIC.OFFLOAD.THRESHOLD (on 1 - the edge's max softmax) so that
     # this fraction of the held-out images the edge gets wrong is offloaded (recall-rate boosting); 0: keep it.
     C.GATE_RECALL = 0.0
-    # DISTILL.MODE "adapt": weight of the edge's own losses (its head's cross-entropy and KD to the teacher's logits)
-    # beside the adaptation losses. Above 0 the edge trunk, the codec and the cloud tail train jointly (DISTILL.FREEZE
-    # empty), so the edge's early layers learn to carry what the cloud needs while the edge keeps its own accuracy.
-    # Needs the edge's own head (OFFLOAD.POLICY "dynamic" or "never"); 0: the edge's head is not trained.
-    C.EDGE_LOSS_WEIGHT = 0.0
 
     cfg.DATA_CLS = CN()
     D = cfg.DATA_CLS

@@ -7,7 +7,7 @@ Training modes (``MODEL.ECCENTRIC.DISTILL.MODE``), with the loss functions of th
 * ``kd``: teacher -> edge: the edge head's cross-entropy and temperature KD to the frozen teacher's logits.
 * ``adapt``: the cloud consumes the edge's coded features: feature matching to the teacher at the split and
   before the head, KD to its logits, cross-entropy, plus lambda x rate. ``DISTILL.FREEZE`` keeps the edge fixed;
-  ``MODEL.CLS.EDGE_LOSS_WEIGHT`` > 0 instead adapts it jointly, its own head's cross-entropy and KD kept in the loss.
+  ``MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT`` > 0 instead adapts it jointly, its own head's cross-entropy and KD kept in the loss.
 
 The optimiser is AdamW (``SOLVER.BASE_LR``, ``WEIGHT_DECAY``, Detectron2's norm/bias parameter groups, the codec
 at ``MODEL.ECCENTRIC.CODEC.LR_FACTOR`` x the LR) under Detectron2's LR schedule (``SOLVER.LR_SCHEDULER_NAME``,
@@ -69,10 +69,10 @@ class ClsLosses:
         self.mode, self.T, self.split_index = D.MODE, D.TEMPERATURE, cfg.MODEL.CLS.SPLIT_INDEX
         self.w_logit, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
         self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
-        # the edge head's share: all of it when it is what trains (task, kd), MODEL.CLS.EDGE_LOSS_WEIGHT in adapt
-        self.w_edge = cfg.MODEL.CLS.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
+        # the edge head's share: all of it when it is what trains (task, kd), DISTILL.EDGE_LOSS_WEIGHT in adapt
+        self.w_edge = D.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
         if self.w_edge > 0 and D.MODE == "adapt" and E.OFFLOAD.POLICY == "always":
-            raise ValueError("MODEL.CLS.EDGE_LOSS_WEIGHT trains the edge's own head, which OFFLOAD.POLICY 'always' "
+            raise ValueError("DISTILL.EDGE_LOSS_WEIGHT trains the edge's own head, which OFFLOAD.POLICY 'always' "
                              "drops: set OFFLOAD.POLICY 'dynamic' (or EDGE_LOSS_WEIGHT 0)")
         self.teacher = None
         if D.MODE != "task":

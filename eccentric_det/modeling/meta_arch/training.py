@@ -6,7 +6,9 @@
   box deltas, and FPN feature hints (through 1x1 hint projections).
 * ``adapt``: knowledge adaptation edge -> cloud: the cloud side learns to consume the edge's coded
   features: feature matching against the frozen teacher at the split and FPN levels, ROI logit
-  distillation, task losses, plus lambda x rate.
+  distillation, task losses, plus lambda x rate. With ``DISTILL.EDGE_LOSS_WEIGHT`` > 0 the edge detector's task
+  losses and ROI distillation join, at that weight (joint adaptation, with ``DISTILL.FREEZE`` empty: the edge
+  trunk learns for the cloud and for its own detector at once).
 * ``reconstruct``: the codec's cheap pre-training stage: the decoded feature matched to the teacher's at the
   split, plus lambda x rate; neither the cloud tail nor the heads run.
 
@@ -38,6 +40,11 @@ class EccentricLosses:
                              f"(and TEACHER_WEIGHTS)")
         if D.MODE == "kd" and not E.EDGE.DETECTOR:
             raise ValueError("DISTILL.MODE 'kd' distils into the edge detector: set MODEL.ECCENTRIC.EDGE.DETECTOR True")
+        if D.EDGE_LOSS_WEIGHT < 0 or (D.EDGE_LOSS_WEIGHT > 0 and D.MODE == "adapt" and not E.EDGE.DETECTOR):
+            raise ValueError(f"DISTILL.EDGE_LOSS_WEIGHT {D.EDGE_LOSS_WEIGHT} weighs the edge detector's losses in "
+                             f"adaptation: it must be at least 0, and above 0 needs MODEL.ECCENTRIC.EDGE.DETECTOR True")
+        # the edge detector's share of the loss: all of it where it trains (task, kd), EDGE_LOSS_WEIGHT in adapt
+        self.w_edge = D.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
         self.mode, self.T = D.MODE, D.TEMPERATURE
         self.w_logit, self.w_box, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.BOX_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
         self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
@@ -97,7 +104,7 @@ class EccentricLosses:
             return self._reconstruct_losses(model, images, split, weights, teacher_out)
         if self.mode != "kd":
             losses.update(self._cloud_losses(model, images, split, weights, gt, teacher_out))
-        if model.edge_detector is not None and self.mode != "adapt":
+        if model.edge_detector is not None and self.w_edge > 0:
             losses.update(self._edge_losses(model, images, trunk, gt, teacher_out))
         return losses
 
@@ -149,8 +156,9 @@ class EccentricLosses:
         if self.mode == "kd":
             hints = {k: model.kd_hint[k](v) for k, v in features.items()}
             losses["edge_loss_feature_hint"] = self.w_feat * feature_matching_loss(hints, teacher_out["fpn"], list(hints))
+        if self.mode in ("kd", "adapt"):
             losses.update(self._roi_kd(model.edge_detector.roi_heads, teacher_out["fpn"], prefix="edge_"))
-        return losses
+        return self._scaled(losses, self.w_edge)
 
     def _roi_kd(self, student_heads, teacher_features, prefix):
         boxes, (s_logits, s_deltas) = student_heads.last_boxes, student_heads.last_outputs
