@@ -208,24 +208,25 @@ def load_edge_weights(model, path):
     return picked
 
 
-def load_weights(model, cfg, complete=False):
+def load_weights(model, cfg, complete=False, label="MODEL.WEIGHTS"):
     """MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS into a detection model, checked (:func:`load_checked`).
     EDGE.WEIGHTS supplies the edge trunk, edge detector and gate: those tensors are not taken from MODEL.WEIGHTS
     (so a cloud teacher's checkpoint initialises a model with an edge of another width, and a fitted gate replaces
     a model's own). It must not overwrite the codec (``backbone.bottom_up.codec.``): a codec tensor that
     MODEL.WEIGHTS holds with other values is refused with a ValueError that says what to do; codec tensors
     MODEL.WEIGHTS lacks are taken. ``complete``: refuse checkpoints that leave much of the model unfilled
-    (evaluation). Returns the loaded tensors."""
+    (evaluation). ``label``: what MODEL.WEIGHTS is, in the log and the errors (the distillation teacher's weights
+    say so). Returns the loaded tensors."""
     path, edge_path = cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
     for p in (path, edge_path):
         if p and not (p.startswith(("detectron2://", "http://", "https://")) or os.path.isfile(p)):
-            raise FileNotFoundError(f"Checkpoint {p!r} not found: check MODEL.WEIGHTS / "
+            raise FileNotFoundError(f"Checkpoint {p!r} not found: check {label} / "
                                     f"MODEL.ECCENTRIC.EDGE.WEIGHTS (committed FashionDet models are in checkpoints/)")
     edge = (f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS)", _read_edge(model, edge_path)) if edge_path else None
     weights = None
     if path:
         names = {k for k in model.state_dict() if not (edge and k in edge[1])}
-        weights = (f"{path} (MODEL.WEIGHTS)", read_weights(model, path, names))
+        weights = (f"{path} ({label})", read_weights(model, path, names))
         if edge:
             _check_codec_kept(model, weights[1], edge[1], path, edge_path)
     return load_checked(model, weights, edge, complete)
@@ -250,10 +251,11 @@ def _check_codec_kept(model, held, edge, path, edge_path):
                      f"without its codec: python tools/export_checkpoint.py {edge_path} EDGE.pth --keep {keep}")
 
 
-def load_model(cfg):
-    """Build the model of ``cfg`` in eval mode with its checked MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS."""
+def load_model(cfg, label="MODEL.WEIGHTS"):
+    """Build the model of ``cfg`` in eval mode with its checked MODEL.WEIGHTS and MODEL.ECCENTRIC.EDGE.WEIGHTS
+    (``label``: what MODEL.WEIGHTS is, for the log, e.g. the distillation teacher's)."""
     model = build_model(cfg)
-    load_weights(model, cfg, complete=True)
+    load_weights(model, cfg, complete=True, label=label)
     return model.eval()
 
 

@@ -9,13 +9,18 @@ handing its exact checkpoint path to the next:
 3. ``codec_pretrain``: the variable-rate codec pre-trained on feature reconstruction (``model_final.pth``);
 4. ``adaptive_ecc_vr``: knowledge adaptation from stage 3, exported to ``checkpoints/adaptive_ecc_vr.pth``;
 5. ``gate``: the Dynamic ECC offload gate fitted on held-out images (``tools/fit_offload_gate.py``);
-6. ``pareto``: rates, thresholds, edge-only and cloud-only JPEG/WebP on the test set (``tools/pareto.py``);
-7. ``report``: ``report.md``: the operating points, the plot, the BD-rates, the recommended point for a budget.
+6. ``pareto``: rates, thresholds, edge-only and cloud-only JPEG/WebP/PNG on the test set (``tools/pareto.py``), each
+   with a bootstrap interval of its AP;
+7. ``report``: ``report.md``: the operating points with their intervals and the two ceilings (the teacher on lossless
+   PNG images, the edge alone), warnings that say when the numbers cannot be trusted and what to do, the plot, the
+   BD-rates, the recommended point for a budget (or why none is distinguishable), and each row's merged config
+   (``configs/<point>.yaml``) with the short command that reproduces it.
 
 A stage is skipped when its outputs exist and its stamp (``<output>/<stage>/stage.json``: the commands, a hash of
 each merged config, and size, mtime and SHA-256 of its inputs and outputs) matches; a stage interrupted with the
 same commands and inputs resumes (a training through Detectron2's ``--resume``); any other stage re-runs from an
-empty folder.
+empty folder. So the same ``--output`` with another override, config or stage option re-runs only the stages whose
+stamps that changes, and the stages after them (their inputs change); a run on other data is refused.
 """
 import argparse
 import hashlib
@@ -30,6 +35,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
+
+from .reports.table import front_legend, interval, point_metric, points_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: tools/ and configs/
 
@@ -51,9 +58,14 @@ QUICK_VR = {"MODEL.ECCENTRIC.CODEC.NAME": "mean_scale", "MODEL.ECCENTRIC.CODEC.R
 QUICK_DERIVED = {"pretrain": ("codec_pretrain_quick.yaml", {**QUICK_VR, "MODEL.ECCENTRIC.DISTILL.MODE": "reconstruct"}),
                  "adapt": ("adaptive_ecc_vr_quick.yaml", dict(QUICK_VR))}
 
-# the points of stage 6 (besides every trained rate and edge-only); the fitted threshold joins the thresholds
-SWEEP = {"thresholds": (0.1, 0.3, 0.5, 0.7, 0.9), "jpeg": (5, 15, 30, 60, 90), "webp": (5, 30, 80)}
-QUICK_SWEEP = {"thresholds": (0.5,), "jpeg": (30, 90), "webp": (50,)}
+# the points of stage 6 (besides every trained rate and edge-only); the fitted threshold joins the thresholds; PNG
+# (lossless) is the cloud's ceiling: the teacher on the images as they are
+SWEEP = {"thresholds": (0.1, 0.3, 0.5, 0.7, 0.9), "jpeg": (5, 15, 30, 60, 90), "webp": (5, 30, 80), "png": (9,)}
+QUICK_SWEEP = {"thresholds": (0.5,), "jpeg": (30, 90), "webp": (50,), "png": (9,)}
+BOOTSTRAP = 200  # resamples of each point's AP interval (--bootstrap)
+POINT_CONFIG_MARK = "# written by tools/train_eccentric.py: the merged config of report.md's row"
+CEILING, EDGE_ALONE = "cloud-only PNG", "edge-only"  # the report's two reference rows
+TRAINING_STAGES = ("teacher", "edge_kd", "codec_pretrain", "adaptive_ecc_vr")  # their model_0*.pth go when done
 QUICK_EVAL_IMAGES = 4
 QUICK_GATE_FALLBACK_THRESHOLD = 0.5  # the unfitted gate's: offload when the best edge detection scores below 0.5
 UNFIT_MESSAGE = "needs images both needing and not needing the cloud"  # eccentric_det.calibration's refusal
@@ -69,7 +81,10 @@ RESERVED = {"OUTPUT_DIR": "--output", "MODEL.WEIGHTS": "--teacher-weights (stage
 STAGE_OPT = re.compile(r"^(\w+):([A-Z][\w.]*)$")  # "teacher:SOLVER.MAX_ITER": an override for one stage
 IDENTITY = ("train", "test", "num_classes", "register", "cloud_config", "edge_config", "pretrain_config",
             "adapt_config", "holdout", "teacher_weights", "edge_init", "quick", "recall", "gate_images",
-            "eval_images", "opts")
+            "eval_images", "bootstrap", "opts")
+# what an output folder is the run of: another value here is another run (refused); any other change of the command
+# line re-runs the stages whose stamps it changes, and those after them
+DATA_IDENTITY = ("train", "test", "num_classes", "register", "holdout")
 
 
 class RecipeError(Exception):
@@ -358,6 +373,25 @@ def execute_stage(stage, say=print):
     return "resumed" if status == "resume" else "ran"
 
 
+def remove_intermediate(stage, say=print):
+    """Once a training stage is done (its final export written and stamped), remove its intermediate checkpoints
+    (``model_0*.pth``; ``--keep-intermediate`` keeps them): only an interrupted training resumes from them. Returns
+    the names removed."""
+    if stage.key not in TRAINING_STAGES or (read_stamp(stage) or {}).get("status") != "done":
+        return []
+    folder = stage.out_dir
+    names = sorted(n for n in (os.listdir(folder) if os.path.isdir(folder) else [])
+                   if re.fullmatch(r"model_0\d*\.pth", n))
+    if not names:
+        return []
+    size = sum(os.path.getsize(os.path.join(folder, n)) for n in names)
+    for name in names:
+        os.remove(os.path.join(folder, name))
+    say(f"    removed {len(names)} intermediate checkpoint{'s' * (len(names) > 1)} of {folder} "
+        f"({size / 2 ** 20:.1f} MB; --keep-intermediate keeps them)")
+    return names
+
+
 def _duration(seconds):
     minutes, s = divmod(int(round(seconds)), 60)
     hours, m = divmod(minutes, 60)
@@ -474,6 +508,8 @@ class Recipe:
                               f"{args.holdout}")
         if args.num_classes < 1:
             raise RecipeError(f"--num-classes must be positive, got {args.num_classes}")
+        if args.bootstrap < 0:
+            raise RecipeError(f"--bootstrap is a number of resamples (0: no intervals), got {args.bootstrap}")
         self.quick = args.quick
         self.configs = {}
         for which, flag in (("cloud", "--cloud-config"), ("edge", "--edge-config"), ("pretrain", "--pretrain-config"),
@@ -599,7 +635,8 @@ class Recipe:
         return json.loads(json.dumps(ident))
 
     def check_output_dir(self):
-        """A non-empty output folder must hold a run of this same command line (its budget aside)."""
+        """A non-empty output folder must hold a run on the same data (:data:`DATA_IDENTITY`); other changes re-run
+        only the stages whose stamps they change (and the stages after them)."""
         d = self.dir
         if os.path.isfile(d):
             raise RecipeError(f"--output {d} is a file: pass a folder")
@@ -613,10 +650,10 @@ class Recipe:
             raise RecipeError(f"--output {d} is not empty and holds no recipe.json: it was not made by "
                               f"tools/train_eccentric.py. Pass a new or empty folder as --output") from None
         old, new = saved.get("identity", {}), self.identity()
-        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        diff = [k for k in DATA_IDENTITY if old.get(k) != new.get(k)]
         if diff:
             again = shlex.join(["python", _tool("train_eccentric.py"), *saved.get("argv", [])])
-            raise RecipeError(f"--output {d} holds the run of another command line (it differs in: "
+            raise RecipeError(f"--output {d} holds the run on other data (it differs in: "
                               f"{', '.join(diff)}). To resume that run, repeat its command:\n    {again}\n"
                               f"To start over, pass another --output, or remove the folder: rm -r {shlex.quote(d)}")
 
@@ -768,10 +805,11 @@ class Recipe:
     def stage_pareto(self):
         a, dirs, opts = self.args, self.sweep_dirs(), self.sweep_opts()
         images = ["--max-images", str(self.eval_images)] if self.eval_images else []
+        images += ["--bootstrap", str(a.bootstrap)] if a.bootstrap else []  # each point's AP interval (merged as is)
         tool = _tool("pareto.py")
         s = self.sweep
         adaptive = Step(["python", tool, "--config-file", self.configs["adapt"], "--sweep", "rates=all", "edge_only",
-                         "jpeg=" + ",".join(map(str, s["jpeg"])), "webp=" + ",".join(map(str, s["webp"])),
+                         *(f"{codec}=" + ",".join(map(str, s[codec])) for codec in ("jpeg", "webp", "png")),
                          "--cloud-config", self.configs["cloud"], "--cloud-weights", self.ckpt("teacher.pth"),
                          "--dataset", a.test, *images, "--output", dirs["adaptive"], "--", *opts["adaptive"]],
                         points=True)
@@ -801,16 +839,77 @@ class Recipe:
         report = os.path.join(self.dir, "report.md")
 
         def run(stage):
-            write_report(pareto, report, **self.budget(), context=self.report_context())
+            write_report(pareto, report, **self.budget(), context=self.report_context(self.write_point_configs()))
 
-        return self._stage("report", inputs=[pareto, fit], outputs=[report], run=run,
-                           identity_extra={"budget": self.budget(), "report_format": 1})
+        return self._stage("report", inputs=[pareto, fit],
+                           outputs=[report] + [c[-1] for c in self.point_configs()], run=run,
+                           identity_extra={"budget": self.budget(), "report_format": 2,
+                                           "point_opts": self.sweep_opts()})  # what the point configs merge
 
-    def report_context(self):
+    def point_configs(self):
+        """``[(row, point, sweep, slug, path)]`` for each point of stage 6's pareto.json that a sweep of this recipe
+        evaluated: its row in report.md, the point, the sweep's name, a short name from its label and where its merged
+        config goes (``configs/<slug>.yaml``). Empty before stage 6 ran."""
+        try:
+            with open(os.path.join(self.stage_dir("pareto"), "pareto.json")) as f:
+                points = json.load(f).get("points", [])
+        except (OSError, ValueError):
+            return []
+        dirs = {name: os.path.abspath(d) for name, d in self.sweep_dirs().items()}
+        taken, found = {os.path.splitext(name)[0] for name, _ in QUICK_DERIVED.values()}, []
+        for row, p in enumerate(points, 1):
+            where = os.path.abspath(str(p.get("output_dir", "")))
+            sweep = next((n for n, d in dirs.items() if where.startswith(d + os.sep)), None)
+            if sweep is None or not p.get("config_file"):
+                continue
+            slug = re.sub(r"[^\w.-]+", "_", str(p.get("label", ""))).strip("_.") or "point"
+            slug = f"{slug}_{row}" if slug in taken else slug
+            taken.add(slug)
+            found.append((row, p, sweep, slug, os.path.join(self.dir, "configs", slug + ".yaml")))
+        return found
+
+    def write_point_configs(self):
+        """Write the merged config of every evaluated point (:meth:`point_configs`): its config file with the sweep's
+        overrides and its own (the datasets it registers, its weights, its rate or threshold), OUTPUT_DIR
+        ``eval/<slug>``, so that one short command reproduces the row. A cloud-only image-codec point's config names
+        itself as MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG: the model tools/pareto.py's image sweeps code images for.
+        Point configs of earlier sweeps are removed. Returns ``{point output dir (absolute): {"config", "codec",
+        "output"}}`` (the report's ``point_configs``)."""
+        from .tasks import get_eccentric_cfg
+
+        opts, found = self.sweep_opts(), {}
+        for row, p, sweep, slug, path in self.point_configs():
+            cfg = get_eccentric_cfg(p["config_file"], opts[sweep] + list(p.get("opts", [])))
+            out = os.path.join(self.dir, "eval", slug)
+            cfg.OUTPUT_DIR = out
+            m = re.match(r"^(\w+) (\d+)$", str(p.get("label", "")))
+            codec = f"{m.group(1)}={m.group(2)}" if m and str(p.get("series", "")).startswith("cloud-only") else None
+            if codec:
+                cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG = path
+                how = (f"python tools/pareto.py --config-file {path} --sweep {codec} --output {out}\n# (the cloud "
+                       f"model on coded images: tools/pareto.py codes them for DISTILL.TEACHER_CONFIG, this file)")
+            else:
+                how = f"python tools/train_net.py --eval-only --config-file {path}"
+            text = f"{POINT_CONFIG_MARK} {row}: {p['series']}, {p['label']}\n# reproduce: {how}\n{cfg.dump()}"
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if not os.path.isfile(path) or open(path).read() != text:
+                with open(path, "w") as f:
+                    f.write(text)
+            found[os.path.abspath(str(p["output_dir"]))] = {"config": path, "codec": codec, "output": out}
+        folder, keep = os.path.join(self.dir, "configs"), {os.path.abspath(v["config"]) for v in found.values()}
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            path = os.path.join(folder, name)
+            if name.endswith(".yaml") and os.path.abspath(path) not in keep:
+                with open(path) as f:
+                    stale = f.readline().startswith(POINT_CONFIG_MARK)
+                if stale:
+                    os.remove(path)
+        return found
+
+    def report_context(self, point_configs=None):
+        """What report.md says besides pareto.json: the data, the gate's fit, stage times, checkpoints, the command,
+        and ``point_configs`` (:meth:`write_point_configs`) for the reproduce commands."""
         a = self.args
-        prefix = {}
-        for name, opts in self.sweep_opts().items():
-            prefix[os.path.abspath(self.sweep_dirs()[name])] = opts
         fit = {}
         try:
             with open(os.path.join(self.stage_dir("gate"), "fit.json")) as f:
@@ -825,10 +924,8 @@ class Recipe:
             except (OSError, ValueError):
                 pass
         return {"train": a.train, "train_set": self.train_set, "gate_set": self.gate_set, "test": a.test,
-                "num_classes": a.num_classes, "sweep_opts": prefix, "fit": fit, "seconds": seconds,
-                "eval_dir": os.path.join(self.dir, "eval"), "cloud_config": self.configs["cloud"],
-                "adapt_config": self.configs["adapt"], "teacher": self.ckpt("teacher.pth"),
-                "eval_images": self.eval_images, "quick": self.quick,
+                "num_classes": a.num_classes, "point_configs": point_configs or {}, "fit": fit, "seconds": seconds,
+                "eval_images": self.eval_images, "quick": self.quick, "bootstrap": a.bootstrap,
                 "checkpoints": {k: self.ckpt(k + ".pth") for k in ("teacher", "edge_kd", "adaptive_ecc_vr",
                                                                      "offload_gate")},
                 "command": shlex.join(["python", _tool("train_eccentric.py"), *self.argv])}
@@ -886,17 +983,17 @@ class Recipe:
         self.write_quick_configs()
         start = time.perf_counter()
         for key in STAGES:
-            execute_stage(getattr(self, f"stage_{key}")(), say=say)  # built in turn: stage 6 needs stage 5's output
+            stage = getattr(self, f"stage_{key}")()  # built in turn: stage 6 needs stage 5's output
+            execute_stage(stage, say=say)
+            if not self.args.keep_intermediate:
+                remove_intermediate(stage, say)
         say(f"done in {_duration(time.perf_counter() - start)}: {os.path.join(self.dir, 'report.md')}")
         return 0
 
 
 # ------------------------------------------------------------------------------------------------ the report
 def _metric(point, key):
-    v = point.get("metrics", {}).get(key)
-    if v is None and key == "offload_rate" and str(point.get("series", "")).startswith("cloud-only"):
-        return 1.0  # a cloud-only point sends every image
-    return v if _finite(v) else None
+    return point_metric(point, key)  # None when missing or not finite; a cloud-only point's offload rate is 1
 
 
 def recommend(points, budget_bytes=None, budget_offload=None, accuracy="AP", tolerance=1.0):
@@ -936,43 +1033,165 @@ def recommend(points, budget_bytes=None, budget_offload=None, accuracy="AP", tol
                   f"({name(ref)}: {accuracy} {acc(ref):.2f})")
 
 
+def recommendation_rivals(points, best, budget_bytes=None, budget_offload=None, accuracy="AP"):
+    """The neighbours :func:`recommend`'s rule ranked ``best`` ahead of: with a budget the runner-up (the most accurate
+    other point within it); without, the most accurate point sending fewer bytes (passed over for its accuracy). The
+    recommendation is distinguishable only when its interval overlaps none of theirs (:func:`indistinct`)."""
+    if best is None:
+        return []
+    others = [p for p in points if p is not best and _metric(p, accuracy) is not None]
+    for budget, key in ((budget_bytes, "bytes_mean"), (budget_offload, "offload_rate")):
+        if budget is not None:
+            ok = [p for p in others if _metric(p, key) is not None and _metric(p, key) <= budget]
+            return [max(ok, key=lambda p: _metric(p, accuracy))] if ok else []
+    nbytes = _metric(best, "bytes_mean")
+    cheaper = [p for p in others if nbytes is not None and _metric(p, "bytes_mean") is not None
+               and _metric(p, "bytes_mean") < nbytes]
+    return [max(cheaper, key=lambda p: _metric(p, accuracy))] if cheaper else []
+
+
+def _overlap(a, b):
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
+def ranking_noise(points, accuracy="AP"):
+    """``(overlapping pairs, pairs)`` when the intervals of at least :data:`NOISE_SHARE` of the pairs of rows with
+    an interval overlap (at least 3 such rows): the ranking of the rows is noise. None otherwise."""
+    ranked = [p for p in points if _metric(p, accuracy) is not None and interval(p, accuracy)]
+    pairs = [(x, y) for i, x in enumerate(ranked) for y in ranked[i + 1:]]
+    overlapping = sum(_overlap(interval(x, accuracy), interval(y, accuracy)) for x, y in pairs)
+    return (overlapping, len(pairs)) if len(ranked) >= 3 and overlapping >= NOISE_SHARE * len(pairs) else None
+
+
+def indistinct(best, rivals, accuracy="AP"):
+    """The ``rivals`` whose interval overlaps ``best``'s: the ranking between them is noise."""
+    return [r for r in rivals if _overlap(interval(best, accuracy), interval(r, accuracy))] if best else []
+
+
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def _value(point, accuracy):
+    """``"AP 23.50 [22.10, 24.90]"``."""
+    ci = interval(point, accuracy)
+    return f"{accuracy} {_fmt(_metric(point, accuracy), '.2f')}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _name(point):
+    return f"{point['series']}, {point['label']}"
+
+
+TEACHER_FIX = "train it longer (teacher:SOLVER.MAX_ITER) or start from pretrained weights with --teacher-weights"
+MORE_IMAGES = "evaluate on more test images (a larger --test set, and no --eval-images)"
+NOISE_SHARE = 0.75  # at least this share of the pairs of rows overlapping: the ranking is noise
+
+
+def report_warnings(result, best=None, rivals=(), bootstrap=None):
+    """Plain warnings about what pareto.json's numbers are worth, each with its fix: a missing ceiling row; the cloud
+    teacher not clearly better than the edge alone (its ceiling, the teacher on lossless PNG images, below edge-only
+    or its interval overlapping edge-only's); an image codec whose accuracy falls at its highest quality below a
+    lower quality's by more than the interval; intervals that overlap so much that the ranking is noise; a
+    recommended point (``best``, with :func:`recommendation_rivals`) that its neighbours' intervals overlap; no
+    intervals at all (``bootstrap``: the resamples the recipe asked for)."""
+    acc = result.get("accuracy", "AP")
+    points = [p for p in result.get("points", []) if _metric(p, acc) is not None]
+    a = lambda p: _metric(p, acc)  # noqa: E731
+    images = result.get("images")
+    out = []
+    top = lambda series: max((p for p in points if p.get("series") == series), key=a, default=None)  # noqa: E731
+    cloud, edge = top(CEILING), top(EDGE_ALONE)
+    if cloud is None:
+        out.append(f"No {CEILING} row, the cloud teacher on lossless images (the most an offloading point can reach): "
+                   f"nothing here says whether the teacher learned the task; add png=9 to the sweep.")
+    if edge is None:
+        out.append(f"No {EDGE_ALONE} row, the edge detector alone (what the device does without the cloud): add "
+                   f"edge_only to the sweep.")
+    if cloud is not None and edge is not None:
+        ci_cloud, ci_edge = interval(cloud, acc), interval(edge, acc)
+        below = a(cloud) <= a(edge)
+        if below or (ci_cloud and ci_edge and ci_cloud[0] <= ci_edge[1]):
+            out.append(f"**The cloud teacher is not clearly better than the edge alone: {TEACHER_FIX}.** On lossless "
+                       f"images ({CEILING}) it scores {_value(cloud, acc)}, the edge alone {_value(edge, acc)}"
+                       + ("" if below else ": the intervals overlap")
+                       + ". The edge was distilled from this teacher, and every offloaded image ends with it: a "
+                         "teacher that has not learned the task caps every point that offloads.")
+    for series in dict.fromkeys(p["series"] for p in points if str(p["series"]).startswith("cloud-only")):
+        graded = []
+        for p in points:
+            m = re.match(r"^(\w+) (\d+)$", str(p.get("label", "")))
+            if p["series"] == series and m and m.group(1) != "png":  # PNG levels are all lossless
+                graded.append((int(m.group(2)), p))
+        if len(graded) < 2:
+            continue
+        q_top, highest = max(graded, key=lambda t: t[0])
+        ci = interval(highest, acc)
+        worse = [p for q, p in graded if q < q_top and a(p) > (ci[1] if ci else a(highest))]
+        if worse:
+            lower = max(worse, key=a)
+            out.append(f"**{series}: {acc} does not rise with quality.** At its highest quality ({highest['label']}) "
+                       f"the cloud scores {_value(highest, acc)}, below {lower['label']}'s {_fmt(a(lower), '.2f')}"
+                       + (" by more than the interval" if ci else "")
+                       + ". A detector that does worse on better images has not learned what they show, or the test "
+                         f"set is too small to rank them: train the teacher longer (teacher:SOLVER.MAX_ITER) or from "
+                         f"--teacher-weights, and {MORE_IMAGES}.")
+    noise = ranking_noise(points, acc)
+    if noise:
+        out.append(f"**The intervals overlap so much that the ranking is noise**: {noise[0]} of the {noise[1]} "
+                   f"pairs of rows have overlapping {acc} intervals on these {images} test images, so the fronts, the "
+                   f"BD-rates and the recommendation cannot be told from chance: {MORE_IMAGES}, and train the stages "
+                   f"longer (STAGE:SOLVER.MAX_ITER).")
+    close = indistinct(best, rivals, acc)
+    if close:
+        out.append(f"**The recommended point is not distinguishable from its neighbours**: {_name(best)} "
+                   f"({_value(best, acc)}) overlaps "
+                   + ", ".join(f"{_name(r)} ({_value(r, acc)})" for r in close)
+                   + f", which the rule ranked below it: on these {images} images the choice between them is noise; "
+                     f"{MORE_IMAGES} before relying on it.")
+    if points and not any(interval(p, acc) for p in points):
+        out.append("No intervals: nothing here says whether two rows differ by more than chance"
+                   + (" (the sweep ran with --bootstrap 0)" if bootstrap == 0 else "")
+                   + f"; run with --bootstrap {BOOTSTRAP}.")
+    return out
+
+
+def _shorter(path):
+    """``path`` relative to the working directory when that is shorter, else absolute."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full)
+    return rel if len(rel) < len(full) else full
+
+
 def _reproduce(point, context):
-    """The command that reproduces one row: ``train_net.py --eval-only`` for a model, the one-point sweep for a
-    cloud-only image codec (a wrapper that only tools/pareto.py builds)."""
-    if not context or not point.get("config_file"):
+    """The short command that reproduces one row from its merged config (``context["point_configs"]``, from
+    :meth:`Recipe.write_point_configs`): ``train_net.py --eval-only`` for a model, a one-point ``tools/pareto.py``
+    sweep for a cloud-only image codec (train_net.py does not code the input images). None for a point the recipe
+    did not evaluate."""
+    found = (context or {}).get("point_configs", {}).get(os.path.abspath(str(point.get("output_dir", ""))))
+    if not found:
         return None
-    out = os.path.abspath(point.get("output_dir", ""))
-    sweep = next((d for d in context["sweep_opts"] if out.startswith(d + os.sep)), None)
-    if sweep is None:
-        return None
-    opts, slug = context["sweep_opts"][sweep], os.path.join(os.path.basename(sweep), os.path.basename(out))
-    m = re.match(r"^(jpeg|webp|png) (\d+)$", str(point.get("label", "")))
-    if str(point.get("series", "")).startswith("cloud-only") and m:
-        return shlex.join(["python", _tool("pareto.py"), "--config-file", context["adapt_config"], "--sweep",
-                           f"{m.group(1)}={m.group(2)}", "--cloud-config", context["cloud_config"], "--cloud-weights",
-                           context["teacher"], "--dataset", context["test"], "--output",
-                           os.path.join(context["eval_dir"], slug), "--", *opts])
-    return shlex.join(["python", _tool("train_net.py"), "--eval-only", "--config-file", point["config_file"], *opts,
-                       *map(str, point.get("opts", [])), "OUTPUT_DIR", os.path.join(context["eval_dir"], slug)])
+    if found.get("codec"):
+        return shlex.join(["python", _tool("pareto.py"), "--config-file", _shorter(found["config"]), "--sweep",
+                           found["codec"], "--output", _shorter(found["output"])])
+    return shlex.join(["python", _tool("train_net.py"), "--eval-only", "--config-file", _shorter(found["config"])])
 
 
 def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None, context=None):
-    """report.md from pareto.json: the recommended point for the budget, the operating points (series, label, AP,
-    bytes, offload rate, edge and cloud GFLOPs, fronts), the plot, the BD-rates, and how to reproduce each row.
-    Returns the recommended point (or None)."""
+    """report.md from pareto.json: the recommended point for the budget (or that none is distinguishable), the
+    warnings (:func:`report_warnings`), the operating points with their intervals (the table of
+    :func:`eccentric_det.reports.table.points_table`, as tools/pareto.py prints it), the ceilings, the plot, the
+    BD-rates, and how to reproduce each row. Returns the recommended point (or None)."""
     with open(pareto_json) as f:
         result = json.load(f)
     acc = result.get("accuracy", "AP")
     points = result.get("points", [])
     best, why = recommend(points, budget_bytes, budget_offload, acc)
+    rivals = recommendation_rivals(points, best, budget_bytes, budget_offload, acc)
+    close, noise = indistinct(best, rivals, acc), ranking_noise(points, acc)
     ctx = context or {}
     out_dir = os.path.dirname(os.path.abspath(report_md))
     lines = [f"# ECC trade-off report: {ctx.get('train', '')} -> {result.get('dataset', '')}".rstrip(), ""]
-    if ctx:
+    if ctx.get("command"):  # the recipe's
         lines += [f"{ctx['num_classes']} classes. Stages 1-4 trained on `{ctx['train_set']}`, the Dynamic ECC gate "
                   f"fitted on `{ctx['gate_set']}`, every point evaluated on {result.get('images')} images of "
                   f"`{result.get('dataset')}`" + (" (--quick: a smoke test, not a measurement)" if ctx.get("quick")
@@ -984,24 +1203,38 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
         lines += [f"**Recommended point ({budget}): none**: {why}.", ""]
     else:
         m = best["metrics"]
-        lines += [f"**Recommended point ({budget}): {best['series']}, {best['label']}**: {acc} "
-                  f"{_fmt(_metric(best, acc), '.2f')}, {_fmt(_metric(best, 'bytes_mean'), ',.0f')} bytes/image, "
-                  f"offload rate {_fmt(_metric(best, 'offload_rate'), '.2f')}, "
-                  f"edge {_fmt(m.get('edge_gflops'), '.3f')} / cloud {_fmt(m.get('cloud_gflops'), '.3f')} GFLOPs per "
-                  f"image ({why}).", ""]
+        numbers = (f"{_value(best, acc)}, {_fmt(_metric(best, 'bytes_mean'), ',.0f')} bytes/image, "
+                   f"offload rate {_fmt(_metric(best, 'offload_rate'), '.2f')}, "
+                   f"edge {_fmt(m.get('edge_gflops'), '.3f')} / cloud {_fmt(m.get('cloud_gflops'), '.3f')} GFLOPs per "
+                   f"image")
+        if close or noise:
+            lines += [f"**Recommended point ({budget}): none distinguishable.** The rule ({why}) picks "
+                      f"{_name(best)}: {numbers}; but "
+                      + (("its interval overlaps that of " + ", ".join(f"{_name(r)} ({_value(r, acc)})" for r in close))
+                         if close else f"the intervals of {noise[0]} of the {noise[1]} pairs of rows overlap")
+                      + f": on these {result.get('images')} images the choice is noise (see the warnings).", ""]
+        else:
+            lines += [f"**Recommended point ({budget}): {_name(best)}**: {numbers} ({why}).", ""]
+    warnings = report_warnings(result, best, rivals, ctx.get("bootstrap"))
+    if warnings:
+        lines += ["## Warnings", ""] + [f"* {w}" for w in warnings] + [""]
+    intervals = any(interval(p, acc) for p in points)
     lines += ["## Operating points", "",
-              f"| # | series | point | {acc} | bytes/image (mean) | offload rate | edge GFLOPs | cloud GFLOPs "
-              f"| front |",
-              "|--:|---|---|--:|--:|--:|--:|--:|:--|"]
-    for i, p in enumerate(points, 1):
-        m = p.get("metrics", {})
-        front = "".join(a[0] for a, on in p.get("front", {}).items() if on)
-        mark = " **(recommended)**" if p is best else ""
-        lines.append(f"| {i} | {p['series']} | {p['label']}{mark} | {_fmt(_metric(p, acc), '.2f')} | "
-                     f"{_fmt(_metric(p, 'bytes_mean'), ',.0f')} | {_fmt(_metric(p, 'offload_rate'), '.2f')} | "
-                     f"{_fmt(m.get('edge_gflops'), '.3f')} | {_fmt(m.get('cloud_gflops'), '.3f')} | {front} |")
-    lines += ["", f"front: b = {acc} vs bytes, e = {acc} vs edge GFLOPs, o = {acc} vs offload rate "
-                  f"(non-dominated).", ""]
+              f"{acc} on {result.get('images')} images of `{result.get('dataset')}`"
+              + (" with its 95% bootstrap interval over the images"
+                 + (f" ({ctx['bootstrap']} resamples)" if ctx.get("bootstrap") else "") if intervals else "")
+              + "; bytes per image (mean), the share of images offloaded, GFLOPs per image on each side.", ""]
+    marks = {i: (" *(picked, not distinguishable)*" if close or noise else " **(recommended)**")
+             for i, p in enumerate(points) if p is best}
+    lines += points_table(points, acc, numbered=True, marks=marks)
+    lines += ["", front_legend(acc) + ".", ""]
+    ceilings = [text for series, text in (
+        (CEILING, f"*{CEILING}* is the cloud teacher on lossless images: nothing lost to coding, the most an "
+                  f"offloading point can reach"),
+        (EDGE_ALONE, f"*{EDGE_ALONE}* is the edge detector alone: nothing sent, what the device does without the "
+                     f"cloud")) if any(p.get("series") == series for p in points)]
+    if ceilings:
+        lines += ["Ceilings: " + "; ".join(ceilings) + ".", ""]
     png = os.path.join(os.path.dirname(os.path.abspath(pareto_json)), "pareto.png")
     lines += [f"![Pareto fronts]({os.path.relpath(png, out_dir)})", ""]
     lines += [f"## BD-rate against {result.get('anchor', 'cloud-only JPEG')} ({result.get('bd_method', 'pchip')})", "",
@@ -1011,10 +1244,13 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
     lines += ["", "Negative: fewer bytes than the anchor at the same accuracy.", ""]
     commands = [(i, _reproduce(p, ctx)) for i, p in enumerate(points, 1)]
     if any(c for _, c in commands):
+        folder = _shorter(os.path.join(out_dir, "configs"))
         lines += ["## Reproduce a row", "",
-                  "Each model row with `train_net.py --eval-only` (on the whole test set"
+                  f"Each row's merged config (every override and the dataset registration in it) is in `{folder}/`. "
+                  f"A model row re-runs with `train_net.py --eval-only` (on the whole test set"
                   + (f"; the sweep used its first {ctx['eval_images']} images" if ctx.get("eval_images") else "")
-                  + "); cloud-only image-codec rows with a one-point `tools/pareto.py` sweep:", ""]
+                  + "); a cloud-only image-codec row with a one-point `tools/pareto.py` sweep of its config "
+                    "(train_net.py does not code the input images):", ""]
         lines += [f"{i}. `{c}`" for i, c in commands if c]
         lines.append("")
     if ctx.get("checkpoints"):
@@ -1087,6 +1323,10 @@ def build_parser():
                                                                          "B bytes/image")
     budget.add_argument("--budget-offload", type=float, default=None, help="recommend the best AP at an offload rate "
                                                                            "of at most F")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="N",
+                   help="resamples of the 95%% interval of each point's AP over the test images (0: none)")
+    p.add_argument("--keep-intermediate", action="store_true",
+                   help="keep each training's intermediate checkpoints (model_0*.pth) once its final export is written")
     p.add_argument("--quick", action="store_true", help="a smoke test: the quick_schedules configs (a few "
                                                         "iterations at 128 px) and a few images per sweep")
     p.add_argument("--output", required=True, help="folder of every stage's outputs and report.md")

@@ -155,13 +155,17 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert value(sweep_b, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ck("offload_gate.pth")
     assert merge[merge.index("--results") + 1:merge.index("--output")] == [value(sweep_a, "--output"),
                                                                            value(sweep_b, "--output")]
+    # the ceilings (the teacher on lossless PNG images, the edge alone) and each point's bootstrap interval of AP
+    assert "png=9" in sweep_a and "edge_only" in sweep_a
+    assert value(sweep_a, "--bootstrap") == value(sweep_b, "--bootstrap") == "200"
+    assert "--bootstrap" not in merge  # the merge keeps the sweeps' intervals
     assert value(merge, "--output") == str(out / "pareto")
     assert f"write {out / 'report.md'}" in text
 
 
 def test_quick_dry_run_takes_the_quick_schedules(own, tmp_path, capsys):
     out = tmp_path / "quick"
-    stages, text = dry_run(capsys, _argv(own, out, "--quick", "--holdout", "0.25", "--dry-run"))
+    stages, text = dry_run(capsys, _argv(own, out, "--quick", "--holdout", "0.25", "--bootstrap", "0", "--dry-run"))
     assert value(stages[1]["commands"][0], "--config-file").endswith(
         "quick_schedules/fashion_det_cloud_teacher_instant_test.yaml")
     assert value(stages[2]["commands"][0], "--config-file").endswith(
@@ -170,6 +174,7 @@ def test_quick_dry_run_takes_the_quick_schedules(own, tmp_path, capsys):
     assert value(stages[4]["commands"][0], "--config-file") == str(out / "configs" / "adaptive_ecc_vr_quick.yaml")
     assert 'MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS [0.1, 1.0] MODEL.ECCENTRIC.DISTILL.MODE "reconstruct"' in text
     assert value(stages[6]["commands"][0], "--max-images") == "4"
+    assert not any("--bootstrap" in c for c in stages[6]["commands"])  # --bootstrap 0: no intervals
 
 
 @pytest.mark.parametrize("case, match", [
@@ -208,9 +213,11 @@ def test_an_output_folder_of_another_command_line_is_refused(own, tmp_path, caps
     (out / "recipe.json").write_text(json.dumps({"argv": first, "identity": r.identity()}))
     assert TOOL.main(first + ["--budget-bytes", "900", "--dry-run"]) == 0  # the same run; another budget is fine
     capsys.readouterr()
-    assert TOOL.main(_argv(own, out, "--recall", "0.8", "--dry-run")) == 2
+    assert TOOL.main(_argv(own, out, "--recall", "0.8", "--dry-run")) == 0  # the same data: the stamps decide
+    capsys.readouterr()
+    assert TOOL.main(_argv(own, out, "--test", own[0], "--dry-run")) == 2  # evaluated on other images
     err = capsys.readouterr().err
-    assert "holds the run of another command line (it differs in: recall)" in err
+    assert "holds the run on other data (it differs in: test)" in err
     assert "To resume that run, repeat its command:" in err and shlex.join(first) in err
     assert f"rm -r {out}" in err
     other = tmp_path / "stranger"
@@ -316,6 +323,12 @@ def test_budget_recommendation():
                            budget_bytes=1000)) == "rate 0"  # a point without AP never wins
 
 
+def _table_rows(text):
+    """The operating-point rows of report.md, as lists of cells."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if re.match(r"^\|\s*\d+ \|", line)]
+
+
 def test_report_lists_every_point_the_plot_bd_rates_and_the_recommendation(tmp_path):
     pareto = tmp_path / "pareto"
     pareto.mkdir()
@@ -327,45 +340,237 @@ def test_report_lists_every_point_the_plot_bd_rates_and_the_recommendation(tmp_p
     text = (tmp_path / "report.md").read_text()
     assert best["label"] == "threshold 0.5"
     assert "**Recommended point (--budget-bytes 400): Dynamic ECC, threshold 0.5**: AP 22.00, 300 bytes/image" in text
-    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
-    assert [r.split(" | ")[2] for r in rows] == [p["label"] if p["label"] != "threshold 0.5" else
-                                                 "threshold 0.5 **(recommended)**" for p in POINTS]
-    assert "| 6 | cloud-only JPEG | jpeg 90 | 24.00 | 1,600 | 1.00 | 0.000 | 1.900 |  |" in text
-    assert "| 1 | Adaptive ECC (variable rate) | rate 0 | 23.50 | 500 | 1.00 | 0.200 | 1.900 | b |" in text
+    rows = _table_rows(text)
+    assert [r[2] for r in rows] == [p["label"] if p["label"] != "threshold 0.5" else
+                                    "threshold 0.5 **(recommended)**" for p in POINTS]
+    assert rows[5] == ["6", "cloud-only JPEG", "jpeg 90", "24.00", "1,600", "1.00", "0.000", "1.900", ""]
+    assert rows[0] == ["1", "Adaptive ECC (variable rate)", "rate 0", "23.50", "500", "1.00", "0.200", "1.900", "b"]
+    assert "front: b = AP vs bytes, e = AP vs edge GFLOPs, c = AP vs cloud GFLOPs, o = AP vs offload rate" in text
     assert "![Pareto fronts](pareto/pareto.png)" in text
     assert "| Adaptive ECC (variable rate) | -42.2% |" in text and "| Dynamic ECC | needs at least 2" in text
     assert "Reproduce" not in text  # no sweep of this recipe: no commands to give
+    # what this pareto.json cannot say, each with its fix
+    assert "No intervals: nothing here says whether two rows differ by more than chance" in text
+    assert "run with --bootstrap 200" in text
+    assert "No cloud-only PNG row" in text and "add png=9 to the sweep" in text
 
 
-def test_report_gives_the_command_of_each_row(tmp_path):
-    sweep = tmp_path / "pareto" / "sweeps" / "adaptive"
-    points = [dict(POINTS[0], config_file="adapt.yaml", opts=["MODEL.ECCENTRIC.CODEC.RATE", 0.0],
-                   output_dir=str(sweep / "points" / "00_rate_0")),
-              dict(POINTS[5], config_file="cloud.yaml", opts=["MODEL.WEIGHTS", "t.pth"],
-                   output_dir=str(sweep / "points" / "01_jpeg_90")),
-              dict(POINTS[3], config_file="adapt.yaml", output_dir=str(tmp_path / "elsewhere" / "02_edge"))]
-    (tmp_path / "pareto" / "pareto.json").parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "pareto" / "pareto.json").write_text(json.dumps({"dataset": "my_val", "images": 6, "bd_rate": {},
-                                                                 "points": points}))
-    opts = ["MODEL.WEIGHTS", "a.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
-    context = {"train": "my_train", "train_set": "my_train_fit", "gate_set": "my_train_holdout", "test": "my_val",
-               "num_classes": 2, "sweep_opts": {str(sweep): opts}, "eval_dir": "out/eval", "quick": False,
-               "adapt_config": "adapt.yaml", "cloud_config": "cloud.yaml", "teacher": "t.pth", "eval_images": None,
-               "command": "python tools/train_eccentric.py ...", "seconds": {"teacher": 75.0},
-               "fit": {"threshold": 0.3431, "fitted": True, "dataset": "my_train_holdout", "recall_target": 0.9},
-               "checkpoints": {"teacher": "t.pth", "offload_gate": "g.pth"}}
-    write_report(str(tmp_path / "pareto" / "pareto.json"), str(tmp_path / "report.md"), context=context)
-    text = (tmp_path / "report.md").read_text()
+def _ci_point(series, label, ap, ci, nbytes, offload, edge=0.2, cloud=1.9):
+    p = _point(series, label, ap, nbytes, offload, edge, cloud)
+    p["metrics"]["AP_ci95"] = list(ci)
+    return p
+
+
+# What a teacher that never learned the task gives (issue 28's aerial photos: 25 test images, every AP between 2 and
+# 5, the teacher on lossless images below the edge alone, cloud-only JPEG worse at q90 than at q5)
+RANDOM_LABELS = [
+    _ci_point("Adaptive ECC (variable rate)", "rate 0", 3.9, (2.6, 5.3), 2400.0, 1.0),
+    _ci_point("Adaptive ECC (variable rate)", "rate 1", 3.2, (2.0, 4.6), 1500.0, 1.0),
+    _ci_point("Adaptive ECC (variable rate)", "rate 2", 3.5, (2.2, 4.9), 900.0, 1.0),
+    _ci_point("Dynamic ECC", "threshold 0.1", 3.7, (2.4, 5.0), 700.0, 0.3),
+    _ci_point("Dynamic ECC", "threshold 0.3", 3.7, (2.4, 5.0), 700.0, 0.3),
+    _ci_point("edge-only", "edge-only", 4.04, (2.9, 5.4), 0.0, 0.0, cloud=0.0),
+    _ci_point("cloud-only JPEG", "jpeg 5", 3.61, (3.1, 4.2), 1200.0, None, edge=0.0),
+    _ci_point("cloud-only JPEG", "jpeg 90", 2.41, (1.9, 2.9), 9000.0, None, edge=0.0),
+    _ci_point("cloud-only PNG", "png 9", 2.38, (1.5, 3.4), 30000.0, None, edge=0.0)]
+# the same report of a teacher that learned it, on enough images to rank the rows
+HEALTHY = [
+    _ci_point("Adaptive ECC (variable rate)", "rate 0", 31.0, (30.2, 31.8), 2400.0, 1.0),
+    _ci_point("Adaptive ECC (variable rate)", "rate 1", 27.0, (26.0, 28.0), 1500.0, 1.0),
+    _ci_point("edge-only", "edge-only", 18.0, (17.0, 19.0), 0.0, 0.0, cloud=0.0),
+    _ci_point("cloud-only JPEG", "jpeg 30", 28.0, (27.0, 29.0), 4000.0, None, edge=0.0),
+    _ci_point("cloud-only JPEG", "jpeg 90", 31.0, (30.0, 32.0), 9000.0, None, edge=0.0),
+    _ci_point("cloud-only PNG", "png 9", 31.5, (30.5, 32.5), 30000.0, None, edge=0.0)]
+
+
+def _report(tmp_path, points, images=25, **budget):
+    (tmp_path / "pareto.json").write_text(json.dumps({"dataset": "aerial_test", "images": images, "accuracy": "AP",
+                                                      "bd_rate": {}, "points": points}))
+    best = write_report(str(tmp_path / "pareto.json"), str(tmp_path / "report.md"), **budget,
+                        context={"bootstrap": 200})
+    return best, (tmp_path / "report.md").read_text()
+
+
+def test_report_warns_when_the_teacher_never_learned_the_task_and_names_the_fix(tmp_path):
+    best, text = _report(tmp_path, RANDOM_LABELS, budget_bytes=1000)
+    warnings = text[text.index("## Warnings"):text.index("## Operating points")]
+    assert ("The cloud teacher is not clearly better than the edge alone: train it longer (teacher:SOLVER.MAX_ITER) "
+            "or start from pretrained weights with --teacher-weights") in warnings
+    assert "(cloud-only PNG) it scores AP 2.38 [1.50, 3.40], the edge alone AP 4.04 [2.90, 5.40]" in warnings
+    assert ("**cloud-only JPEG: AP does not rise with quality.** At its highest quality (jpeg 90) the cloud scores "
+            "AP 2.41 [1.90, 2.90], below jpeg 5's 3.61 by more than the interval") in warnings
+    assert "**The intervals overlap so much that the ranking is noise**: 35 of the 36 pairs of rows" in warnings
+    assert "evaluate on more test images" in warnings
+    # the best AP within 1000 bytes is the edge alone, but threshold 0.1's interval overlaps it: no silent pick
+    assert best["label"] == "edge-only"
+    assert "**Recommended point (--budget-bytes 1000): none distinguishable.**" in text
+    assert "**The recommended point is not distinguishable from its neighbours**: edge-only, edge-only" in warnings
+    assert "overlaps Dynamic ECC, threshold 0.1 (AP 3.70 [2.40, 5.00])" in warnings
+    assert "edge-only *(picked, not distinguishable)*" in text
+    # without a budget the rule picks the edge alone (no point sends fewer bytes), but no row stands out of the noise
+    best, text = _report(tmp_path, RANDOM_LABELS)
+    assert best["label"] == "edge-only"
+    assert ("**Recommended point (no budget given): none distinguishable.** The rule (the fewest bytes/image within 1 "
+            "AP of the best cloud-only point (cloud-only JPEG, jpeg 5: AP 3.61)) picks edge-only, edge-only: AP 4.04 "
+            "[2.90, 5.40], 0 bytes/image") in text
+    assert "but the intervals of 35 of the 36 pairs of rows overlap: on these 25 images the choice is noise" in text
+
+
+def test_report_of_a_healthy_run_has_no_warnings_and_recommends(tmp_path):
+    best, text = _report(tmp_path, HEALTHY, images=1000)
+    assert "## Warnings" not in text
+    assert best["label"] == "rate 0"
+    assert "**Recommended point (no budget given): Adaptive ECC (variable rate), rate 0**: AP 31.00 [30.20, 31.80]" \
+        in text
+    # a teacher level with the edge, or a codec falling with quality beyond its interval, is warned about
+    level = [dict(p, metrics=dict(p["metrics"], AP=18.5, AP_ci95=[17.5, 19.5])) if p["label"] == "png 9" else p
+             for p in HEALTHY]
+    assert "not clearly better than the edge alone" in _report(tmp_path, level, images=1000)[1]
+    falling = [dict(p, metrics=dict(p["metrics"], AP=26.0, AP_ci95=[25.0, 27.0])) if p["label"] == "jpeg 90" else p
+               for p in HEALTHY]
+    assert "cloud-only JPEG: AP does not rise with quality" in _report(tmp_path, falling, images=1000)[1]
+    within = [dict(p, metrics=dict(p["metrics"], AP=27.5, AP_ci95=[26.0, 29.0])) if p["label"] == "jpeg 90" else p
+              for p in HEALTHY]  # below q30's 28.0, but within its interval: noise, not a warning of its own
+    assert "does not rise with quality" not in _report(tmp_path, within, images=1000)[1]
+
+
+def test_every_report_row_has_an_interval_and_the_ceilings_are_rows(tmp_path):
+    _, text = _report(tmp_path, HEALTHY, images=1000)
+    rows = _table_rows(text)
+    assert len(rows) == len(HEALTHY)
+    assert all(re.fullmatch(r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]", r[3]) for r in rows), rows
+    assert "AP [95% CI]" in text and "with its 95% bootstrap interval over the images (200 resamples)" in text
+    assert [r[1:3] for r in rows if r[1] in ("cloud-only PNG", "edge-only")] == [["edge-only", "edge-only"],
+                                                                                 ["cloud-only PNG", "png 9"]]
+    assert "Ceilings: *cloud-only PNG* is the cloud teacher on lossless images" in text
+    assert "*edge-only* is the edge detector alone" in text
+    # a row without an interval among rows with one says so
+    missing = [dict(p, metrics={k: v for k, v in p["metrics"].items() if k != "AP_ci95"}) if p["label"] == "rate 1"
+               else p for p in HEALTHY]
+    assert _table_rows(_report(tmp_path, missing, images=1000)[1])[1][3] == "27.00 [-]"
+
+
+def test_report_configs_reproduce_each_row_in_a_short_command(own, tmp_path, monkeypatch):
+    """report.md's commands are short: each row's merged config (overrides, datasets, weights, OUTPUT_DIR) is written
+    to OUT/configs/<point>.yaml; a model row runs it with train_net.py --eval-only, an image-codec row with a
+    one-point pareto.py sweep whose cloud model is that same config."""
+    from eccentric_det.tasks import get_eccentric_cfg
+
+    monkeypatch.chdir(tmp_path)
+    out = os.path.join("output", "my_ecc")
+    argv = _argv(own, out)
+    r = recipe.Recipe(TOOL.build_parser().parse_args(argv), argv)
+    r.check()
+    dirs, adapt, cloud, teacher = r.sweep_dirs(), r.configs["adapt"], r.configs["cloud"], r.ckpt("teacher.pth")
+
+    def point(series, label, config, opts, sweep, i, ap):
+        p = _ci_point(series, label, ap, (ap - 1, ap + 1), 100.0 * (i + 1), 1.0)
+        p.update(config_file=config, opts=opts, output_dir=os.path.join(dirs[sweep], "points", f"{i:02d}_x"))
+        return p
+
+    points = [point("Adaptive ECC (variable rate)", "rate 0", adapt, ["MODEL.ECCENTRIC.CODEC.RATE", 0.0], "adaptive",
+                    0, 30.0),
+              point("edge-only", "edge-only", adapt, ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "never"], "adaptive", 1, 20.0),
+              point("cloud-only JPEG", "jpeg 90", cloud, ["MODEL.WEIGHTS", teacher], "adaptive", 2, 31.0),
+              point("cloud-only PNG", "png 9", cloud, ["MODEL.WEIGHTS", teacher], "adaptive", 3, 32.0),
+              point("Dynamic ECC", "threshold 0.3431", adapt, ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic",
+                                                               "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", 0.3431],
+                    "dynamic", 0, 29.0),
+              dict(_point("earlier runs", "elsewhere", 1.0, 1.0, 1.0), output_dir="elsewhere/x")]
+    os.makedirs(r.stage_dir("pareto"))
+    with open(os.path.join(r.stage_dir("pareto"), "pareto.json"), "w") as f:
+        json.dump({"dataset": own[1], "images": 6, "accuracy": "AP", "bd_rate": {}, "points": points}, f)
+    configs = os.path.join(out, "configs")
+    os.makedirs(configs)
+    with open(os.path.join(configs, "threshold_0.5.yaml"), "w") as f:  # a point of an earlier sweep
+        f.write(recipe.POINT_CONFIG_MARK + " 4: Dynamic ECC, threshold 0.5\n")
+    with open(os.path.join(configs, "mine.yaml"), "w") as f:
+        f.write("MODEL:\n  DEVICE: cpu\n")
+
+    stage = r.stage_report()
+    slugs = ["rate_0", "edge-only", "jpeg_90", "png_9", "threshold_0.3431"]
+    assert stage.outputs == [os.path.join(out, "report.md")] + [os.path.join(configs, f"{s}.yaml") for s in slugs]
+    stage.run(stage)
+    text = open(os.path.join(out, "report.md")).read()
+    commands = re.findall(r"^(\d+)\. `(.*)`$", text, re.M)
+    assert [int(i) for i, _ in commands] == [1, 2, 3, 4, 5]  # the point from outside the recipe's sweeps has none
+    assert all(len(c) < 200 for _, c in commands), [len(c) for _, c in commands]
     train_net, pareto = recipe._tool("train_net.py"), recipe._tool("pareto.py")
-    assert (f"1. `python {train_net} --eval-only --config-file adapt.yaml MODEL.WEIGHTS a.pth "
-            f"MODEL.ECCENTRIC.EDGE.WEIGHTS '' MODEL.ECCENTRIC.CODEC.RATE 0.0 "
-            f"OUTPUT_DIR out/eval/adaptive/00_rate_0`") in text
-    assert (f"2. `python {pareto} --config-file adapt.yaml --sweep jpeg=90 --cloud-config cloud.yaml "
-            f"--cloud-weights t.pth --dataset my_val --output out/eval/adaptive/01_jpeg_90 -- "
-            f"MODEL.WEIGHTS a.pth") in text
-    assert "\n3. `" not in text  # a point from outside the recipe's sweeps has no command
-    assert "* offload_gate: `g.pth` (threshold 0.3431, fitted on `my_train_holdout` for recall 0.9)" in text
-    assert "Stage times: teacher 1m15s." in text
+    assert commands[0][1] == f"python {train_net} --eval-only --config-file output/my_ecc/configs/rate_0.yaml"
+    assert commands[2][1] == (f"python {pareto} --config-file output/my_ecc/configs/jpeg_90.yaml --sweep jpeg=90 "
+                              f"--output output/my_ecc/eval/jpeg_90")
+    assert f"is in `{configs}/`" in text
+    assert not os.path.exists(os.path.join(configs, "threshold_0.5.yaml"))  # stale: removed
+    assert os.path.exists(os.path.join(configs, "mine.yaml"))  # not the recipe's: kept
+
+    # each config is the point's merged config, as the sweep evaluated it
+    cfg = get_eccentric_cfg(os.path.join(configs, "rate_0.yaml"), [])
+    assert cfg.MODEL.ECCENTRIC.CODEC.RATE == 0.0 and cfg.MODEL.WEIGHTS == r.ckpt("adaptive_ecc_vr.pth")
+    assert cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS == "" and tuple(cfg.DATASETS.TEST) == (own[1],)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2 and cfg.OUTPUT_DIR == os.path.join(out, "eval", "rate_0")
+    assert [e[0] for e in cfg.DATASETS.REGISTER][:2] == [own[0], own[1]]
+    assert cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS == teacher
+    dyn = get_eccentric_cfg(os.path.join(configs, "threshold_0.3431.yaml"), [])
+    assert (dyn.MODEL.ECCENTRIC.OFFLOAD.POLICY, dyn.MODEL.ECCENTRIC.OFFLOAD.THRESHOLD) == ("dynamic", 0.3431)
+    assert dyn.MODEL.ECCENTRIC.EDGE.WEIGHTS == r.ckpt("offload_gate.pth")
+    jpeg = get_eccentric_cfg(os.path.join(configs, "jpeg_90.yaml"), [])
+    assert jpeg.MODEL.WEIGHTS == teacher and jpeg.MODEL.ROI_HEADS.NUM_CLASSES == 2
+    assert jpeg.MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG == os.path.join(configs, "jpeg_90.yaml")  # pareto.py's cloud
+    assert open(os.path.join(configs, "jpeg_90.yaml")).readline().startswith(recipe.POINT_CONFIG_MARK + " 3: ")
+
+
+def test_a_finished_training_stage_loses_its_intermediate_checkpoints(tmp_path):
+    stage = Stage("teacher", 1, str(tmp_path / "teacher"))
+    os.makedirs(stage.out_dir)
+    for name in ("model_0000999.pth", "model_0001999.pth", "model_final.pth", "last_checkpoint", "metrics.json"):
+        (tmp_path / "teacher" / name).write_text("x")
+    lines = []
+    recipe.write_stamp(stage, {}, {}, "running")
+    assert recipe.remove_intermediate(stage, lines.append) == []  # an interrupted training resumes from them
+    recipe.write_stamp(stage, {}, {}, "done")
+    assert recipe.remove_intermediate(stage, lines.append) == ["model_0000999.pth", "model_0001999.pth"]
+    assert sorted(os.listdir(stage.out_dir)) == ["last_checkpoint", "metrics.json", "model_final.pth", "stage.json"]
+    assert "removed 2 intermediate checkpoints" in lines[-1] and "--keep-intermediate keeps them" in lines[-1]
+    gate = Stage("gate", 5, str(tmp_path / "gate"))  # not a training: nothing of it is an intermediate checkpoint
+    os.makedirs(gate.out_dir)
+    (tmp_path / "gate" / "model_0000001.pth").write_text("x")
+    recipe.write_stamp(gate, {}, {}, "done")
+    assert recipe.remove_intermediate(gate, lines.append) == []
+
+
+def test_the_command_prints_no_library_deprecation_warning(tmp_path):
+    run = subprocess.run([sys.executable, os.path.join("tools", "train_eccentric.py"), "--train", "nowhere", "--test",
+                          "nowhere", "--num-classes", "2", "--output", str(tmp_path / "o"), "--dry-run"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "dataset 'nowhere' (--train) is not registered" in run.stderr, run.stderr
+    assert "FutureWarning" not in run.stderr and "DeprecationWarning" not in run.stderr, run.stderr
+
+
+def test_the_teacher_load_says_it_is_the_teacher(tmp_path):
+    import logging
+
+    import torch
+    from detectron2.modeling import build_model
+
+    from eccentric_det.distill.teacher import build_teacher, teacher_cfg
+
+    config = os.path.join(ROOT, "configs", "quick_schedules", "fashion_det_cloud_teacher_instant_test.yaml")
+    torch.save({"model": build_model(teacher_cfg(config)).state_dict()}, tmp_path / "teacher.pth")
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    log = logging.getLogger("eccentric_det.checkpoint")
+    log.addHandler(handler)
+    old = log.level
+    log.setLevel(logging.INFO)
+    try:
+        build_teacher(config, str(tmp_path / "teacher.pth"))
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
+    loaded = [m for m in records if m.startswith("Loaded ")]
+    assert loaded and loaded[0].endswith(f"from {tmp_path / 'teacher.pth'} (the distillation teacher: "
+                                         f"MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS)"), records
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -395,14 +600,24 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     result = json.load(open(out / "pareto" / "pareto.json"))
     series = {p["series"] for p in result["points"]}
     assert series == {"Adaptive ECC (variable rate)", "edge-only", "Dynamic ECC", "cloud-only JPEG",
-                      "cloud-only WebP"}, series
-    for s in series:
-        assert f"| {s} |" in report
+                      "cloud-only WebP", "cloud-only PNG"}, series  # PNG and edge-only: the ceilings
+    rows = _table_rows(report)
+    assert {r[1] for r in rows} == series and len(rows) == len(result["points"])
+    assert all(re.fullmatch(r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]", r[3]) for r in rows), rows  # AP [interval]
     assert "**Recommended point (no budget given)" in report and "![Pareto fronts](pareto/pareto.png)" in report
-    evals = re.findall(r"^\d+\. `python tools/train_net.py --eval-only .*OUTPUT_DIR .*`$", report, re.M)
-    sweeps = re.findall(r"^\d+\. `python tools/pareto.py .*--sweep (?:jpeg|webp)=\d+ .*`$", report, re.M)
+    ap = {p["series"]: p["metrics"]["AP"] for p in result["points"] if p["series"] in ("edge-only", "cloud-only PNG")}
+    if ap["cloud-only PNG"] <= ap["edge-only"]:  # a few iterations teach the teacher little
+        assert "The cloud teacher is not clearly better than the edge alone: train it longer" in report
+    evals = re.findall(r"^\d+\. `(python tools/train_net.py --eval-only --config-file \S+)`$", report, re.M)
+    sweeps = re.findall(r"^\d+\. `(python tools/pareto.py --config-file \S+ --sweep (?:jpeg|webp|png)=\d+ "
+                        r"--output \S+)`$", report, re.M)
     assert (len(evals), len(sweeps)) == (sum(not p["series"].startswith("cloud-only") for p in result["points"]),
                                          sum(p["series"].startswith("cloud-only") for p in result["points"]))
+    assert all(len(c) < 200 for c in evals), evals
+    assert all(len(c) < 250 for c in sweeps), sweeps  # two paths under pytest's long folder (< 200 under output/NAME)
+    assert not list(out.glob("*/model_0*.pth"))  # no intermediate checkpoint once a stage is done
+    assert "(the distillation teacher: MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS)" in (out / "edge_kd" /
+                                                                                     "1_train_net.log").read_text()
     assert (out / "checkpoints" / "offload_gate.pth").is_file() and (out / "pareto" / "pareto.png").is_file()
     fit = json.load(open(out / "gate" / "fit.json"))
     assert fit["dataset"] == "e2e_train_holdout"
@@ -414,7 +629,20 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     again = subprocess.run([sys.executable] + command[1:], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    got = json.load(open(os.path.join(command[command.index("OUTPUT_DIR") + 1], "eccentric_metrics.json")))["metrics"]
+    import yaml
+
+    config = yaml.safe_load(open(command[command.index("--config-file") + 1]))
+    got = json.load(open(os.path.join(config["OUTPUT_DIR"], "eccentric_metrics.json")))["metrics"]
+    want = result["points"][row - 1]["metrics"]
+    assert got["images"] == 4 and all(got[k] == pytest.approx(want[k], abs=1e-6) for k in ("AP", "bytes_mean")), \
+        (got, want)
+    # and the one-point sweep of the lossless ceiling's config, the teacher on PNG images
+    row = next(i for i, p in enumerate(result["points"], 1) if p["series"] == "cloud-only PNG")
+    command = shlex.split(re.search(rf"^{row}\. `(.*)`$", report, re.M).group(1))
+    again = subprocess.run([sys.executable] + command[1:], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = json.load(open(os.path.join(command[command.index("--output") + 1], "pareto.json")))["points"][0]["metrics"]
     want = result["points"][row - 1]["metrics"]
     assert got["images"] == 4 and all(got[k] == pytest.approx(want[k], abs=1e-6) for k in ("AP", "bytes_mean")), \
         (got, want)
@@ -426,4 +654,21 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     for i, title in enumerate(recipe.TITLES.values(), 1):
         assert f"[{i}/7] {title}: skipped (outputs match)" in second.stdout, second.stdout
     assert {k: os.path.getmtime(out / k / "stage.json") for k in recipe.STAGES} == stamps
+
+    # one later stage's override changed: that stage and those after it re-run, the earlier ones are kept
+    teacher_ckpt = os.path.getmtime(out / "checkpoints" / "teacher.pth")
+    changed = ["--", "adaptive_ecc_vr:SOLVER.BASE_LR", "0.002"]
+    dry = subprocess.run(cmd + ["--dry-run"] + changed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "[4/7] " in dry.stdout and "would run (its commands changed)" in dry.stdout, dry.stdout
+    third = subprocess.run(cmd + changed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    titles = list(recipe.TITLES.values())
+    for i, title in enumerate(titles[:3], 1):
+        assert f"[{i}/7] {title}: skipped (outputs match)" in third.stdout, third.stdout
+    for i, title in enumerate(titles[3:], 4):
+        assert f"[{i}/7] {title}: done in" in third.stdout, third.stdout
+    assert {k: os.path.getmtime(out / k / "stage.json") for k in recipe.STAGES[:3]} == \
+        {k: stamps[k] for k in recipe.STAGES[:3]}
+    assert os.path.getmtime(out / "checkpoints" / "teacher.pth") == teacher_ckpt
     print(f"first run {took:.0f} s, second run {time.perf_counter() - start2:.1f} s")

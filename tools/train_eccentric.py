@@ -11,8 +11,13 @@ Each stage is skipped when its outputs and stamp match, resumed when it was inte
 eccentric_det/recipe.py.
 """
 import sys
+import warnings
 
-from eccentric_det.recipe import build_parser, run_recipe
+# torch deprecates torch.jit.script, which Detectron2 and fvcore call on import: a warning for their authors, not
+# for a user of this command (before the imports that trigger it)
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+from eccentric_det.recipe import build_parser, run_recipe  # noqa: E402
 
 
 def main(argv=None):

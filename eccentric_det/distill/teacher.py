@@ -33,7 +33,7 @@ def build_teacher(config_file, weights, device="cpu", student=None):
     cfg.MODEL.DEVICE = str(device)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("Teacher %s has no weights (DISTILL.TEACHER_WEIGHTS is empty): it is random.", config_file)
-    model = load_model(cfg)
+    model = load_model(cfg, label="the distillation teacher: MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS")
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -69,7 +69,7 @@ def plot_curves(curves, path, title=""):
         ax.plot(its, vals, marker="o", ms=3, label=f"{label} ({flat}{gain})")
     ax.set_xlabel("iteration")
     ax.set_ylabel(next(iter(curves.values()))["metric"] if curves else "")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -16,7 +16,6 @@ from typing import List, Optional, Tuple
 import numpy as np
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.evaluation import inference_on_dataset
-from tabulate import tabulate
 
 from ..baselines import ImageCodecBaseline, load_sc2bench
 from ..checkpoint import load_model
@@ -26,6 +25,7 @@ from ..evaluation.bootstrap import result_interval
 from ..evaluation.build import coco_evaluator
 from ..evaluation.costs import FORMAT, finite_json
 from ..evaluation.eccentric_evaluator import AP_KEYS, EccentricEvaluator
+from .table import front_legend, points_table
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +33,15 @@ logger = logging.getLogger(__name__)
 AXES = {"bytes": ("bytes_mean", "bytes / image"), "edge_gflops": ("edge_gflops", "edge GFLOPs / image"),
         "cloud_gflops": ("cloud_gflops", "cloud GFLOPs / image"), "offload": ("offload_rate", "offload rate")}
 ANCHOR = "cloud-only JPEG"  # the image-offload baseline of BD-rate
-IMAGE_CODEC_SERIES = {"jpeg": ANCHOR, "webp": "cloud-only WebP", "png": "cloud-only PNG"}
+IMAGE_CODEC_SERIES = {"jpeg": ANCHOR, "webp": "cloud-only WebP", "avif": "cloud-only AVIF", "png": "cloud-only PNG"}
 SWEEP_KEYS = {
     "thresholds": "Dynamic ECC offload thresholds (the config's own model)",
     "rates": "levels of the config's variable-rate codec (CODEC.RATE; 'all': every trained level)",
     "weights": "checkpoints of the config trained at several rate weights",
     "independent": "Independent ECC JPEG qualities (--independent-config)",
     "jpeg": "cloud-only on JPEG images at these qualities (--cloud-config)",
-    "webp": "cloud-only on WebP images at these qualities (--cloud-config)",
+    "webp": "cloud-only on WebP images at these qualities, 101: lossless (--cloud-config)",
+    "avif": "cloud-only on AVIF images (Pillow's libavif) at these qualities (--cloud-config)",
     "png": "cloud-only on PNG images at these compression levels (--cloud-config)",
     "edge_only": "the config's edge detector alone (no values)",
     "sc2bench": "sc2bench baseline checkpoints of tools/train_sc2bench.py (--cloud-config)",
@@ -148,7 +149,7 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
     if not cloud_config and config_file:
         D = get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.DISTILL
         cloud_config, cloud_weights = D.TEACHER_CONFIG, cloud_weights or D.TEACHER_WEIGHTS
-    needs = {"config": ("thresholds", "rates", "weights", "edge_only"), "cloud": ("jpeg", "webp", "png", "sc2bench"),
+    needs = {"config": ("thresholds", "rates", "weights", "edge_only"), "cloud": (*IMAGE_CODEC_SERIES, "sc2bench"),
              "independent": ("independent",)}
     given = {"config": config_file, "cloud": cloud_config, "independent": independent_config}
     flag = {"config": "--config-file", "cloud": "--cloud-config", "independent": "--independent-config"}
@@ -307,8 +308,8 @@ def result_series(summary):
 
 
 def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
-    """The records of an earlier sweep (a folder with pareto.json: each point keeps its series and
-    label) or of one ``--eval-only`` run (see :func:`load_results`), checked the same way."""
+    """The records of an earlier sweep (a folder with pareto.json: each point keeps its series, label and
+    bootstrap intervals) or of one ``--eval-only`` run (see :func:`load_results`), checked the same way."""
     sweep_file = os.path.join(path, "pareto.json")
     if not os.path.isfile(sweep_file):
         return [load_results(path, dataset, image_ids, input_size, accuracy)]
@@ -320,8 +321,9 @@ def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accura
         rec = load_results(point_dir if os.path.isdir(point_dir) else p["output_dir"], dataset, image_ids,
                            input_size, accuracy)
         image_ids, input_size = rec["image_ids"], rec["input_size"]
+        kept = {k: v for k, v in p.get("metrics", {}).items() if k.endswith("_ci95")}  # its --bootstrap intervals
         records.append({**rec, "series": p["series"], "label": p["label"], "config_file": p["config_file"],
-                        "opts": p["opts"]})
+                        "opts": p["opts"], "metrics": {**rec["metrics"], **kept}})
     return records
 
 
@@ -411,27 +413,13 @@ def series_bd_rates(points, method="pchip", accuracy="AP"):
 
 
 def format_summary(result):
-    """pareto.json as a table (front letters per axis) plus the BD-rates."""
+    """pareto.json as a table (:func:`eccentric_det.reports.table.points_table`, the recipe's report.md renders the
+    same) with the fronts' legend, plus the BD-rates."""
     acc = result.get("accuracy", "AP")
-    rows = []
-    for p in result["points"]:
-        m = p["metrics"]
-        ci = m.get(f"{acc}_ci95")
-        value = _fmt(m.get(acc), ".2f") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-        rows.append([p["series"], p["label"], value, _fmt(m.get("bytes_mean"), ".0f"),
-                     _fmt(m.get("edge_gflops"), ".3f"), _fmt(m.get("cloud_gflops"), ".3f"),
-                     _fmt(m.get("offload_rate"), ".2f"), "".join(a[0] for a, on in p["front"].items() if on)])
-    intervals = any(f"{acc}_ci95" in p["metrics"] for p in result["points"])
-    table = tabulate(rows, headers=["series", "point", acc + (" [95% CI]" if intervals else ""), "bytes/img", "edge GFLOPs", "cloud GFLOPs", "offload",
-                                    "front"], tablefmt="pipe")
+    table = "\n".join(points_table(result["points"], acc))
     bd = "\n".join(f"  {s}: " + (f"{v:+.1f}%" if isinstance(v, float) else v) for s, v in result["bd_rate"].items())
-    return (f"{table}\nfront: b = {acc} vs bytes, e = {acc} vs edge GFLOPs, c = {acc} vs cloud GFLOPs, o = {acc} vs "
-            f"offload rate\n"
+    return (f"{table}\n{front_legend(acc)}\n"
             f"BD-rate vs {result['anchor']} ({result['bd_method']}):\n{bd or '  (no other series)'}")
-
-
-def _fmt(v, spec):
-    return "-" if v is None else format(v, spec)
 
 
 def plot_pareto(result, path):
