@@ -147,6 +147,18 @@ def add_eccentric_config(cfg):
     # Longest side of the original image (the size detections are scaled to) a payload may claim.
     E.PAYLOAD.MAX_OUTPUT_SIDE = 16384
 
+    # Stopping a training run early (tools/train_net.py): at the plateau of its learning curve (SOLVER.PLATEAU.STOP:
+    # the EvalHook's METRIC on DATASETS.TEST every TEST.EVAL_PERIOD iterations, a held-out split of the training
+    # images; flat when the best of the last quarter of iterations is less than MIN_GAIN above the best before it,
+    # after at least MIN_POINTS evaluations), or after SOLVER.MAX_MINUTES of training (0: no limit). Either way
+    # OUTPUT_DIR/stop.json says what ended the run.
+    _C.SOLVER.PLATEAU = CN()
+    _C.SOLVER.PLATEAU.STOP = False
+    _C.SOLVER.PLATEAU.METRIC = "bbox/AP"
+    _C.SOLVER.PLATEAU.MIN_GAIN = 0.3
+    _C.SOLVER.PLATEAU.MIN_POINTS = 4
+    _C.SOLVER.MAX_MINUTES = 0.0
+
     _C.TEST.ECCENTRIC = CN()
     # Count edge and cloud FLOPs with fvcore during evaluation (per half, per image).
     _C.TEST.ECCENTRIC.FLOPS = True

@@ -63,6 +63,25 @@ def test_joint_adaptation_trains_the_edge_trunk_with_its_own_detector(tiny_root,
     assert trunk and any(not torch.equal(first[k], final[k]) for k in trunk)
 
 
+def test_training_stops_at_its_plateau_or_time_budget(tiny_root, tmp_path):
+    """SOLVER.PLATEAU.STOP ends a run once its held-out curve is flat (here: a min gain no curve reaches, so flat as
+    soon as there are MIN_POINTS evaluations), SOLVER.MAX_MINUTES once its time is spent; both save model_final and
+    say why in stop.json; a run to MAX_ITER says so too."""
+    plateau = ["SOLVER.MAX_ITER", "40", "TEST.EVAL_PERIOD", "2", "SOLVER.PLATEAU.STOP", "True",
+               "SOLVER.PLATEAU.MIN_GAIN", "1000", "SOLVER.PLATEAU.MIN_POINTS", "2"]
+    run_train_net(tiny_root, tmp_path / "plateau", "fashion_det_cloud_teacher", *plateau)
+    stop = json.load(open(tmp_path / "plateau" / "stop.json"))
+    assert (stop["reason"], stop["iteration"], stop["max_iter"]) == ("plateau", 4, 40)
+    assert [p[0] for p in stop["curve"]] == [2, 4] and stop["plateau"]["flat"]
+    assert (tmp_path / "plateau" / "model_final.pth").is_file()
+    run_train_net(tiny_root, tmp_path / "budget", "fashion_det_cloud_teacher", "SOLVER.MAX_ITER", "40",
+                  "SOLVER.MAX_MINUTES", "0.0001")
+    stop = json.load(open(tmp_path / "budget" / "stop.json"))
+    assert stop["reason"] == "max_minutes" and stop["iteration"] == 1
+    run_train_net(tiny_root, tmp_path / "full", "fashion_det_cloud_teacher")
+    assert json.load(open(tmp_path / "full" / "stop.json"))["reason"] == "max_iter"
+
+
 def test_eval_only_reports_costs(tiny_root, tmp_path):
     run_train_net(tiny_root, tmp_path, "fashion_det_dynamic_ecc", "MODEL.ECCENTRIC.DISTILL.MODE", "task")
     out = tmp_path / "eval"

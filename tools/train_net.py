@@ -21,6 +21,7 @@ from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import check_class_count
 from eccentric_det.evaluation import build_eccentric_evaluator, check_datasets
 from eccentric_det.solver import build_optimizer
+from eccentric_det.training.hooks import EarlyStop, StopAtPlateau
 
 
 class Trainer(DefaultTrainer):
@@ -45,6 +46,18 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
+
+    def build_hooks(self):
+        """Detectron2's hooks, then :class:`StopAtPlateau` (after the EvalHook it reads): it writes
+        OUTPUT_DIR/stop.json, and ends the run early at SOLVER.PLATEAU.STOP or SOLVER.MAX_MINUTES."""
+        return super().build_hooks() + [StopAtPlateau.from_config(self.cfg, self.checkpointer)]
+
+    def train(self):
+        """Detectron2's training; a run stopped at its plateau or time budget returns its last evaluation."""
+        try:
+            return super().train()
+        except EarlyStop:
+            return getattr(self, "_last_eval_results", None)
 
     def resume_or_load(self, resume=True):
         """Detectron2's resume from OUTPUT_DIR's last checkpoint (model, optimizer, scheduler, iteration);
