@@ -670,10 +670,21 @@ class Recipe:
         cfg = self.cfgs.get(stage)
         return int(cfg.SOLVER.MAX_ITER) if cfg is not None else 0
 
+    def curve_opts(self, stage):
+        """A training stage's learning curve and stopping rule: AP on the held-out split (--holdout) eight times per
+        run, the run ended at its plateau (SOLVER.PLATEAU.STOP) or after --max-minutes; stop.json says which."""
+        opts = []
+        if self.args.holdout:
+            opts += ["DATASETS.TEST", _names(self.gate_set), "TEST.EVAL_PERIOD",
+                     str(max(1, self._max_iter(stage) // 8)), "SOLVER.PLATEAU.STOP", "True"]
+        if self.args.max_minutes:
+            opts += ["SOLVER.MAX_MINUTES", f"{self.args.max_minutes:g}"]
+        return opts
+
     def _train_step(self, stage, which, handoff):
         out = self.stage_dir(stage)
         command = ["python", _tool("train_net.py"), "--config-file", self.configs[which], *self.train_opts(),
-                   *self.user_opts(stage), *handoff, "OUTPUT_DIR", out]
+                   *self.curve_opts(stage), *self.user_opts(stage), *handoff, "OUTPUT_DIR", out]
         return Step(command, train_dir=out, max_iter=self._max_iter(stage))
 
     def _export(self, src, dst, keep=()):
@@ -916,15 +927,21 @@ class Recipe:
                 fit = json.load(f)
         except (OSError, ValueError):
             pass
-        seconds = {}
+        seconds, stops = {}, {}
         for key in STAGES[:-1]:
             try:
                 with open(os.path.join(self.stage_dir(key), "stage.json")) as f:
                     seconds[key] = json.load(f).get("seconds")
             except (OSError, ValueError):
                 pass
+            try:
+                with open(os.path.join(self.stage_dir(key), "stop.json")) as f:
+                    stops[key] = json.load(f)
+            except (OSError, ValueError):
+                pass
         return {"train": a.train, "train_set": self.train_set, "gate_set": self.gate_set, "test": a.test,
                 "num_classes": a.num_classes, "point_configs": point_configs or {}, "fit": fit, "seconds": seconds,
+                "stops": stops,
                 "eval_images": self.eval_images, "quick": self.quick, "bootstrap": a.bootstrap,
                 "checkpoints": {k: self.ckpt(k + ".pth") for k in ("teacher", "edge_kd", "adaptive_ecc_vr",
                                                                      "offload_gate")},
@@ -1176,6 +1193,24 @@ def _reproduce(point, context):
     return shlex.join(["python", _tool("train_net.py"), "--eval-only", "--config-file", _shorter(found["config"])])
 
 
+def training_section(stops):
+    """report.md's lines on how each training stage ended (its stop.json): iterations run of its budget, why it
+    stopped, its held-out curve's last value and its plateau verdict."""
+    if not stops:
+        return []
+    lines = ["## Training", "", "| stage | iterations | ended by | held-out AP (last) | curve |", "|---|--:|---|--:|---|"]
+    for key, s in stops.items():
+        verdict, curve = s.get("plateau") or {}, s.get("curve") or []
+        last = f"{curve[-1][1]:.2f}" if curve else "-"
+        flat = ("flat" if verdict.get("flat") else "not flat") + (
+            f" (last quarter {verdict['gain']:+.2f})" if _finite(verdict.get("gain")) else "")
+        lines.append(f"| {key} | {s.get('iteration')} of {s.get('max_iter')} | {s.get('reason')} | {last} | "
+                     f"{flat if curve else 'no held-out curve (--holdout 0)'} |")
+    lines += ["", "A stage ends at its plateau (the best held-out AP of its last quarter of iterations less than 0.3 "
+                  "above the best before it), at `--max-minutes`, or at its `SOLVER.MAX_ITER`.", ""]
+    return lines
+
+
 def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None, context=None):
     """report.md from pareto.json: the recommended point for the budget (or that none is distinguishable), the
     warnings (:func:`report_warnings`), the operating points with their intervals (the table of
@@ -1266,6 +1301,7 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
             lines += ["", "Stage times: " + ", ".join(f"{k} {_duration(v)}" for k, v in ctx["seconds"].items()
                                                      if _finite(v)) + "."]
         lines.append("")
+    lines += training_section(ctx.get("stops") or {})
     os.makedirs(out_dir, exist_ok=True)
     with open(report_md, "w") as f:
         f.write("\n".join(lines))
@@ -1325,6 +1361,8 @@ def build_parser():
                                                                            "of at most F")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="N",
                    help="resamples of the 95%% interval of each point's AP over the test images (0: none)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="end each training stage after this many minutes "
+                                                                   "(0: no limit; its stop.json says what ended it)")
     p.add_argument("--keep-intermediate", action="store_true",
                    help="keep each training's intermediate checkpoints (model_0*.pth) once its final export is written")
     p.add_argument("--quick", action="store_true", help="a smoke test: the quick_schedules configs (a few "

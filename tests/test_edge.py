@@ -230,8 +230,9 @@ def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
 
 
 @pytest.mark.parametrize("config,opts", [
-    ("configs/Classification/fashion_mnist_adaptive_ecc.yaml",
-     ["MODEL.WEIGHTS", "checkpoints/classification/fashion_mnist_adaptive_ecc.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]),
+    ("configs/Classification/fashion_mnist_adaptive_ecc_joint.yaml",
+     ["MODEL.WEIGHTS", "checkpoints/classification/fashion_mnist_adaptive_ecc_joint.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "",
+      "MODEL.ECCENTRIC.OFFLOAD.POLICY", "always"]),
     ("configs/Classification/fashion_mnist_dynamic_ecc.yaml", [])])
 def test_exported_classification_edge(config, opts, tmp_path):
     from eccentric_det.classification import SplitTimmClassifier

@@ -113,6 +113,10 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert register[2:] == [[f"{train}_fit", "subset", train, "train", 0.1],
                             [f"{train}_holdout", "subset", train, "holdout", 0.1]]
     assert teacher[1][2:] == [str(out / "teacher" / "model_final.pth"), ck("teacher.pth")]
+    # its learning curve on the held-out split (the last DATASETS.TEST wins), and its stop at the plateau
+    assert ast.literal_eval(value(t, "DATASETS.TEST")) == (f"{train}_holdout",)
+    assert value(t, "TEST.EVAL_PERIOD") == "1" and value(t, "SOLVER.PLATEAU.STOP") == "True"
+    assert "SOLVER.MAX_MINUTES" not in t
 
     # 2. edge KD from that teacher; only the edge is exported
     e = edge[0]
@@ -161,6 +165,20 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert "--bootstrap" not in merge  # the merge keeps the sweeps' intervals
     assert value(merge, "--output") == str(out / "pareto")
     assert f"write {out / 'report.md'}" in text
+
+
+def test_max_minutes_reaches_every_training_stage_and_the_report_says_how_stages_ended(own, tmp_path, capsys):
+    stages, _ = dry_run(capsys, _argv(own, tmp_path / "run", "--max-minutes", "30", "--dry-run"))
+    for i in (1, 2, 3, 4):
+        assert value(stages[i]["commands"][0], "SOLVER.MAX_MINUTES") == "30"
+    lines = recipe.training_section({
+        "teacher": {"reason": "plateau", "iteration": 1200, "max_iter": 3000, "curve": [[400, 20.0], [800, 30.0],
+                    [1200, 30.1]], "plateau": {"flat": True, "gain": 0.1}},
+        "edge_kd": {"reason": "max_minutes", "iteration": 50, "max_iter": 600, "curve": [], "plateau": {}}})
+    text = "\n".join(lines)
+    assert "| teacher | 1200 of 3000 | plateau | 30.10 | flat (last quarter +0.10) |" in text
+    assert "| edge_kd | 50 of 600 | max_minutes | - | no held-out curve" in text
+    assert recipe.training_section({}) == []
 
 
 def test_quick_dry_run_takes_the_quick_schedules(own, tmp_path, capsys):
