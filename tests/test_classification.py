@@ -375,3 +375,15 @@ def test_codec_learns_at_its_lr_factor():
     assert {n.split(".")[0] for n in params} >= {"codec"}
     for name, p in params.items():
         assert lr_of[id(p)] == pytest.approx(0.001 if name.startswith("codec.") else 0.004), name
+
+
+@pytest.mark.parametrize("codec,quality", [("png", 9), ("jpeg", 50), ("webp", 50), ("webp", 101), ("avif", 50)])
+def test_grayscale_images_round_trip_in_every_codec(codec, quality):
+    """Fashion-MNIST's 1-channel images through every image codec come back 1-channel at their size (WebP has no
+    grayscale mode: read back as grayscale); the lossless ones exactly."""
+    from eccentric_det.split.image_codecs import decode_image, encode_image
+
+    gray = torch.randint(0, 256, (28, 28, 1), generator=torch.Generator().manual_seed(0)).to(torch.uint8).numpy()
+    back = decode_image(encode_image(gray, codec, quality), (28, 28), codec, channels=1)
+    assert back.shape == (28, 28, 1) and back.dtype == gray.dtype
+    assert (back == gray).all() == (codec == "png" or quality == 101)

@@ -16,6 +16,7 @@ def test_plateau_rule():
     assert verdict["final"] == 27.7 and verdict["best"] == 27.7
     assert plateau([(100, 5.0)])["flat"] is False  # one point cannot show a plateau
     assert plateau([])["gain"] is None
+    assert plateau([(100, float("nan")), (200, float("nan"))])["flat"] is False  # AP NaN: nothing was detected
 
 
 def test_detectron2_curve_reads_the_eval_points_and_a_resumed_run(tmp_path):

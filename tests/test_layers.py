@@ -25,6 +25,8 @@ DEFERRED = {
                                                     "without loading Detectron2"),
     "eccentric_det.reports.pareto": {"matplotlib.figure": "plotting only", "scipy.interpolate": "BD-rate only"},
     "eccentric_det.serving.http_app": {"uvicorn": "running the server only"},
+    "eccentric_det.serving.ray_app": {"eccentric_det.modeling": "Ray Serve ships the deployment class by value: "
+                                                                "its replica registers the Detectron2 components"},
     "eccentric_det.serving.worker": dict.fromkeys(("..checkpoint", "..codec.guarded_ans", "..data.datasets", ".config",
                                                    ".detections", "detectron2.utils.logger"),
                                                   "the model loads in the worker process, not in the HTTP front"),

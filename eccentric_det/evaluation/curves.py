@@ -5,6 +5,7 @@ never val or test). The rule (:func:`plateau`): a run has reached its plateau wh
 quarter of iterations is less than ``min_gain`` above the best value before that quarter.
 """
 import json
+import math
 import os
 
 PLATEAU_MIN_GAIN = 0.3  # AP or top-1 points
@@ -15,7 +16,7 @@ def plateau(points, min_gain=PLATEAU_MIN_GAIN, fraction=PLATEAU_FRACTION):
     """The plateau verdict of a curve: ``{"flat", "gain", "rule", "final", "best"}``. ``gain`` is the best value
     after ``(1 - fraction)`` of the last point's iteration minus the best before it (None with fewer than one
     point on each side, and then ``flat`` is False)."""
-    points = sorted((int(i), float(v)) for i, v in points)
+    points = sorted((int(i), float(v)) for i, v in points if math.isfinite(float(v)))  # NaN: nothing detected
     rule = f"best of the last {fraction:.0%} of iterations < best before it + {min_gain}"
     if not points:
         return {"flat": False, "gain": None, "rule": rule, "final": None, "best": None}

@@ -29,6 +29,8 @@ class CloudDeployment:
     """One replica: the cloud-half model of ``cfg`` behind the FastAPI app of :func:`create_app`."""
 
     def __init__(self, cfg):
+        import eccentric_det.modeling  # noqa: F401  (Serve ships this class by value: register EccentricRCNN here)
+
         S = cfg.SERVING
         self.model, self.class_names = load_model(cfg), class_names_of(cfg)
         self.spec, self.key = self.model.payload_spec(), fleet_key(S.PAYLOAD_KEY)

@@ -55,7 +55,9 @@ def decode_image(data, image_size, codec, channels=3):
     if IMAGE_CODECS[codec][1] is None:
         img = _pillow_decode(data, channels)
     else:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_UNCHANGED)
+        # WebP has no grayscale mode: a 1-channel image comes back as 3 equal channels unless read as grayscale
+        mode = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE if codec == "webp" else cv2.IMREAD_UNCHANGED
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), mode)
     if (img is None or img.dtype != np.uint8 or tuple(img.shape[:2]) != tuple(image_size)
             or (img.ndim == 3) != (channels == 3)):
         raise PayloadError(f"payload image is not a decodable {channels}-channel {codec} image of size "

@@ -255,9 +255,11 @@ def evaluate(cfg, model, data, output_dir=""):
         metrics["offload_threshold"] = model.threshold
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
-        with open(os.path.join(output_dir, "eccentric_metrics.json"), "w") as f:
+        path = os.path.join(output_dir, "eccentric_metrics.json")
+        with open(path + ".tmp", "w") as f:  # written whole or not at all: an interrupted run leaves no half file
             json.dump(finite_json({"format": FORMAT, "dataset": data.name, "config": config_summary(cfg),
                                    "metrics": metrics, "images": records}), f, indent=1)
+        os.replace(path + ".tmp", path)
     logger.info("Results on %s: top-1 %.2f%%, image as PNG %.1f bytes\n%s", data.name, metrics["top1"],
                 metrics["png_bytes_mean"], cost_table(metrics))
     return metrics
