@@ -24,9 +24,8 @@ from report import write_json
 from tabulate import tabulate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFG = "configs/FashionDet/adaptive_ecc.yaml"
-OPTS = ["MODEL.WEIGHTS", "checkpoints/fashion_det/adaptive_ecc.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "",
-        "MODEL.DEVICE", "cpu"]
+CFG = "configs/FashionDet/adaptive_ecc_vr.yaml"  # its checkpoints: adaptive_ecc_vr.pth, the edge of edge_kd.pth
+OPTS = ["MODEL.DEVICE", "cpu"]
 GOAL_S, GOAL_MB = 2.0, 400.0  # beyond torch itself
 
 _PRELUDE = """
@@ -78,7 +77,7 @@ def compare(n, folder):
 
     val = os.path.join(os.environ.get("DETECTRON2_DATASETS", os.path.join(ROOT, "datasets")), "fashion_det", "val")
     frames = [cv2.imread(os.path.join(val, f)) for f in sorted(os.listdir(val))[:n]]
-    dynamic = "configs/FashionDet/dynamic_ecc.yaml"
+    dynamic = "configs/FashionDet/dynamic_ecc_vr.yaml"
     export_from_config(dynamic, os.path.join(folder, "dynamic"))
     runs = {"adaptive": (TorchEdge.from_config(get_serving_cfg(CFG, "edge", opts=OPTS)), folder, ("onnx", "torchscript")),
             "dynamic": (TorchEdge.from_config(get_serving_cfg(dynamic, "edge")), os.path.join(folder, "dynamic"),

@@ -2,8 +2,8 @@
 """Fuzz a live cloud server on loopback with crafted payloads (eccentric_det.codec.attacks.crafted).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fuzz_server.py --num 10000 --output output/bench_fuzz_server.json
-    python benchmarks/bench_fuzz_server.py --config-file configs/FashionDet/adaptive_ecc.yaml \
-        --weights checkpoints/fashion_det/adaptive_ecc.pth --clients 4 --max-seconds 900 \
+    python benchmarks/bench_fuzz_server.py --config-file configs/FashionDet/adaptive_ecc_vr.yaml \
+        --weights checkpoints/fashion_det/adaptive_ecc_vr.pth --clients 4 --max-seconds 900 \
         MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.3
 
 tools/cloud_server.py runs in a subprocess (its model in a supervised worker process by default);
@@ -48,8 +48,8 @@ HEADERS = {"content-type": CONTENT_TYPE}
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="configs/FashionDet/adaptive_ecc.yaml", metavar="FILE")
-    p.add_argument("--weights", default="checkpoints/fashion_det/adaptive_ecc.pth")
+    p.add_argument("--config-file", default="configs/FashionDet/adaptive_ecc_vr.yaml", metavar="FILE")
+    p.add_argument("--weights", default="checkpoints/fashion_det/adaptive_ecc_vr.pth")
     p.add_argument("--num", type=int, default=10000, help="crafted payloads to send")
     p.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     p.add_argument("--legit", type=int, default=8, help="legit payloads (encoded up front)")

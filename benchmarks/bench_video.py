@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """Video under a link budget, against each video's own boxes: COCO AP over all frames and the mean bitrate of
 
-* ECC (``--ecc-config``, e.g. Dynamic ECC: the edge step, the real payloads, the cloud in process);
+* ECC (``--ecc-config``, e.g. Dynamic ECC: the edge step, the real payloads, the cloud in process), as configured
+  and under each ``--budget-kbps`` (rate control: a leaky bucket of that rate at the video's frame rate,
+  ``--buffer-s`` seconds of it), each without and/or with temporal reuse (``--reuse off|on|both``: the cloud's last
+  answer reused while the edge's latent changed less than ``--reuse-threshold``, at most ``--keyframe`` frames);
 * the edge alone (0 bytes);
 * the cloud detector (``--cloud-config``) on an H.264 stream at each ``--h264-kbps`` (libx264 through PyAV: no
   B-frames, zero-latency tuning, a keyframe every ``--gop`` frames, VBV-capped at the bitrate), on JPEG frames at
@@ -13,9 +16,11 @@ The videos are composed (Fashion-MNIST *test* items over real footage, boxes kno
     python benchmarks/bench_video.py --compose 1 2 3 --output output/bench_video
     python benchmarks/bench_video.py --videos output/demo_input/demo.mp4 --h264-kbps 64 128 256 --jpeg 10 30 \\
         --output output/bench_video
+    python benchmarks/bench_video.py --compose 1 2 3 --budget-kbps 64 128 256 --reuse both --output output/bench_budget
 
 Writes OUTPUT/bench_video.json (every video's rows and the means over the videos) and OUTPUT/bench_video.png
-(AP against kbit/s, one line per method).
+(AP against kbit/s, one line per method). ECC rows under a budget also give the bucket's peak fill, the frames the
+budget kept on the edge and the frames (partly) answered from the reuse cache.
 """
 import argparse
 import os
@@ -44,6 +49,12 @@ def parse_args(argv=None):
     p.add_argument("--h264-kbps", nargs="*", type=float, default=[32, 64, 128, 256, 512])
     p.add_argument("--gop", type=int, default=25, help="H.264 keyframe interval (frames)")
     p.add_argument("--jpeg", nargs="*", type=int, default=[10, 30, 50, 90])
+    p.add_argument("--budget-kbps", nargs="*", type=float, default=[], help="ECC under these budgets (kbit/s)")
+    p.add_argument("--buffer-s", type=float, default=1.0, help="the leaky bucket's size, in seconds of the budget")
+    p.add_argument("--reuse", choices=("off", "on", "both"), default="off",
+                   help="ECC rows without temporal reuse, with it, or both")
+    p.add_argument("--reuse-threshold", type=float, default=0.1, help="temporal reuse's change threshold")
+    p.add_argument("--keyframe", type=int, default=25, help="temporal reuse's keyframe interval (frames)")
     p.add_argument("--output", default="output/bench_video")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides of both models, last")
     return p.parse_args(argv)
@@ -66,20 +77,41 @@ class Cloud:
         return out
 
 
-def run_ecc(predictor, frames):
-    """Per-frame detections and payload bytes of the ECC predictor (every detection: AP needs the low scores), and
-    the share of frames it offloaded."""
-    detections, sizes, offloaded = [], [], 0
+def run_ecc(predictor, frames, fps, **options):
+    """Per-frame detections and payload bytes of the ECC predictor on a new stream at ``fps`` with ``options``
+    (:meth:`EccentricPredictor.start_stream`: budget, reuse; every detection: AP needs the low scores), and what the
+    stream did: the share of frames offloaded, kept on the edge by the budget, (partly) answered from the cache, and
+    the bucket's budget and peak fill."""
+    stream = predictor.start_stream(fps, **options)
+    detections, sizes, offloaded, kept, reused = [], [], 0, 0, 0
     for frame in frames:
         r = predictor(frame)
         inst = r.instances
         detections.append((inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy()))
         sizes.append(r.bytes)
         offloaded += r.offloaded
-    return detections, sizes, offloaded / len(frames)
+        kept += r.source == "edge-budget"
+        reused += bool(r.reused)
+    info = {"offload_rate": offloaded / len(frames), "budget_kept_frames": kept, "reused_frames": reused}
+    summary = stream.summary()
+    if summary:
+        info.update(budget_kbps=summary["budget_kbps"], bucket_peak_fill=summary["bucket_peak_fill"])
+    return detections, sizes, info
 
 
-def bench_video(path, ecc, edge, cloud, h264, jpeg, gop):
+def ecc_runs(budgets, reuse, threshold, keyframe, buffer_s):
+    """(row name, stream options) of each ECC run: as configured, then under each budget; without and/or with reuse."""
+    variants = [("", {})] if reuse in ("off", "both") else []
+    if reuse in ("on", "both"):
+        variants.append((", reuse", {"reuse_threshold": threshold, "keyframe": keyframe}))
+    runs = [("ECC" + suffix, options) for suffix, options in variants]
+    for b in budgets:
+        runs += [(f"ECC at {b:g} kbit/s{suffix}", {"budget_kbps": b, "buffer_s": buffer_s, **options})
+                 for suffix, options in variants]
+    return runs
+
+
+def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):
     """The rows of one video: method, AP, AP50, kbit/s, frames."""
     truth = ground_truth_of(path)
     if truth is None:
@@ -91,9 +123,10 @@ def bench_video(path, ecc, edge, cloud, h264, jpeg, gop):
         rows.append({"method": method, **video_ap(truth, detections, names), "kbps": kbps(sizes, fps),
                      "bytes_per_frame": sum(sizes) / len(sizes), "frames": len(frames), **extra})
 
-    detections, sizes, rate = run_ecc(ecc, frames)
-    row("ECC", detections, sizes, ecc.class_names, offload_rate=rate)
-    row("edge only", *run_ecc(edge, frames)[:2], edge.class_names)
+    for name, options in runs:
+        detections, sizes, info = run_ecc(ecc, frames, fps, **options)
+        row(name, detections, sizes, ecc.class_names, **info)
+    row("edge only", *run_ecc(edge, frames, fps)[:2], edge.class_names)
     row("cloud, lossless frames", cloud(frames), [0] * len(frames), cloud.class_names)
     for k in h264:
         decoded, sizes = h264_round_trip(frames, fps, k, gop)
@@ -112,12 +145,15 @@ def plot(result, path):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     mean = result["mean"]
-    for family, marker in (("H.264", "o-"), ("JPEG", "s-")):
-        pts = sorted((r["kbps"], r["AP"]) for r in mean if family in r["method"])
+    families = (("cloud on H.264", lambda m: "H.264" in m, "o-"), ("cloud on JPEG", lambda m: "JPEG" in m, "s-"),
+                ("ECC under a budget", lambda m: m.startswith("ECC at") and "reuse" not in m, "^-"),
+                ("ECC under a budget, reuse", lambda m: m.startswith("ECC at") and "reuse" in m, "v--"))
+    for label, member, marker in families:
+        pts = sorted((r["kbps"], r["AP"]) for r in mean if member(r["method"]))
         if pts:
-            ax.plot(*zip(*pts), marker, label=f"cloud on {family}")
+            ax.plot(*zip(*pts), marker, label=label)
     for r in mean:
-        if not any(f in r["method"] for f in ("H.264", "JPEG")):
+        if not any(member(r["method"]) for _, member, _ in families):
             ax.plot([max(r["kbps"], 1)], [r["AP"]], "*", ms=12, label=r["method"])
     ax.set_xscale("log")
     ax.set_xlabel("kbit/s (mean over frames)")
@@ -136,6 +172,8 @@ def mean_rows(videos):
     for m in methods:
         rs = [r for v in videos for r in v["rows"] if r["method"] == m]
         out.append({"method": m, **{k: sum(r[k] for r in rs) / len(rs) for k in ("AP", "AP50", "kbps")}})
+        if "bucket_peak_fill" in rs[0]:  # under a budget: its target, and the fullest the bucket got on any video
+            out[-1].update(budget_kbps=rs[0]["budget_kbps"], bucket_peak_fill=max(r["bucket_peak_fill"] for r in rs))
     return out
 
 
@@ -152,8 +190,11 @@ def main(argv=None):
     ecc = EccentricPredictor(ecc_cfg, confidence_threshold=0.0)
     edge = EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
     cloud = Cloud(args.cloud_config, args.cloud_weights, args.opts)
+    runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s)
     result = {"ecc_config": args.ecc_config, "cloud_config": args.cloud_config, "gop": args.gop,
-              "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop) for v in videos]}
+              "budget_kbps": args.budget_kbps, "buffer_s": args.buffer_s, "reuse": args.reuse,
+              "reuse_threshold": args.reuse_threshold, "keyframe": args.keyframe,
+              "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop, runs) for v in videos]}
     result["mean"] = mean_rows(result["videos"])
     write_json(os.path.join(args.output, "bench_video.json"), result)
     plot(result, os.path.join(args.output, "bench_video.png"))

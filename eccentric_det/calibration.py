@@ -14,7 +14,9 @@ target recall of those images (:func:`threshold_for_recall`).
 * Classification: an image needs the cloud when the edge's own head gets it wrong; the gate is a threshold
   on 1 - the edge's max softmax (:func:`fit_gate`).
 """
+import json
 import logging
+import os
 
 import numpy as np
 import torch
@@ -27,6 +29,11 @@ from .split.gate import detection_statistics, softmax_uncertainty
 from .split.region_gate import centre_tiles
 
 logger = logging.getLogger(__name__)
+FIT_KEYS = ("threshold", "offload_rate", "recall", "needs_cloud_fraction")  # what a fit's JSON record keeps
+
+
+class NothingToFit(ValueError):
+    """The images give the gate nothing to learn: every one of them needs the cloud, or none does."""
 
 
 def count_errors(instances, gt_boxes, gt_classes, score_thresh=0.5, iou_thresh=0.5):
@@ -119,6 +126,23 @@ def calibrate_offload_gate(cfg, model, dataset_name, max_images=300, recall_targ
     return fit
 
 
+def write_fit(path, fit=None, reason="", **about):
+    """Write a gate fit as JSON for the programs that read it (the recipe's gate stage), atomically: ``"fitted":
+    true`` with the threshold and what it implies on the images it was fitted on (:data:`FIT_KEYS` of ``fit``, from
+    :func:`calibrate_offload_gate`), or ``"fitted": false`` and the ``reason`` nothing was fitted; then ``about``
+    (the dataset, the recall target, ...). Returns the record."""
+    record = ({"fitted": True, **{k: fit[k] for k in FIT_KEYS if k in fit}} if fit is not None
+              else {"fitted": False, "reason": reason})
+    record.update(about)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+    return record
+
+
 def fit_offload_gate(stats, needs_cloud, recall_target=0.9, positive_weight=None, steps=2000, lr=0.1):
     """Recall-boosted logistic regression. ``stats``: [N, F] from :func:`detection_statistics`;
     ``needs_cloud``: [N] bool. Returns the parameters and the threshold reaching ``recall_target``
@@ -126,7 +150,7 @@ def fit_offload_gate(stats, needs_cloud, recall_target=0.9, positive_weight=None
     x = torch.as_tensor(np.asarray(stats), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(needs_cloud), dtype=torch.float32)
     if len(y) == 0 or y.sum() == 0 or y.sum() == len(y):
-        raise ValueError("fitting the offload gate needs images both needing and not needing the cloud")
+        raise NothingToFit("fitting the offload gate needs images both needing and not needing the cloud")
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / std
     pos_w = positive_weight or float((1 - y).sum() / y.sum())  # boost recall: balance the classes at least

@@ -109,6 +109,25 @@ def add_eccentric_config(cfg):
     # The cloud's RPN keeps this many proposals per image area on a region, relative to the whole image's
     # (MODEL.RPN.PRE/POST_NMS_TOPK_TEST times the region's share of the image, times this).
     E.OFFLOAD.REGION.PROPOSALS = 1.0
+    # Rate control of a stream (tools/demo.py, tools/edge_client.py, benchmarks/bench_video.py; the edge's stream loop,
+    # eccentric_det/edge/stream.py): the uplink's budget in kbit/s; 0: no budget (the configured rate and threshold,
+    # the same payloads as without these keys). Per frame the edge picks the codec's rate level (any of
+    # CODEC.RATE_WEIGHTS' levels, fractional ones included) and, under pressure, a higher offload threshold and fewer
+    # tiles, so that a leaky bucket of this rate never overflows; a frame that does not fit stays on the edge.
+    E.OFFLOAD.BUDGET_KBPS = 0.0
+    # The stream's frames per second (the bucket drains BUDGET_KBPS / FPS per frame); 0: the video's own rate where a
+    # tool reads a video (tools/demo.py), else required with a budget.
+    E.OFFLOAD.FPS = 0.0
+    # The bucket's size, in seconds of the budget (at least one frame's share): how far one frame may burst above it.
+    E.OFFLOAD.BUFFER_S = 1.0
+    # Temporal reuse (the cloud stays stateless): a frame (region-level: a tile) the edge would send is answered from
+    # the cloud's last answer for it when the cloud saw it within REUSE.KEYFRAME frames and the latent the edge codes
+    # changed less than REUSE.THRESHOLD since (RMS of the difference over the tile, relative to the RMS of the whole
+    # latent); 0: no reuse.
+    E.OFFLOAD.REUSE = CN()
+    E.OFFLOAD.REUSE.THRESHOLD = 0.0
+    # The most frames a cached answer is reused for before the cloud sees the tile (frame) again.
+    E.OFFLOAD.REUSE.KEYFRAME = 25
 
     E.DISTILL = CN()
     # Training mode: "task" (plain), "kd" (teacher -> edge detector), "adapt" (cloud consumes the edge's features).

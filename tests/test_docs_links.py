@@ -123,7 +123,8 @@ def test_slug_follows_github():
     assert slug("Oracle bounds of Dynamic ECC (`tools/oracle.py`)") == "oracle-bounds-of-dynamic-ecc-toolsoraclepy"
     assert slug("Training: the recipe (commands that made the committed checkpoints)") == \
         "training-the-recipe-commands-that-made-the-committed-checkpoints"
-    assert slug("`adaptive_ecc_lambda0.25.pth`") == "adaptive_ecc_lambda025pth"
+    assert slug("`fashion_mnist_cloud_teacher_plus.pth`") == "fashion_mnist_cloud_teacher_pluspth"
+    assert slug("`model_lambda0.25.pth`") == "model_lambda025pth"
 
 
 def test_checker_finds_broken_links(tmp_path):

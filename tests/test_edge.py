@@ -16,8 +16,9 @@ from eccentric_det.deploy.export import export_edge, export_from_config
 from eccentric_det.inputs import InputBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DET_CFG = "configs/FashionDet/adaptive_ecc.yaml"
-DET_OPTS = ["MODEL.WEIGHTS", "checkpoints/fashion_det/adaptive_ecc.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
+DET_CFG = "configs/FashionDet/adaptive_ecc.yaml"  # the factorised codec (codec v1), built here with random weights
+TRAINED_CFG = "configs/FashionDet/adaptive_ecc_vr.yaml"  # the committed codec-v2 model (adaptive_ecc_vr.pth)
+DET_OPTS = []
 # Not on an edge device: Detectron2 and what it pulls in, CompressAI's Python side, timm, the bounded decoder,
 # and the project's cloud, training and evaluation modules.
 FORBIDDEN = ("detectron2", "fvcore", "pycocotools", "timm", "numba", "compressai.entropy_models", "compressai.models",
@@ -42,8 +43,8 @@ def detection(tmp_path_factory):
     from eccentric_det.serving.config import get_serving_cfg
 
     out = str(tmp_path_factory.mktemp("edge_det"))
-    manifest = export_from_config(DET_CFG, out, DET_OPTS)
-    cfg = get_serving_cfg(DET_CFG, "edge", opts=DET_OPTS)
+    manifest = export_from_config(TRAINED_CFG, out, DET_OPTS)
+    cfg = get_serving_cfg(TRAINED_CFG, "edge", opts=DET_OPTS)
     return out, manifest, load_model(cfg), InputBuilder.from_config(cfg)
 
 
@@ -69,14 +70,33 @@ def _latent(model, payload, feature_hw):
     return model.codec.decompress_latent([coded])[0]
 
 
+def _factorized_edge(tmp_path, seed=0):
+    """A factorised-codec (codec v1) split model of DET_CFG with seeded random weights, its edge exported to
+    ``tmp_path``: (model, input builder)."""
+    from eccentric_det.checkpoint import load_model
+    from eccentric_det.tasks import get_eccentric_cfg
+
+    cfg = get_eccentric_cfg(DET_CFG, ["MODEL.ECCENTRIC.HALF", "edge", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
+                                      "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""])
+    torch.manual_seed(seed)
+    model = load_model(cfg)
+    assert model.codec.name == "factorized"
+    builder = InputBuilder.from_config(cfg)
+    export_edge(model, str(tmp_path), builder(images()[0]), {"min_size": builder.min_size,
+                                                             "max_size": builder.max_size,
+                                                             "format": builder.input_format})
+    return model, builder
+
+
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
-def test_exported_detection_edge_writes_the_pytorch_payloads(detection, backend):
-    """The same header and the same quantised latent as the PyTorch edge, but for latent elements whose value lies
-    within float32 noise of a rounding boundary: another runtime's convolutions (ONNX Runtime's kernels for this
-    CPU) may round those the other way. Both payloads are valid; the cloud decodes whichever it gets."""
-    folder, manifest, model, builder = detection
-    assert manifest["task"] == "detection" and manifest["outputs"] == ["y"]
-    edge = ExportedEdge(folder, backend)
+def test_exported_factorized_edge_writes_the_pytorch_payloads(backend, tmp_path):
+    """The factorised codec: the same header and the same quantised latent as the PyTorch edge, but for latent
+    elements whose value lies within float32 noise of a rounding boundary: another runtime's convolutions (ONNX
+    Runtime's kernels for this CPU) may round those the other way. Both payloads are valid; the cloud decodes
+    whichever it gets."""
+    model, builder = _factorized_edge(tmp_path)
+    edge = ExportedEdge(str(tmp_path), backend)
+    assert edge.manifest["outputs"] == ["y"]
     for img in images():
         inp = builder(img)
         want = model.edge([inp])[0]
@@ -84,9 +104,8 @@ def test_exported_detection_edge_writes_the_pytorch_payloads(detection, backend)
         assert got.offload and got.answer is None
         assert got.payload.image_size == want.image_size and got.payload.output_size == tuple(img.shape[:2])
         assert got.payload.to_bytes()[:16] == want.to_bytes()[:16]  # the header: version, model, sizes, lengths
-        if got.payload.to_bytes() == want.to_bytes():
-            continue
-        with torch.no_grad():
+        assert len(set(want.to_bytes()[16:])) > 16  # a latent of many values, not a constant
+        with torch.no_grad():  # both payloads decoded (the cloud's factorised decoder), even when the bytes agree
             x = model.preprocess_image([inp]).tensor
             feature = model.split_backbone.edge_forward(x)[model.split_backbone.split_at]
             y = model.codec.encoder(feature)[0]
@@ -98,6 +117,33 @@ def test_exported_detection_edge_writes_the_pytorch_payloads(detection, backend)
         assert torch.all((a - b).abs()[differ] == 1), "a latent element differs by more than one step"
         assert torch.all((frac - 0.5).abs()[differ] < ROUNDING), "a latent element away from a boundary differs"
         assert differ.sum() <= max(1, differ.numel() // 1000)
+        assert torch.equal(b, torch.round(y - medians) + medians)  # what the PyTorch edge quantised
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_exported_detection_edge_writes_the_pytorch_payloads(detection, backend):
+    """The committed codec-v2 model (mean-scale hyperprior, variable rate): the same header and the same
+    quantised latent as the PyTorch edge, up to latent elements within float32 noise of a rounding boundary that
+    another runtime may round the other way (see the factorised test above): a few elements at most."""
+    folder, manifest, model, builder = detection
+    assert manifest["task"] == "detection" and manifest["outputs"] == ["y", "z"]
+    edge = ExportedEdge(folder, backend)
+    for img in images():
+        inp = builder(img)
+        want = model.edge([inp])[0]
+        got = edge.step(img)
+        assert got.offload and got.answer is None
+        assert got.payload.image_size == want.image_size and got.payload.output_size == tuple(img.shape[:2])
+        assert got.payload.to_bytes()[:16] == want.to_bytes()[:16]  # the header: version, model, sizes, lengths
+        if got.payload.to_bytes() == want.to_bytes():
+            continue
+        assert backend == "onnx", "TorchScript runs the PyTorch edge's kernels: the same bytes"
+        with torch.no_grad():
+            x = model.preprocess_image([inp]).tensor
+            hw = tuple(model.split_backbone.edge_forward(x)[model.split_backbone.split_at].shape[-2:])
+        a, b = _latent(model, got.payload, hw), _latent(model, want, hw)
+        differ = ~torch.isclose(a, b)
+        assert differ.sum() <= max(1, differ.numel() // 1000)
 
 
 def test_exported_payloads_decode_in_the_cloud(detection):
@@ -106,7 +152,7 @@ def test_exported_payloads_decode_in_the_cloud(detection):
     from eccentric_det.checkpoint import load_model
     from eccentric_det.tasks import get_eccentric_cfg
 
-    cloud = load_model(get_eccentric_cfg(DET_CFG, DET_OPTS + ["MODEL.DEVICE", "cpu"]))
+    cloud = load_model(get_eccentric_cfg(TRAINED_CFG, DET_OPTS + ["MODEL.DEVICE", "cpu"]))
     edge = ExportedEdge(detection[0], "onnx")
     for img in images():
         got = cloud.cloud([edge.step(img).payload.to_bytes()])[0]["instances"]
@@ -206,12 +252,12 @@ def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
     from eccentric_det.deploy.torch_edge import TorchEdge
     from eccentric_det.serving.config import get_serving_cfg
 
-    manifest = export_from_config("configs/FashionDet/dynamic_ecc.yaml", str(tmp_path / "edge"))
-    assert manifest["backends"] == ["torchscript"] and manifest["outputs"] == ["y", "boxes", "scores", "classes"]
+    manifest = export_from_config("configs/FashionDet/dynamic_ecc_vr.yaml", str(tmp_path / "edge"))
+    assert manifest["backends"] == ["torchscript"] and manifest["outputs"] == ["y", "z", "boxes", "scores", "classes"]
     assert not os.path.exists(tmp_path / "edge" / "edge.onnx")
     with pytest.raises(ValueError, match="TorchScript only"):
         ExportedEdge(str(tmp_path / "edge"), "onnx")
-    ref = TorchEdge.from_config(get_serving_cfg("configs/FashionDet/dynamic_ecc.yaml", "edge"))
+    ref = TorchEdge.from_config(get_serving_cfg("configs/FashionDet/dynamic_ecc_vr.yaml", "edge"))
     edge = ExportedEdge(str(tmp_path / "edge"), "torchscript")
     import cv2
 

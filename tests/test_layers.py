@@ -20,9 +20,14 @@ DEFERRED = {
     "eccentric_det.evaluation.build": {"detectron2": "a probe for the compiled fast COCO evaluator"},
     "eccentric_det.evaluation.curves": {"matplotlib": "plotting only"},
     "eccentric_det.evaluation.video": {"av": "PyAV, the H.264 baseline of the video benchmark only"},
-    "eccentric_det.recipe": dict.fromkeys((".config", ".data", ".data.register", ".tasks", "detectron2.data", "tqdm",
-                                           "yaml"), "the recipe's CLI answers --help and refuses bad arguments "
-                                                    "without loading Detectron2"),
+    "eccentric_det.recipe.engine": dict.fromkeys(("..tasks", "tqdm"), "the recipe's CLI answers --help and refuses "
+                                                                       "bad arguments without loading Detectron2"),
+    "eccentric_det.recipe.options": dict.fromkeys(("..data.register", "detectron2.data", "yaml"),
+                                                  "the recipe's CLI answers --help and refuses bad arguments without "
+                                                  "loading Detectron2"),
+    "eccentric_det.recipe.plan": dict.fromkeys(("..config", "..data", "..tasks", "detectron2.data"),
+                                               "the recipe's CLI answers --help and refuses bad arguments without "
+                                               "loading Detectron2"),
     "eccentric_det.reports.pareto": {"matplotlib.figure": "plotting only", "scipy.interpolate": "BD-rate only"},
     "eccentric_det.serving.http_app": {"uvicorn": "running the server only"},
     "eccentric_det.serving.ray_app": {"eccentric_det.modeling": "Ray Serve ships the deployment class by value: "

@@ -331,7 +331,7 @@ def test_weights_of_another_class_count_fine_tune_but_never_evaluate(tmp_path):
 
 
 def test_committed_fashion_det_models_still_load():
-    for name, gate in (("dynamic_ecc", "offload_gate.pth"), ("dynamic_ecc_vr", "offload_gate_vr.pth")):
+    for name, gate in (("dynamic_ecc_vr", "offload_gate_vr.pth"), ("dynamic_region_ecc", "region_gate_vr.pth")):
         dynamic = get_eccentric_cfg(f"FashionDet/{name}.yaml", ["MODEL.DEVICE", "cpu"])  # adapted model + fitted gate
         assert dynamic.MODEL.ECCENTRIC.EDGE.WEIGHTS.endswith(gate)
         load_model(dynamic)

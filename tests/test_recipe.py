@@ -85,7 +85,13 @@ def value(command, key):
 
 
 def tool_of(command):
-    return os.path.basename(command[1])
+    """The tools/ file of a step's program: ``python -m eccentric_det.cli.train_net ...`` -> "train_net.py"."""
+    return command[2].rpartition(".")[2] + ".py" if command[1] == "-m" else os.path.basename(command[1])
+
+
+def args_of(command):
+    """A step's arguments after its program (``python -m MODULE`` or ``python FILE``)."""
+    return command[3:] if command[1] == "-m" else command[2:]
 
 
 # ------------------------------------------------------------------------------------------------ the plan
@@ -112,7 +118,7 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert [e[0] for e in register] == [train, val, f"{train}_fit", f"{train}_holdout"]
     assert register[2:] == [[f"{train}_fit", "subset", train, "train", 0.1],
                             [f"{train}_holdout", "subset", train, "holdout", 0.1]]
-    assert teacher[1][2:] == [str(out / "teacher" / "model_final.pth"), ck("teacher.pth")]
+    assert args_of(teacher[1]) == [str(out / "teacher" / "model_final.pth"), ck("teacher.pth")]
     # its learning curve on the held-out split (the last DATASETS.TEST wins), and its stop at the plateau
     assert ast.literal_eval(value(t, "DATASETS.TEST")) == (f"{train}_holdout",)
     assert value(t, "TEST.EVAL_PERIOD") == "1" and value(t, "SOLVER.PLATEAU.STOP") == "True"
@@ -124,8 +130,8 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert value(e, "MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS") == ck("teacher.pth")
     assert value(e, "MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG") == "configs/FashionDet/cloud_teacher.yaml"
     assert "SOLVER.MAX_ITER" not in e  # teacher: overrides reach that stage only
-    assert edge[1][2:] == [str(out / "edge_kd" / "model_final.pth"), ck("edge_kd.pth"), "--keep",
-                           "backbone.bottom_up.stem", "backbone.bottom_up.res2", "edge_detector"]
+    assert args_of(edge[1]) == [str(out / "edge_kd" / "model_final.pth"), ck("edge_kd.pth"), "--keep",
+                                "backbone.bottom_up.stem", "backbone.bottom_up.res2", "edge_detector"]
 
     # 3. codec pre-training from the teacher and the exported edge
     (p,) = pre
@@ -139,7 +145,7 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert value(a, "--config-file") == "configs/FashionDet/adaptive_ecc_vr.yaml"
     assert value(a, "MODEL.WEIGHTS") == os.path.join(value(p, "OUTPUT_DIR"), "model_final.pth")
     assert value(a, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ck("edge_kd.pth")
-    assert adapt[1][2:] == [os.path.join(value(a, "OUTPUT_DIR"), "model_final.pth"), ck("adaptive_ecc_vr.pth")]
+    assert args_of(adapt[1]) == [os.path.join(value(a, "OUTPUT_DIR"), "model_final.pth"), ck("adaptive_ecc_vr.pth")]
 
     # 5. the gate fitted on the held-out images, never seen in training
     (g,) = gate
@@ -243,6 +249,142 @@ def test_an_output_folder_of_another_command_line_is_refused(own, tmp_path, caps
     (other / "notes.txt").write_text("mine")
     assert TOOL.main(_argv(own, other, "--dry-run")) == 2
     assert "is not empty and holds no recipe.json" in capsys.readouterr().err
+
+
+def test_each_key_is_set_once_per_command_and_steps_run_package_modules(own, tmp_path, capsys):
+    """Every step runs a package module (``python -m eccentric_det.cli.<name>``: an installed package has them) and
+    gives each config key one value (the held-out DATASETS.TEST of a training's curve replaces its "()", a stage's
+    own override the common one)."""
+    stages, _ = dry_run(capsys, _argv(own, tmp_path / "run", "--dry-run", "--", "SOLVER.MAX_ITER", "5",
+                                      "teacher:SOLVER.MAX_ITER", "7"))
+    for i, stage in stages.items():
+        for command in stage["commands"]:
+            assert command[:3] == ["python", "-m", recipe.TOOLS[tool_of(command)[:-3]]], command
+            keys = [k for k in command if re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", k)]
+            assert len(keys) == len(set(keys)), (i, sorted(k for k in keys if keys.count(k) > 1))
+    teacher = stages[1]["commands"][0]
+    assert value(teacher, "SOLVER.MAX_ITER") == "7" and value(stages[2]["commands"][0], "SOLVER.MAX_ITER") == "5"
+    assert recipe.once(["A.B", "1", "C.D", "2", "A.B", "3"]) == ["C.D", "2", "A.B", "3"]
+    from eccentric_det.recipe.engine import _program_end  # a resumed training: --resume right after the program
+
+    assert teacher[_program_end(teacher) - 1:][:2] == ["eccentric_det.cli.train_net", "--config-file"]
+
+
+def test_the_default_configs_are_the_package_s_own(own, tmp_path, monkeypatch, capsys):
+    """From another folder than the checkout, the shipped configs are named by their place in the package."""
+    monkeypatch.chdir(tmp_path)
+    stages, _ = dry_run(capsys, _argv(own, tmp_path / "run", "--dry-run"))
+    config = value(stages[1]["commands"][0], "--config-file")
+    assert config == os.path.join(recipe.CONFIG_DIR, "FashionDet", "cloud_teacher.yaml") and os.path.isfile(config)
+    assert recipe.CONFIG_DIR == os.path.join(ROOT, "eccentric_det", "configs")  # not the checkout's configs/
+    assert value(stages[1]["commands"][0], "DATASETS.TRAIN")  # and the plan is otherwise the same
+
+
+def test_the_dry_run_estimates_a_stage_s_time_only_from_what_was_measured(own, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = _argv(own, out, "--", "teacher:SOLVER.MAX_ITER", "700")
+    r = recipe.Recipe(TOOL.build_parser().parse_args(argv), argv)
+    r.check()
+    (out / "teacher").mkdir(parents=True)
+    (out / "recipe.json").write_text(json.dumps({"argv": argv, "identity": r.identity()}))
+    with open(out / "teacher" / "metrics.json", "w") as f:  # an earlier run of the teacher: 0.5 s per iteration
+        for i in range(19, 200, 20):
+            f.write(json.dumps({"iteration": i, "time": 0.5, "total_loss": 1.0}) + "\n")
+    _, text = dry_run(capsys, argv[:-3] + ["--dry-run"] + argv[-3:])
+    assert "    # time: about 5m50s (700 iterations x 0.50 s measured in " in text
+    assert "[2/7] edge detector (KD): would run (no stamp)\n    # time: no estimate (not measured" in text
+    assert "time: about 5m50s for the stages measured here before; no estimate for edge_kd, codec_pretrain" in text
+    _, text = dry_run(capsys, _argv(own, tmp_path / "fresh", "--dry-run"))
+    assert "time: no estimate: nothing was measured in this output folder yet" in text
+
+
+def test_the_gate_stage_reads_the_fit_the_tool_wrote(own, tmp_path):
+    """Stage 5 hands its result over as a file: fit_offload_gate --fit-json writes gate/fit.json (the library's
+    write_fit), which the stage completes; with --quick a fit that found nothing to fit on ("fitted": false) falls
+    back to the unfitted gate."""
+    from eccentric_det.calibration import NothingToFit, write_fit
+
+    argv = _argv(own, tmp_path / "run", "--quick")
+    r = recipe.Recipe(TOOL.build_parser().parse_args(argv), argv)
+    r.check()
+    stage = r.stage_gate()
+    (fit,) = stage.steps
+    fit_json = fit.command[fit.command.index("--fit-json") + 1]
+    assert fit_json == r.fit_path() and fit_json in stage.outputs
+    assert tool_of(fit.fallback.command) == "export_checkpoint.py"
+    os.makedirs(stage.out_dir)
+    write_fit(fit_json, reason="fitting the offload gate needs images both needing and not needing the cloud",
+              dataset="x")
+    assert fit.fallback_when() == "fitting the offload gate needs images both needing and not needing the cloud"
+    assert stage.finish(stage) == {"threshold": 0.5}
+    assert json.load(open(fit_json))["fitted"] is False
+    write_fit(fit_json, {"threshold": 0.3431234, "offload_rate": 0.8, "recall": 0.9, "needs_cloud_fraction": 0.5,
+                         "weight": [1.0]}, dataset="x", recall_target=0.9)
+    assert fit.fallback_when() == ""
+    assert stage.finish(stage) == {"threshold": 0.3431234}
+    record = json.load(open(fit_json))
+    assert record == {"fitted": True, "threshold": 0.3431234, "offload_rate": 0.8, "recall": 0.9,
+                      "needs_cloud_fraction": 0.5, "dataset": r.gate_set, "recall_target": 0.9}
+    assert r.threshold() == 0.3431234 and "thresholds=0.3431,0.5" in " ".join(r.stage_pareto().steps[1].command)
+    assert issubclass(NothingToFit, ValueError)
+
+
+def test_fit_offload_gate_writes_its_fit_or_why_there_is_none(own, tmp_path, monkeypatch, capsys):
+    """fit_offload_gate --fit-json: the fit as JSON (what the recipe reads), or "fitted": false, the reason and exit
+    status 3 when the images leave nothing to fit (the model and the fit are stubbed: this is the program's part)."""
+    import torch
+
+    from eccentric_det.calibration import NothingToFit
+    from eccentric_det.cli import fit_offload_gate as tool
+
+    train, val, register = own
+    entries = [register[i + 1:i + 5] for i in range(0, len(register), 5)]
+    fits = [NothingToFit("fitting the offload gate needs images both needing and not needing the cloud"),
+            {"threshold": 0.25, "offload_rate": 0.5, "recall": 1.0, "needs_cloud_fraction": 0.4, "weight": [0.1]}]
+
+    def calibrate(cfg, model, dataset, max_images, recall, regions=False):
+        fit = fits.pop(0)
+        if isinstance(fit, Exception):
+            raise fit
+        return fit
+
+    class Model(torch.nn.Module):
+        def state_dict(self):
+            return {"offload_gate.bias": torch.zeros(1), "backbone.w": torch.zeros(1)}
+
+    monkeypatch.setattr(tool, "load_model", lambda cfg: Model())
+    monkeypatch.setattr(tool, "calibrate_offload_gate", calibrate)
+    fit_json, gate = tmp_path / "gate" / "fit.json", tmp_path / "gate.pth"
+    argv = ["--config-file", "configs/quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml", "--weights", "x.pth",
+            "--dataset", train, "--output", str(gate), "--fit-json", str(fit_json), "DATASETS.REGISTER",
+            json.dumps(entries), "MODEL.ROI_HEADS.NUM_CLASSES", "2"]
+    assert tool.main(argv) == tool.NOTHING_TO_FIT == 3
+    assert "needs images both needing and not needing the cloud" in capsys.readouterr().err
+    assert json.load(open(fit_json)) == {"fitted": False, "reason": "fitting the offload gate needs images both "
+                                         "needing and not needing the cloud", "dataset": train, "recall_target": 0.9,
+                                         "regions": False, "gate": str(gate)}
+    assert not gate.exists()
+    assert tool.main(argv) == 0
+    assert json.load(open(fit_json)) == {"fitted": True, "threshold": 0.25, "offload_rate": 0.5, "recall": 1.0,
+                                         "needs_cloud_fraction": 0.4, "dataset": train, "recall_target": 0.9,
+                                         "regions": False, "gate": str(gate)}
+    assert "set MODEL.ECCENTRIC.OFFLOAD.THRESHOLD 0.2500" in capsys.readouterr().out
+    assert list(torch.load(gate, weights_only=True)["model"]) == ["offload_gate.bias"]
+
+
+def test_a_sweep_s_progress_is_counted_from_the_files_it_writes(tmp_path):
+    from eccentric_det.recipe.engine import _points_done
+
+    since = time.time() - 1.0
+    assert _points_done(str(tmp_path), since) == (0, 0)  # no plan.json yet
+    points = [{"series": "s", "label": str(i), "output_dir": str(tmp_path / "points" / str(i))} for i in range(3)]
+    (tmp_path / "plan.json").write_text(json.dumps({"points": points}))
+    assert _points_done(str(tmp_path), since) == (0, 3)
+    for i in (0, 2):
+        os.makedirs(points[i]["output_dir"])
+        (tmp_path / "points" / str(i) / "eccentric_metrics.json").write_text("{}")
+    assert _points_done(str(tmp_path), since) == (2, 3)
+    assert _points_done(str(tmp_path), time.time() + 60) == (0, 0)  # files of an earlier run do not count
 
 
 # ------------------------------------------------------------------------------------------------ stamps
@@ -513,7 +655,7 @@ def test_report_configs_reproduce_each_row_in_a_short_command(own, tmp_path, mon
     commands = re.findall(r"^(\d+)\. `(.*)`$", text, re.M)
     assert [int(i) for i, _ in commands] == [1, 2, 3, 4, 5]  # the point from outside the recipe's sweeps has none
     assert all(len(c) < 200 for _, c in commands), [len(c) for _, c in commands]
-    train_net, pareto = recipe._tool("train_net.py"), recipe._tool("pareto.py")
+    train_net, pareto = (shlex.join(recipe.tool(name)[1:]) for name in ("train_net", "pareto"))
     assert commands[0][1] == f"python {train_net} --eval-only --config-file output/my_ecc/configs/rate_0.yaml"
     assert commands[2][1] == (f"python {pareto} --config-file output/my_ecc/configs/jpeg_90.yaml --sweep jpeg=90 "
                               f"--output output/my_ecc/eval/jpeg_90")
@@ -570,6 +712,7 @@ def test_the_teacher_load_says_it_is_the_teacher(tmp_path):
     import torch
     from detectron2.modeling import build_model
 
+    import eccentric_det.modeling  # noqa: F401  (registers the backbones the teacher's config names)
     from eccentric_det.distill.teacher import build_teacher, teacher_cfg
 
     config = os.path.join(ROOT, "configs", "quick_schedules", "fashion_det_cloud_teacher_instant_test.yaml")
@@ -626,9 +769,10 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     ap = {p["series"]: p["metrics"]["AP"] for p in result["points"] if p["series"] in ("edge-only", "cloud-only PNG")}
     if ap["cloud-only PNG"] <= ap["edge-only"]:  # a few iterations teach the teacher little
         assert "The cloud teacher is not clearly better than the edge alone: train it longer" in report
-    evals = re.findall(r"^\d+\. `(python tools/train_net.py --eval-only --config-file \S+)`$", report, re.M)
-    sweeps = re.findall(r"^\d+\. `(python tools/pareto.py --config-file \S+ --sweep (?:jpeg|webp|png)=\d+ "
-                        r"--output \S+)`$", report, re.M)
+    evals = re.findall(r"^\d+\. `(python -m eccentric_det.cli.train_net --eval-only --config-file \S+)`$", report,
+                       re.M)
+    sweeps = re.findall(r"^\d+\. `(python -m eccentric_det.cli.pareto --config-file \S+ "
+                        r"--sweep (?:jpeg|webp|png)=\d+ --output \S+)`$", report, re.M)
     assert (len(evals), len(sweeps)) == (sum(not p["series"].startswith("cloud-only") for p in result["points"]),
                                          sum(p["series"].startswith("cloud-only") for p in result["points"]))
     assert all(len(c) < 200 for c in evals), evals

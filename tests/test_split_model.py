@@ -89,3 +89,17 @@ def test_slim_edge_feeds_wider_cloud_tail():
     assert out["eccentric"]["bytes"] == len(payload.to_bytes())
     feature_hw = model.payload_spec().feature_shape(payload.image_size)
     assert feature_hw == (16, 24) and model.codec.latent_shape(feature_hw) == (8, 12)
+
+
+def test_cloud_only_flops_are_the_stock_models(pair):
+    """A split model's ``cloud_only`` GFLOPs are the stock cloud model's own count: its pre-split layers and tail,
+    without the ROI adapters only knowledge adaptation adds (those stay in the split's ``cloud``)."""
+    from eccentric_det.evaluation.flops import _adapter_gflops, edge_cloud_gflops
+
+    split, stock, ecc, _ = pair
+    inp = image_input(128, 128, seed=3)
+    g = edge_cloud_gflops(ecc, inp, split_cfg(split).MODEL.RESNETS)
+    assert g["cloud_only"] == pytest.approx(edge_cloud_gflops(stock, inp)["cloud"], rel=1e-6)
+    with torch.no_grad():
+        features = ecc.backbone(ecc.preprocess_image([inp]).tensor)
+    assert _adapter_gflops(ecc, features) > 0  # what the split's own cloud does beyond the stock model

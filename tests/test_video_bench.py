@@ -70,11 +70,18 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert tool["main"](["--videos", video, "--ecc-config", quick.format("dynamic_ecc"), "--cloud-config",
                          quick.format("cloud_teacher"), "--h264-kbps", "64", "256", "--jpeg", "30", "--gop", "5",
+                         "--budget-kbps", "16", "--reuse", "both", "--reuse-threshold", "0.5", "--keyframe", "3",
                          "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"]) == 0
     result = json.load(open(out / "bench_video.json"))
     rows = {r["method"]: r for r in result["videos"][0]["rows"]}
-    assert set(rows) == {"ECC", "edge only", "cloud, lossless frames", "cloud on H.264 64 kbit/s",
-                         "cloud on H.264 256 kbit/s", "cloud on JPEG q30"}
+    assert set(rows) == {"ECC", "ECC, reuse", "ECC at 16 kbit/s", "ECC at 16 kbit/s, reuse", "edge only",
+                         "cloud, lossless frames", "cloud on H.264 64 kbit/s", "cloud on H.264 256 kbit/s",
+                         "cloud on JPEG q30"}
+    for name in ("ECC at 16 kbit/s", "ECC at 16 kbit/s, reuse"):  # AP against the mean kbit/s under the budget
+        assert rows[name]["budget_kbps"] == 16 and 0 <= rows[name]["bucket_peak_fill"] <= 1
+        seconds = rows[name]["frames"] / result["videos"][0]["fps"]
+        assert rows[name]["kbps"] <= 16 * (1 + 1.0 / seconds) + 1e-6  # the budget, and at most one full bucket
+    assert rows["ECC, reuse"]["kbps"] <= rows["ECC"]["kbps"] and rows["ECC"]["reused_frames"] == 0
     assert rows["edge only"]["kbps"] == 0 and rows["cloud, lossless frames"]["kbps"] == 0
     assert rows["cloud on H.264 64 kbit/s"]["kbps"] < rows["cloud on H.264 256 kbit/s"]["kbps"]
     assert 0 <= rows["ECC"]["offload_rate"] <= 1 and all(0 <= r["AP"] <= 100 for r in rows.values())

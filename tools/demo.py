@@ -5,9 +5,13 @@
     python tools/demo.py --config-file ... --input 'photos/*.jpg' --output output/demo_images
     python tools/demo.py --config-file ... --video-input my.mp4 --cloud-url http://cloud:8000 --offload-threshold 0.3
     python tools/demo.py --config-file ... --video-input default --output out MODEL.DEVICE cpu  # overrides last
+    python tools/demo.py --video-input default --output output/demo_128k --budget-kbps 128 --reuse-threshold 0.1
 
 Each frame shows its boxes and classes, EDGE or CLOUD (who answered), the bytes sent and running
-totals; a JSONL log holds one record per frame and the summary is printed at the end. With --cloud-url, set
+totals; a JSONL log holds one record per frame and the summary is printed at the end (its json: the mean kbit/s, and
+with --budget-kbps the bucket's peak fill). --budget-kbps holds the uplink to a budget (per frame the edge picks the
+codec's rate level and what it sends so that a leaky bucket of that rate never overflows); --reuse-threshold answers
+frames (tiles) whose content has not changed since the cloud saw them from the edge's cache. With --cloud-url, set
 ECCENTRIC_TOKEN if the server wants a token and ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed
 payloads.
 """
@@ -34,15 +38,36 @@ def get_parser():
                         "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
     p.add_argument("--cloud-url", help="a running cloud server (tools/cloud_server.py; POST {url}/v1/detect); "
                                        "default: the model's cloud half in this process")
+    p.add_argument("--budget-kbps", type=float,
+                   help="the uplink's budget in kbit/s (MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS; 0: none), at the video's "
+                        "frame rate unless OFFLOAD.FPS is set")
+    p.add_argument("--reuse-threshold", type=float,
+                   help="temporal reuse: the change below which the cloud's last answer is reused "
+                        "(MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD; 0: off)")
+    p.add_argument("--keyframe-interval", type=int,
+                   help="reuse a cached answer for at most this many frames (MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME)")
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
+
+
+STREAM_KEYS = {"budget_kbps": "MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS",
+               "reuse_threshold": "MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD",
+               "keyframe_interval": "MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME"}
+
+
+def stream_opts(args):
+    """The config overrides of the stream options given (before the command line's own overrides)."""
+    return [v for arg, key in STREAM_KEYS.items() if getattr(args, arg) is not None for v in (key, getattr(args, arg))]
 
 
 def run(args):
     if sum(bool(x) for x in (args.input, args.video_input, args.webcam)) != 1:
         raise DemoError("give exactly one of --input, --video-input, --webcam")
     video = ensure_default_video() if args.video_input == "default" else args.video_input
-    cfg = setup_cfg(args.config_file, args.opts)
+    opts = list(args.opts)
+    if opts[:1] == ["--"]:
+        opts = opts[1:]
+    cfg = setup_cfg(args.config_file, stream_opts(args) + opts)
     cloud = HttpCloud.from_environment(args.cloud_url) if args.cloud_url else None
     predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold)
     if args.input:

@@ -3,13 +3,18 @@
 
     python tools/edge_client.py --edge export/fashion_det_edge --cloud-url http://127.0.0.1:8000 \
         --input datasets/fashion_det/val --output results.jsonl          # exported edge (tools/export_edge.py)
-    python tools/edge_client.py --config-file configs/FashionDet/dynamic_ecc.yaml --weights halves/edge.pth \
+    python tools/edge_client.py --config-file configs/FashionDet/dynamic_ecc_vr.yaml --weights halves/edge.pth \
         --cloud-url http://127.0.0.1:8000 --input "photos/*.jpg" --output results.jsonl --resume   # PyTorch edge
 
 ``--edge`` runs an exported edge: it imports neither Detectron2 nor anything of the cloud (a device's
 install). ``--config-file`` runs the PyTorch edge half (Detectron2), which also runs Dynamic ECC's edge
 detector and falls back on it when the cloud is unreachable; its config overrides come last, as KEY VALUE
-pairs. Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback", "boxes", "scores", "classes", ...}``,
+pairs. ``--budget-kbps`` holds the uplink to a budget at ``--fps`` (the images are the frames of one stream, in
+order: per frame the edge picks the codec's rate level and what it sends so that a leaky bucket of that rate never
+overflows, ``MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS``); ``--reuse-threshold`` answers frames whose content has not
+changed since the cloud saw them from the edge's cache (``MODEL.ECCENTRIC.OFFLOAD.REUSE``); both work with an
+exported edge too. Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback"|"edge-budget"|"reused", "boxes",
+"scores", "classes", ...}``,
 written (and flushed) as each image finishes: ``--resume`` skips the images already in the file, so a
 restarted run loses nothing and duplicates nothing. Set ECCENTRIC_TOKEN if the server wants a token, and
 ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.
@@ -19,6 +24,13 @@ import logging
 
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge, list_images, run_images
 from eccentric_det.edge.http import environment_credentials
+from eccentric_det.edge.stream import stream_controls
+
+# option -> (config key, default without a config)
+STREAM_OPTIONS = {"budget_kbps": ("MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS", 0.0),
+                  "fps": ("MODEL.ECCENTRIC.OFFLOAD.FPS", 0.0), "buffer_s": ("MODEL.ECCENTRIC.OFFLOAD.BUFFER_S", 1.0),
+                  "reuse_threshold": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD", 0.0),
+                  "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25)}
 
 
 def get_parser():
@@ -32,8 +44,25 @@ def get_parser():
     p.add_argument("--input", nargs="+", required=True, help="images, folders or quoted glob patterns")
     p.add_argument("--output", required=True, help="JSONL file of results")
     p.add_argument("--resume", action="store_true", help="continue an existing --output, skipping its images")
+    p.add_argument("--budget-kbps", type=float,
+                   help="the uplink's budget in kbit/s (0: none; default: the config's "
+                        "MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS, else none)")
+    p.add_argument("--fps", type=float, help="frames per second of the stream the images form (OFFLOAD.FPS)")
+    p.add_argument("--buffer-s", type=float,
+                   help="the leaky bucket's size in seconds of the budget (OFFLOAD.BUFFER_S; default 1)")
+    p.add_argument("--reuse-threshold", type=float,
+                   help="temporal reuse: reuse the cloud's last answer while the edge's latent changed less than this "
+                        "(OFFLOAD.REUSE.THRESHOLD; 0: off)")
+    p.add_argument("--keyframe-interval", type=int,
+                   help="reuse a cached answer for at most this many frames (OFFLOAD.REUSE.KEYFRAME; default 25)")
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
+
+
+def stream_opts(args):
+    """The config overrides of the stream options given on the command line."""
+    return [v for arg, (key, _) in STREAM_OPTIONS.items() if getattr(args, arg) is not None
+            for v in (key, getattr(args, arg))]
 
 
 def build_client(args):
@@ -41,18 +70,28 @@ def build_client(args):
         from eccentric_det.deploy.torch_edge import edge_client
         from eccentric_det.serving.config import get_serving_cfg
 
-        return edge_client(get_serving_cfg(args.config_file, "edge", args.weights, args.opts), args.cloud_url)
+        opts = list(args.opts)
+        opts = stream_opts(args) + (opts[1:] if opts[:1] == ["--"] else opts)
+        return edge_client(get_serving_cfg(args.config_file, "edge", args.weights, opts), args.cloud_url)
     if not args.cloud_url or args.opts or args.weights:
         raise SystemExit("edge_client.py: error: --edge takes --cloud-url, and neither --weights nor config overrides")
+    options = {arg: default if getattr(args, arg) is None else getattr(args, arg)
+               for arg, (_, default) in STREAM_OPTIONS.items()}
+    options["keyframe"] = options.pop("keyframe_interval")
+    rate_control, reuse = stream_controls(**options)
     token, key = environment_credentials()
-    return EdgeClient(ExportedEdge(args.edge, args.backend), CloudClient(args.cloud_url, token=token), key=key)
+    return EdgeClient(ExportedEdge(args.edge, args.backend), CloudClient(args.cloud_url, token=token), key=key,
+                      rate_control=rate_control, reuse=reuse)
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s")
     paths = [p for spec in args.input for p in list_images(spec)]
-    client = build_client(args)
+    try:
+        client = build_client(args)
+    except ValueError as e:  # a bad budget or reuse option (the message names its key)
+        raise SystemExit(f"edge_client.py: error: {e}") from None
     try:
         counts = run_images(client, paths, args.output, args.resume)
     finally:

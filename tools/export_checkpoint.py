@@ -1,25 +1,11 @@
 #!/usr/bin/env python
-"""Shrink a training checkpoint to a committable one: model weights only, floats as fp16.
+"""Shrink a training checkpoint to a committable one: model weights only, floats as fp16
+(``eccentric_det.cli.export_checkpoint``).
 
     python tools/export_checkpoint.py output/fashion_det/cloud_teacher/model_final.pth checkpoints/fashion_det/cloud_teacher.pth
     python tools/export_checkpoint.py SRC DST --keep backbone.bottom_up.stem backbone.bottom_up.res2 edge_detector
 """
-import argparse
-
-import torch
-
-from eccentric_det.checkpoint import export_checkpoint
+from eccentric_det.cli.export_checkpoint import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Export model weights as fp16.")
-    parser.add_argument("src")
-    parser.add_argument("dst")
-    parser.add_argument("--keep", nargs="*", default=None, help="keep only parameters under these name prefixes")
-    args = parser.parse_args()
-    state = torch.load(args.src, map_location="cpu", weights_only=True)["model"]
-    if args.keep:
-        state = {k: v for k, v in state.items() if k.startswith(tuple(p + "." for p in args.keep))}
-        if not state:
-            raise SystemExit(f"no parameter of {args.src} is under {args.keep}")
-    export_checkpoint(state, args.dst)
-    print(f"wrote {args.dst}: {len(state)} tensors, {sum(v.numel() for v in state.values()) / 1e6:.2f} M values")
+    main()

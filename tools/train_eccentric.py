@@ -8,22 +8,11 @@ Adaptive ECC (variable rate), the Dynamic ECC gate on held-out images, the Paret
     python tools/train_eccentric.py ... --output output/mine --budget-bytes 2000 -- MODEL.DEVICE cuda
 
 Each stage is skipped when its outputs and stamp match, resumed when it was interrupted; the logic is in
-eccentric_det/recipe.py.
+eccentric_det/recipe/ (``python -m eccentric_det.recipe`` is this command).
 """
 import sys
-import warnings
 
-# torch deprecates torch.jit.script, which Detectron2 and fvcore call on import: a warning for their authors, not
-# for a user of this command (before the imports that trigger it)
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-
-from eccentric_det.recipe import build_parser, run_recipe  # noqa: E402
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    return run_recipe(build_parser().parse_args(argv), argv)
-
+from eccentric_det.recipe.cli import build_parser, main  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

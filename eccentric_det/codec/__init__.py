@@ -6,7 +6,7 @@ pull in CompressAI's models or the cloud's bounded decoder.
 import importlib
 
 _EXPORTS = {
-    **dict.fromkeys(("CODEC_REGISTRY", "CodecOutput", "FeatureCodec", "build_codec"), ".feature_codec"),
+    **dict.fromkeys(("CODEC_REGISTRY", "CodecOutput", "FeatureCodec", "Latents", "build_codec"), ".feature_codec"),
     **dict.fromkeys(("CodedFeature", "CoderTables"), ".coding"),
     **dict.fromkeys(("FIELD_RATE", "FIELD_SCALE_INDEXES", "FIELD_TILES", "KIND_FEATURES", "KIND_IMAGE", "Payload",
                      "PayloadError", "fleet_key"), ".payload"),

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,6 +38,16 @@ class CodecOutput:
 
     x_hat: torch.Tensor
     likelihoods: Dict[str, torch.Tensor]  # [N, ...] each
+
+
+@dataclass
+class Latents:
+    """A batch's latents, computed once (:meth:`FeatureCodec.latents`) and coded at any rate and in any tiles by
+    :meth:`FeatureCodec.code` (only the gain, quantisation and entropy coding run again)."""
+
+    y: torch.Tensor  # the latent the codec quantises, before any rate gain (a codec without one: the feature)
+    z: Optional[torch.Tensor]  # a hyperprior's hyper-latent (else None)
+    feature_hw: Tuple[int, int]  # (H, W) of the split feature
 
 
 def _conv(cin, cout, k=3, stride=1):
@@ -100,6 +110,19 @@ class FeatureCodec(nn.Module):
         # saved, and are rebuilt (deterministically) after loading.
         self._register_state_dict_hook(_drop_tables)
         self._register_load_state_dict_pre_hook(self._fill_tables)
+
+    @torch.no_grad()
+    def latents(self, x) -> Latents:
+        """The latents of a batch of features ``x``, to code with :meth:`code` (a codec that defines only
+        :meth:`compress`: the feature itself, coded by :meth:`compress`)."""
+        return Latents(x, None, tuple(x.shape[-2:]))
+
+    @torch.no_grad()
+    def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
+        """One :class:`CodedFeature` per image of ``latents`` at ``rate`` (default :attr:`rate`), in ``regions``
+        (see :func:`~eccentric_det.codec.coding.code_latents`): ``code(latents(x), ...)`` is ``compress(x, ...)``,
+        byte for byte."""
+        return self.compress(latents.y, rate, **({"regions": regions} if regions is not None else {}))
 
     def set_rate(self, rate):
         """Code at ``rate`` from now on (a variable-rate codec's level; :meth:`check_rate`)."""
@@ -300,8 +323,17 @@ class FactorizedCodec(FeatureCodec):
     def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
         """Encode a batch of features into one :class:`CodedFeature` per image (``regions``: see
         :func:`~eccentric_det.codec.coding.code_latents`)."""
+        return self.code(self.latents(x), rate, regions)
+
+    @torch.no_grad()
+    def latents(self, x) -> Latents:
         y = self.encoder(x)
-        return code_latents(y, self._hyper_latent(y), self.coder_tables(), self._params, tuple(x.shape[-2:]),
+        return Latents(y, self._hyper_latent(y), tuple(x.shape[-2:]))
+
+    @torch.no_grad()
+    def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
+        """(One rate: ``rate`` is not used.)"""
+        return code_latents(latents.y, latents.z, self.coder_tables(), self._params, latents.feature_hw,
                             regions=regions)
 
     def _hyper_latent(self, y):
@@ -431,15 +463,23 @@ class MeanScaleCodec(FeatureCodec):
     def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
         """One :class:`CodedFeature` per image at ``rate`` (default :attr:`rate`; ``regions``: see
         :func:`~eccentric_det.codec.coding.code_latents`)."""
-        rate = self.rate if rate is None else self.check_rate(rate)
+        return self.code(self.latents(x), rate, regions)
+
+    @torch.no_grad()
+    def latents(self, x) -> Latents:
         y = self.encoder(x)
-        z = self.h_a(y)
-        gain, fields = None, {}
+        return Latents(y, self.h_a(y), tuple(x.shape[-2:]))
+
+    @torch.no_grad()
+    def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
+        """Code ``latents`` at ``rate``: z's string is the same at every rate, y is scaled by the rate's gain."""
+        rate = self.rate if rate is None else self.check_rate(rate)
+        y, gain, fields = latents.y, None, {}
         if hasattr(self, "gains"):  # on the CPU, as the cloud computes it (see :mod:`.scale_indexes`)
-            gain = self.gains.cpu_gains([rate] * len(x))[0]
+            gain = self.gains.cpu_gains([rate] * len(y))[0]
             y, fields = y.cpu().float() * gain, {FIELD_RATE: rate_field(rate)}
-        return code_latents(y, z, self.coder_tables(), lambda z_hat, y_hw: self._params(z_hat, y_hw, gain),
-                            tuple(x.shape[-2:]), fields, regions)
+        return code_latents(y, latents.z, self.coder_tables(), lambda z_hat, y_hw: self._params(z_hat, y_hw, gain),
+                            latents.feature_hw, fields, regions)
 
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):

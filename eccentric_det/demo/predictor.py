@@ -5,6 +5,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -15,10 +16,13 @@ from detectron2.utils.colormap import colormap
 from tqdm import tqdm
 
 from ..checkpoint import load_model
+from ..deploy.torch_edge import TorchEdge, stream_options
+from ..edge.stream import EdgeStream, stream_controls
 from ..inputs import InputBuilder
+from ..serving.detections import dict_to_instances, instances_to_dict
+from ..split.rate_control import check_stream_options
 from ..tasks import get_eccentric_cfg
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
-from ..modeling.meta_arch.regions import merge_regions
 from .accuracy import BoxAccuracy, ground_truth_of
 from .cloud import InProcessCloud
 from .video import DemoError, VideoSource, open_writer
@@ -27,6 +31,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _COLORS = [tuple(int(v) for v in c) for c in colormap(rgb=False, maximum=255)]
 _GREEN, _ORANGE, _WHITE, _BLACK = (60, 170, 60), (0, 140, 255), (255, 255, 255), (0, 0, 0)
+_BLUE = (200, 120, 40)
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +51,7 @@ def check_cfg(cfg):
     name = cfg.MODEL.META_ARCHITECTURE
     if name not in META_ARCH_REGISTRY or not issubclass(META_ARCH_REGISTRY.get(name), EccentricRCNN):
         raise DemoError(f"MODEL.META_ARCHITECTURE is {name!r}, not an EccentricRCNN: the demo needs an "
-                        f"eccentric_det config such as configs/FashionDet/dynamic_ecc.yaml")
+                        f"eccentric_det config such as configs/FashionDet/dynamic_ecc_vr.yaml")
 
 
 @dataclass
@@ -60,19 +65,30 @@ class FrameResult:
     edge_ms: float
     cloud_ms: float
     tiles: list = field(default_factory=list)  # region-level Dynamic ECC: (x0, y0, x1, y1) of each tile sent, frame pixels
+    source: str = "edge"  # who answered (eccentric_det.edge.stream.SOURCES)
+    rate: Optional[float] = None  # the rate level rate control coded at (None: the configured one)
+    reused: int = 0  # tiles (or 1: the whole frame) answered from the reuse cache
 
 
 class EccentricPredictor:
-    """One BGR frame at a time, as a device would: the edge step, then, when the edge offloads,
-    the payload's bytes to ``cloud`` (default: the model's own cloud half, in process).
+    """One BGR frame at a time, as a device would: the edge's stream loop
+    (:class:`~eccentric_det.edge.stream.EdgeStream`: the edge step, the budget and reuse decision, the payload's bytes
+    to ``cloud`` (default: the model's own cloud half, in process), the merge).
 
     ``offload_threshold`` switches the model to the dynamic policy at that threshold (0: every
     frame goes to the cloud, above 1: none). ``confidence_threshold`` only filters what is shown
-    and logged: the edge's offload decision sees all of its detections, as it was fitted to.
+    and logged: the edge's offload decision sees all of its detections, as it was fitted to. The budget and
+    reuse come from ``MODEL.ECCENTRIC.OFFLOAD`` (BUDGET_KBPS, FPS, BUFFER_S, REUSE.*); :meth:`start_stream` starts a
+    new stream (an empty bucket and cache) at a video's frame rate, with options overridden.
     """
 
     def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5):
         check_cfg(cfg)
+        self.stream_options = stream_options(cfg)
+        try:
+            check_stream_options(**{**self.stream_options, "fps": self.stream_options["fps"] or None})
+        except ValueError as e:
+            raise DemoError(str(e)) from e
         try:
             self.model = load_model(cfg)
         except (FileNotFoundError, ValueError) as e:  # no such checkpoint, or one that does not fit the config
@@ -80,29 +96,43 @@ class EccentricPredictor:
         if offload_threshold is not None:
             if self.model.edge_detector is None:
                 raise DemoError("--offload-threshold needs an edge that detects on its own "
-                                "(MODEL.ECCENTRIC.EDGE.DETECTOR True, e.g. configs/FashionDet/dynamic_ecc.yaml)")
+                                "(MODEL.ECCENTRIC.EDGE.DETECTOR True, e.g. configs/FashionDet/dynamic_ecc_vr.yaml)")
             self.model.policy, self.model.threshold = "dynamic", float(offload_threshold)
         self.cloud = cloud if cloud is not None else InProcessCloud(self.model)
         self.inputs = InputBuilder.from_config(cfg)
+        self.edge = TorchEdge(self.model, self.inputs)
         self.confidence_threshold = confidence_threshold
         dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
         self.class_names = MetadataCatalog.get(dataset).get("thing_classes", None)
+        self.stream = self.fps = None
+
+    def start_stream(self, fps=None, **options):
+        """A new stream (empty bucket and cache) at ``fps`` (a video's rate; the config's OFFLOAD.FPS wins when set),
+        with ``options`` (``budget_kbps``, ``buffer_s``, ``reuse_threshold``, ``keyframe``) over the config's."""
+        opts = {**self.stream_options, **options}
+        opts["fps"] = float(opts["fps"] or fps or 0.0)
+        try:
+            rate_control, reuse = stream_controls(**opts)
+        except ValueError as e:
+            raise DemoError(str(e)) from e
+        self.stream = EdgeStream(self.edge, self._send, None, rate_control, reuse)
+        self.fps = opts["fps"] or None
+        return self.stream
+
+    def _send(self, body, output_size):
+        answer = self.cloud(body, output_size)
+        return {**instances_to_dict(answer["instances"].to("cpu")), "cloud_ms": answer["cloud_ms"]}
 
     def __call__(self, bgr):
-        decision = self.model.edge_step([self.inputs(bgr)])[0]
-        instances, nbytes, cloud_ms = decision.answer, 0, 0.0
-        if decision.offload:
-            data = decision.payload.to_bytes(getattr(self.cloud, "key", None))
-            answer = self.cloud(data, bgr.shape[:2])
-            instances, nbytes, cloud_ms = answer["instances"], len(data), answer["cloud_ms"]
-        tiles = []
-        if decision.tiles is not None:  # the cloud's detections in the tiles sent, the edge's elsewhere
-            instances = merge_regions(decision.answer.to("cpu"), instances.to("cpu"), decision.tiles, decision.tile_px,
-                                      decision.payload.image_size)
-            tiles = sent_tiles(decision.tiles, decision.tile_px, decision.payload.image_size, bgr.shape[:2])
-        instances = instances.to("cpu")
+        if self.stream is None:
+            self.start_stream()
+        self.stream.key = getattr(self.cloud, "key", None)
+        r = self.stream(bgr)
+        tiles = sent_tiles(r.tiles, r.tile_px, r.input_size, bgr.shape[:2]) if r.tiles is not None else []
+        instances = dict_to_instances({**r.detections, "image_size": list(bgr.shape[:2])})
         instances = instances[instances.scores >= self.confidence_threshold]
-        return FrameResult(instances, decision.offload, nbytes, decision.score, decision.edge_ms, cloud_ms, tiles)
+        return FrameResult(instances, r.source == "cloud", r.bytes_sent, r.score, r.edge_ms, r.cloud_ms, tiles,
+                           r.source, r.rate, r.reused)
 
     def class_name(self, k):
         return self.class_names[k] if self.class_names and 0 <= k < len(self.class_names) else f"class {k}"
@@ -133,6 +163,7 @@ class RunLog:
             raise DemoError(f"cannot write the log {path}: {e.strerror}") from e
         self.path = path
         self.frames = self.offloaded = self.bytes = self.detections = 0
+        self.reused_frames = self.budget_kept_frames = 0
         self.edge_ms = self.cloud_ms = 0.0
 
     def add(self, result, predictor, **extra):
@@ -146,10 +177,18 @@ class RunLog:
                   "cloud_ms": round(result.cloud_ms, 2), "detections": detections}
         if result.tiles:
             record["tiles"] = [list(t) for t in result.tiles]
+        if result.source not in ("cloud", "edge"):
+            record["source"] = result.source
+        if result.rate is not None:
+            record["rate"] = result.rate
+        if result.reused:
+            record["reused"] = result.reused
         if self._file:
             self._file.write(json.dumps(record) + "\n")
         self.frames += 1
         self.offloaded += result.offloaded
+        self.reused_frames += bool(result.reused)
+        self.budget_kept_frames += result.source == "edge-budget"
         self.bytes += result.bytes
         self.detections += len(detections)
         self.edge_ms += result.edge_ms
@@ -160,15 +199,18 @@ class RunLog:
         if self._file:
             self._file.close()
 
-    def summary(self, input_bytes=None):
-        """Frames, bytes sent (total, per frame, per offloaded frame, vs ``input_bytes``), offload
-        rate, edge and cloud ms per frame, detections per frame."""
+    def summary(self, input_bytes=None, fps=None):
+        """Frames, bytes sent (total, per frame, per offloaded frame, vs ``input_bytes``; the mean kbit/s at ``fps``),
+        offload rate, frames (partly) answered from the reuse cache and kept on the edge by the budget, edge and cloud
+        ms per frame, detections per frame."""
         n = max(self.frames, 1)
         return {
             "frames": self.frames, "offloaded_frames": self.offloaded, "offload_rate": self.offloaded / n,
             "bytes_total": self.bytes, "bytes_per_frame": self.bytes / n,
             "bytes_per_offloaded_frame": self.bytes / max(self.offloaded, 1),
             "input_bytes": input_bytes, "bytes_vs_input": self.bytes / input_bytes if input_bytes else None,
+            "fps": fps, "kbps": 8 * self.bytes * fps / n / 1000 if fps else None,
+            "reused_frames": self.reused_frames, "budget_kept_frames": self.budget_kept_frames,
             "edge_ms_per_frame": self.edge_ms / n, "cloud_ms_per_frame": self.cloud_ms / n,
             "cloud_ms_per_offloaded_frame": self.cloud_ms / max(self.offloaded, 1),
             "detections_per_frame": self.detections / n,
@@ -188,6 +230,14 @@ def format_summary(s):
         f"({s['cloud_ms_per_offloaded_frame']:.1f} ms per offloaded frame)",
         f"detections   {s['detections_per_frame']:.2f} per frame (score >= {s['confidence_threshold']})",
     ]
+    if s.get("kbps") is not None:
+        lines.insert(2, f"bitrate      {s['kbps']:.1f} kbit/s at {s['fps']:g} frames/s")
+    if s.get("budget_kbps"):
+        lines.append(f"budget       {s['budget_kbps']:g} kbit/s, bucket of {s['buffer_s']:g} s: peak fill "
+                     f"{s['bucket_peak_fill']:.1%}; {s['budget_kept_frames']} frames kept on the edge for it")
+    if s.get("reuse_threshold"):
+        lines.append(f"reuse        {s['reused_frames']} frames answered (in part) from the cache (change < "
+                     f"{s['reuse_threshold']:g}, keyframe every {s['keyframe']} frames)")
     if s.get("recall") is not None or s.get("precision") is not None:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         lines.append(f"accuracy     precision {fmt(s['precision'])}, recall {fmt(s['recall'])}: {s['matched']} of "
@@ -228,11 +278,13 @@ def draw_frame(bgr, result, log, predictor):
         cv2.rectangle(vis, (x0, y0), (x1, y1), color, max(1, int(2 * scale)))
         label_y = y0 - 3 if y0 > line else y0 + line  # inside the box at the top edge of the frame
         _text(vis, f"{predictor.class_name(k)} {score:.0%}", (x0, label_y), scale * 0.8, _BLACK, color)
-    badge, color = ("CLOUD", _ORANGE) if result.offloaded else ("EDGE", _GREEN)
+    reused = result.source == "reused"
+    badge, color = ("CLOUD", _ORANGE) if result.offloaded else ("CACHE", _BLUE) if reused else ("EDGE", _GREEN)
     x = _text(vis, badge, (4, line), scale * 1.2, _WHITE, color)
-    sent = f"sent {human_bytes(result.bytes)}" if result.offloaded else "0 B sent: answered on the edge"
+    sent = (f"sent {human_bytes(result.bytes)}" if result.offloaded else "0 B sent: the cloud's last answer" if reused
+            else "0 B sent: answered on the edge" + (" (budget)" if result.source == "edge-budget" else ""))
     if result.tiles:
-        sent += f" ({len(result.tiles)} tiles)"
+        sent += f" ({len(result.tiles)} tiles" + (f", {result.reused} from the cache)" if result.reused else ")")
     _text(vis, sent, (x + 6, line), scale, _WHITE, _BLACK)
     totals = (f"frame {log.frames - 1}  total {human_bytes(log.bytes)}  "
               f"cloud {log.offloaded}/{log.frames} ({log.offloaded / log.frames:.0%})")
@@ -261,6 +313,11 @@ def _show(vis, wait_ms):
 def _finish(summary, predictor, log, output, codec, summary_path):
     summary.update(cloud=predictor.cloud.name, confidence_threshold=predictor.confidence_threshold,
                    output=output, codec=codec, log=log.path)
+    stream = predictor.stream
+    if stream is not None and stream.rate_control is not None:  # budget_kbps, mean_kbps, bucket_peak_fill, ...
+        summary.update(stream.summary())
+    if stream is not None and stream.reuse is not None:
+        summary.update(reuse_threshold=stream.reuse.threshold, keyframe=stream.reuse.keyframe)
     if summary_path:
         with open(summary_path, "w") as f:
             json.dump(summary, f, indent=1)
@@ -282,6 +339,7 @@ def run_on_video(predictor, source, output=None):
     else:
         _can_show()
     log = RunLog(log_path)
+    predictor.start_stream(video.fps)
     truth = None if isinstance(source, int) else ground_truth_of(video.name)
     accuracy = BoxAccuracy(truth) if truth else None
     try:
@@ -301,7 +359,7 @@ def run_on_video(predictor, source, output=None):
         log.close()
         if writer is not None:
             writer.release()
-    summary = log.summary(None if isinstance(source, int) else os.path.getsize(video.name))
+    summary = log.summary(None if isinstance(source, int) else os.path.getsize(video.name), predictor.fps)
     summary["input"] = video.name
     if accuracy is not None:  # against the video's own boxes, at the predictor's confidence threshold
         summary.update(accuracy.summary())
@@ -333,6 +391,7 @@ def run_on_images(predictor, patterns, output=None):
     else:
         _can_show()
     log = RunLog(log_path)
+    predictor.start_stream()  # images are frames of one stream, at OFFLOAD.FPS
     try:
         for path in tqdm(paths, unit="image"):
             img = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -350,6 +409,6 @@ def run_on_images(predictor, patterns, output=None):
                 raise DemoError(f"cannot write {dest}")
     finally:
         log.close()
-    summary = log.summary(sum(os.path.getsize(p) for p in paths))
+    summary = log.summary(sum(os.path.getsize(p) for p in paths), predictor.fps)
     summary["input"] = f"{len(paths)} images"
     return _finish(summary, predictor, log, output, None, summary_path)

@@ -9,66 +9,34 @@ import glob
 import json
 import logging
 import os
-from dataclasses import dataclass
 from typing import Optional
 
 import cv2
 
-from .http import CloudClient, CloudUnavailable
-from ..split.region_gate import merge_region_detections
+from .http import CloudClient
+from .stream import SOURCES, EdgeResult, EdgeStream
 
 logger = logging.getLogger(__name__)
-SOURCES = ("cloud", "edge", "edge-fallback")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-@dataclass
-class EdgeResult:
-    """One image's detections (wire format) and where they came from (one of ``SOURCES``)."""
-
-    detections: dict
-    source: str
-    bytes_sent: int  # payload bytes the cloud received (0 when the edge kept the image or fell back)
-    score: float  # the gate's "needs the cloud" probability
-    edge_ms: float
-    cloud_ms: float  # the cloud model's time per image (0 unless source is "cloud")
-
-    def to_dict(self, class_names=None):
-        d = {k: self.detections[k] for k in ("boxes", "scores", "classes", "image_size", "class_names")
-             if k in self.detections}
-        if class_names:
-            d["class_names"] = [class_names[c] for c in d["classes"]]
-        return {"source": self.source, **d, "bytes": self.bytes_sent, "score": self.score, "edge_ms": self.edge_ms,
-                "cloud_ms": self.cloud_ms}
+__all__ = ["EdgeClient", "EdgeResult", "SOURCES", "done_images", "list_images", "run_images"]
 
 
 class EdgeClient:
-    """``client(bgr_image) -> EdgeResult``. ``edge.step(bgr) -> EdgeDecision`` (its ``answer``: the edge's own
-    detections in wire format, or None); ``cloud``: a :class:`CloudClient`; payloads are signed with the fleet
-    ``key`` when given. An error answer other than 502/503/504 raises :class:`CloudRejected`; a cloud that
-    stays unreachable gives the edge's own detections (``edge-fallback``), or raises :class:`CloudUnavailable`
-    on an edge without a detector."""
+    """``client(bgr_image) -> EdgeResult``: the stream loop (:class:`~eccentric_det.edge.stream.EdgeStream`) around
+    ``edge`` (``edge.analyse(bgr) -> EdgeFrame`` or ``edge.step(bgr) -> EdgeDecision``; its answer: the edge's own
+    detections in wire format, or None) and ``cloud``, a :class:`CloudClient`; payloads are signed with the fleet
+    ``key`` when given. ``rate_control``, ``reuse``: a budget and temporal reuse
+    (:func:`~eccentric_det.edge.stream.stream_controls`; images are frames of one stream, in order). An error answer
+    other than 502/503/504 raises :class:`CloudRejected`; a cloud that stays unreachable gives the edge's own
+    detections (``edge-fallback``), or raises :class:`CloudUnavailable` on an edge without a detector."""
 
-    def __init__(self, edge, cloud: CloudClient, class_names=None, key: Optional[bytes] = None):
+    def __init__(self, edge, cloud: CloudClient, class_names=None, key: Optional[bytes] = None, rate_control=None,
+                 reuse=None):
         self.edge, self.cloud, self.class_names, self.key = edge, cloud, class_names, key
+        self.stream = EdgeStream(edge, lambda body, output_size: self.cloud.send(body), key, rate_control, reuse)
 
     def __call__(self, bgr) -> EdgeResult:
-        d = self.edge.step(bgr)
-        if not d.offload:
-            return EdgeResult(d.answer, "edge", 0, d.score, d.edge_ms, 0.0)
-        body = d.payload.to_bytes(self.key)
-        try:
-            answer = self.cloud.send(body)
-        except CloudUnavailable as e:
-            if d.answer is None:
-                raise CloudUnavailable(f"{e}; this edge has no detector of its own to fall back on "
-                                       f"(MODEL.ECCENTRIC.EDGE.DETECTOR False)") from e
-            logger.warning("%s: answering with the edge's own detections", e)
-            return EdgeResult(d.answer, "edge-fallback", 0, d.score, d.edge_ms, 0.0)
-        answer.setdefault("image_size", list(d.payload.output_size))
-        if d.tiles is not None:  # region-level Dynamic ECC: the cloud's detections there, the edge's elsewhere
-            answer = {**answer, **merge_region_detections(d.answer, answer, d.tiles, d.tile_px, d.payload.image_size)}
-        return EdgeResult(answer, "cloud", len(body), d.score, d.edge_ms, answer.get("cloud_ms", 0.0))
+        return self.stream(bgr)
 
     def close(self):
         self.cloud.close()

@@ -16,7 +16,8 @@ from ..codec.coding import CoderTables, check_rate, code_latents, hyper_params, 
 from ..codec.payload import FIELD_RATE
 from ..codec.payload import KIND_FEATURES, Payload
 from ..inputs import ImageNormalizer, InputBuilder, normalize_and_pad
-from ..split.decision import EdgeDecision, should_offload
+from ..split.decision import EdgeDecision
+from ..split.frame import EdgeFrame
 from .manifest import BACKENDS, FORMAT, GAINS, H_S, MANIFEST, ONNX, TABLES, TORCHSCRIPT
 from ..split.gate import OffloadGate, softmax_uncertainty
 
@@ -74,11 +75,18 @@ class ExportedEdge:
             self._gain = rate_gains(self._log_gains, [self.rate])
             self._fields = {FIELD_RATE: rate_field(self.rate)}
 
-    def _params(self, z_hat, y_hw):
-        return hyper_params(self._h_s, z_hat, y_hw, self.manifest["codec"]["latent_channels"], self._gain)
+    def _params(self, gain):
+        """The hyperprior's (scales, means) of y coded with ``gain`` (None: no gain)."""
+        return lambda z_hat, y_hw: hyper_params(self._h_s, z_hat, y_hw, self.manifest["codec"]["latent_channels"], gain)
+
+    def step(self, image) -> EdgeDecision:
+        """The edge step at the set rate and the manifest's offload rule."""
+        return self.analyse(image).decision()
 
     @torch.no_grad()
-    def step(self, image) -> EdgeDecision:
+    def analyse(self, image) -> EdgeFrame:
+        """The edge's analysis of one image before it decides (:class:`~eccentric_det.split.frame.EdgeFrame`): its
+        answer and score, and a coder of its latents at any rate (the stream loop's rate control picks one)."""
         t0 = time.perf_counter()
         if self.inputs is not None:
             inp = self.inputs(image)
@@ -95,13 +103,23 @@ class ExportedEdge:
         elif "boxes" in outs:
             answer = postprocess(outs["boxes"], outs["scores"], outs["classes"], image_size, output_size)
             score = float(self.gate([torch.tensor(answer["scores"])])[0])
-        offload = should_offload(self.policy, score, self.threshold)
-        payload = None
-        if offload:
-            y = outs["y"] if self._gain is None else outs["y"] * self._gain
-            coded = code_latents(y, outs.get("z"), self.tables, self._params, None, self._fields)[0]
-            payload = Payload(KIND_FEATURES, self.fingerprint, image_size, output_size, coded.strings, coded.fields)
-        return EdgeDecision(payload, answer, offload, score, (time.perf_counter() - t0) * 1e3)
+
+        def coder(rate, tiles):
+            if tiles is not None:
+                raise ValueError("an exported edge codes whole images (region-level Dynamic ECC runs on the PyTorch "
+                                 "edge)")
+            gain, fields = self._gain, self._fields
+            if rate is not None and self._log_gains is not None:
+                rate = check_rate(rate, self.manifest["codec"].get("rate_levels", 1))
+                gain, fields = rate_gains(self._log_gains, [rate]), {FIELD_RATE: rate_field(rate)}
+            y = outs["y"] if gain is None else outs["y"] * gain
+            coded = code_latents(y, outs.get("z"), self.tables, self._params(gain), None, fields)[0]
+            return Payload(KIND_FEATURES, self.fingerprint, image_size, output_size, coded.strings, coded.fields)
+
+        variable = self._log_gains is not None
+        return EdgeFrame(answer, score, image_size, output_size, self.policy, self.threshold, coder,
+                         lambda: outs["y"][0], rate_levels=self.manifest["codec"].get("rate_levels", 1) if variable
+                         else 1, rate=self.rate if variable else None, ms=(time.perf_counter() - t0) * 1e3)
 
 
 def postprocess(boxes, scores, classes, input_size, output_size):

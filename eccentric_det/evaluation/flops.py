@@ -41,7 +41,8 @@ def count_gflops(fn, inputs, *modules):
 def edge_cloud_gflops(model, batched_input, cloud_resnets=None):
     """GFLOPs of one image: ``edge`` (all the edge runs for an offloaded image), ``encoder`` (the
     part of ``edge`` that runs only when the image is offloaded), ``cloud`` (the cloud's work for an
-    offloaded image) and ``cloud_only`` (the cloud network on the whole image, no split).
+    offloaded image) and ``cloud_only`` (the cloud-only network on the whole image: no split, and no ROI adapters,
+    which only knowledge adaptation adds).
 
     ``model``: an EccentricRCNN (``cloud_resnets``, the ``MODEL.RESNETS`` node of the cloud network,
     is then needed in features mode), a model that defines ``gflops(batched_input)`` (the baselines),
@@ -68,8 +69,20 @@ def edge_cloud_gflops(model, batched_input, cloud_resnets=None):
     split = model.split_backbone.split_at
     parts, _ = build_resnet_parts(cloud_resnets, images.tensor.shape[1], STAGES[:STAGES.index(split) + 1])
     pre_split = nn.Sequential(*parts.values()).to(images.tensor.device).eval()
-    g["cloud_only"] = count_gflops(pre_split, (images.tensor,)) + g.pop("tail")
+    g["cloud_only"] = count_gflops(pre_split, (images.tensor,)) + g.pop("tail") - _adapter_gflops(
+        model, run_split(edge, codec, tail, images.tensor).out)
     return g
+
+
+def _adapter_gflops(model, features):
+    """GFLOPs of the knowledge-adapted ROI heads' residual adapters on ``features``: work the cloud-only model does
+    not do, so that a split model's ``cloud_only`` is the cloud-only model's count."""
+    adapters = getattr(model.roi_heads, "adapters", None)
+    if adapters is None:
+        return 0.0
+    keys = [k for k in adapters if k in features]
+    return count_gflops(lambda *ts: [adapters[k](t) for k, t in zip(keys, ts)], tuple(features[k] for k in keys),
+                        adapters)
 
 
 @torch.no_grad()

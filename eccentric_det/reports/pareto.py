@@ -332,9 +332,10 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
               results=(), cloud_config="", cloud_weights="", independent_config="", bd_method="pchip",
               accuracy="AP", bootstrap=0):
     """Evaluate the sweep's points and earlier results on the same images; write ``pareto.json`` and
-    ``pareto.png`` to ``output_dir``. ``accuracy``: the metric on the fronts' accuracy axis (AP, AP50,
-    ...; top1 for classification results); ``bootstrap`` > 0 adds its 95% interval over the images from that
-    many resamples (``metrics[accuracy + "_ci95"]``; AP and top1). Returns the pareto.json dict."""
+    ``pareto.png`` to ``output_dir`` (and first ``plan.json``, :func:`write_plan`). ``accuracy``: the metric on the
+    fronts' accuracy axis (AP, AP50, ...; top1 for classification results); ``bootstrap`` > 0 adds its 95% interval
+    over the images from that many resamples (``metrics[accuracy + "_ci95"]``; AP and top1). Returns the
+    pareto.json dict."""
     points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config, opts) if config_file else []
     if not points and not results:
         raise ValueError("nothing to compare: give --config-file (and --sweep) or --results")
@@ -354,10 +355,11 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
         input_size = [base.INPUT.MIN_SIZE_TEST, base.INPUT.MAX_SIZE_TEST]
         for point in points:  # every config and checkpoint is checked before hours of evaluation start
             build_point_model(point, opts)
-        for i, point in enumerate(points):
+        outs = [os.path.join(output_dir, "points", re.sub(r"[^\w.-]+", "_", f"{i:02d}_{p.series}_{p.label}"))
+                for i, p in enumerate(points)]
+        write_plan(output_dir, points, outs)
+        for i, (point, out) in enumerate(zip(points, outs)):
             logger.info("Operating point %d/%d: %s, %s", i + 1, len(points), point.series, point.label)
-            slug = re.sub(r"[^\w.-]+", "_", f"{i:02d}_{point.series}_{point.label}")
-            out = os.path.join(output_dir, "points", slug)
             records.append(evaluate_point(point, dataset, dicts, out, opts))
     for path in results:
         for rec in load_sweep_or_results(path, dataset, image_ids, input_size, accuracy):
@@ -375,6 +377,17 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
         json.dump(result, f, indent=1)
     plot_pareto(result, os.path.join(output_dir, "pareto.png"))
     return result
+
+
+def write_plan(output_dir, points, outs):
+    """``output_dir/plan.json`` (atomically), before a sweep evaluates anything: each point's series, label and
+    folder, where its eccentric_metrics.json appears once it is evaluated (how a caller follows the sweep)."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "plan.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"points": [{"series": p.series, "label": p.label, "output_dir": out}
+                              for p, out in zip(points, outs)]}, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def summarize_points(records, dataset, bd_method="pchip", accuracy="AP"):

@@ -29,8 +29,9 @@ import torch
 
 from ..codec import (FIELD_TILES, KIND_FEATURES, KIND_IMAGE, CodedFeature, Payload, PayloadError, PayloadSpec,
                      parse_payloads)
-from ..codec.tiles import decode_tiles, dilate_tiles, encode_tiles, region_cells
-from .decision import EdgeDecision, should_offload
+from ..codec.tiles import decode_tiles, encode_tiles, region_cells
+from .decision import EdgeDecision
+from .frame import EdgeFrame
 from .image_codecs import decode_image, encode_image, image_fingerprint, tensor_to_hwc
 
 
@@ -73,47 +74,73 @@ class SplitModel:
     def edge_step(self, inputs, force_offload=False) -> List[EdgeDecision]:
         """Run the edge on each input on its own (as a device would): its own answer, the offload
         decision, and the payload of each input it sends."""
-        if not self.has_edge():
-            raise RuntimeError("this is a cloud-half model (MODEL.ECCENTRIC.HALF 'cloud'): it has no edge side")
-        return [self._edge_one(inp, force_offload) for inp in inputs]
+        return [f.decision(force_offload) for f in self.edge_frames(inputs, force_offload)]
 
     def edge(self, inputs) -> List[Payload]:
         """The payload of every input (as if every one were offloaded)."""
         return [d.payload for d in self.edge_step(inputs, force_offload=True)]
 
-    def _edge_one(self, inp, force_offload):
+    @torch.no_grad()
+    def edge_frames(self, inputs, force_offload=False) -> List[EdgeFrame]:
+        """The edge's analysis of each input before it decides (:class:`~eccentric_det.split.frame.EdgeFrame`): its
+        own answer and score (or tile probabilities), and a coder of its latents at any rate and in any tiles
+        (``force_offload``: the image-level answer, as :meth:`edge_step` gives it when forced)."""
+        if not self.has_edge():
+            raise RuntimeError("this is a cloud-half model (MODEL.ECCENTRIC.HALF 'cloud'): it has no edge side")
+        return [self._edge_frame(inp, force_offload) for inp in inputs]
+
+    def _edge_frame(self, inp, force_offload):
         t0 = time.perf_counter()
         x, image_size, output_size, image = self.edge_input(inp)
         feature = extra = None
         if self.offload_mode == "features":
             feature, extra = self.split_parts()[0](x)
-        tiles = None
+        probs = None
         if self.region_tile and self.policy == "dynamic" and not force_offload:
             answer, probs = self.edge_region_answer(x, extra, image_size, output_size)
             score = float(probs.max())
-            tiles = dilate_tiles(np.asarray(probs) >= self.threshold, self.region_dilate)
-            offload = bool(tiles.any())
+            probs = np.asarray(probs)
         else:
             answer, score = (None, 1.0) if self.policy == "always" else self.edge_answer(x, extra, image_size,
                                                                                              output_size)
-            offload = should_offload(self.policy, score, self.threshold, force_offload)
-        payload = None
-        if offload:
-            if feature is not None:
+        memo = {}
+
+        def latents():
+            if "latents" not in memo:
+                memo["latents"] = self.codec.latents(feature)
+            return memo["latents"]
+
+        def fingerprint():
+            if "fingerprint" not in memo:
+                memo["fingerprint"] = self.fingerprint()
+            return memo["fingerprint"]
+
+        def coder(rate, tiles):
+            with torch.no_grad():
+                if feature is None:
+                    data = encode_image(tensor_to_hwc(image, self.rgb), *self.image_codec)
+                    return Payload(KIND_IMAGE, fingerprint(), image_size, output_size, [data])
                 regions = None
                 if tiles is not None:
                     latent_hw = self.codec.latent_shape(tuple(feature.shape[-2:]))
-                    regions = [(*region_cells(tiles, self.region_tile, latent_hw), encode_tiles(tiles, self.region_tile))]
-                coded = self.codec.compress(feature, **({"regions": regions} if regions else {}))[0]
-                payload = Payload(KIND_FEATURES, self.fingerprint(), image_size, output_size, coded.strings,
-                                  coded.fields)
-            else:
-                data = encode_image(tensor_to_hwc(image, self.rgb), *self.image_codec)
-                payload = Payload(KIND_IMAGE, self.fingerprint(), image_size, output_size, [data])
-        if not offload:
-            tiles = None
-        return EdgeDecision(payload, answer, offload, score, (time.perf_counter() - t0) * 1e3, tiles,
-                            self.region_tile * self.latent_stride() if tiles is not None else 0)
+                    regions = [(*region_cells(tiles, self.region_tile, latent_hw),
+                                encode_tiles(tiles, self.region_tile))]
+                coded = self.codec.code(latents(), rate, regions)[0]
+                return Payload(KIND_FEATURES, fingerprint(), image_size, output_size, coded.strings, coded.fields)
+
+        def signature():
+            with torch.no_grad():
+                if feature is None:  # image mode: the network input, pooled to 1/16
+                    return torch.nn.functional.avg_pool2d(x.float(), 16, ceil_mode=True)[0]
+                return latents().y[0]
+
+        variable = feature is not None and hasattr(self.codec, "gains")
+        return EdgeFrame(answer, score, image_size, output_size, self.policy, self.threshold, coder, signature,
+                         rate_levels=self.codec.config["rate_levels"] if variable else 1,
+                         rate=self.codec.rate if variable else None, tile_probs=probs,
+                         tile_px=self.region_tile * self.latent_stride() if probs is not None else 0,
+                         tile_cells=self.region_tile if probs is not None else 0, dilate=self.region_dilate,
+                         ms=(time.perf_counter() - t0) * 1e3)
 
     # ------------------------------------------------------------------ cloud
     @torch.no_grad()

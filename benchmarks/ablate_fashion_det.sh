@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Where the split's accuracy goes (issue 24), each at the main chain's budget (codec 500 + adaptation 3,000
+# iterations, as benchmarks/converge_fashion_det.sh's codec and adapt stages, against cloud_plus' 3,500):
+#   benchmarks/ablate_fashion_det.sh ABLATION [KEY VALUE ...]
+#   teacher_trunk  the teacher's own stem+res2 (32 channels) as the edge trunk: what the codec alone costs
+#   wide_latent    the quarter-width edge trunk with a 48-channel latent (24 in the main chain)
+#   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the main chain's: what the weak trunk costs
+#   res3           the split after res3 (edge KD at res3 first, 2,000 iterations)
+# Needs $OUT/teacher.pth and $OUT/edge.pth of the main chain; writes $OUT/ablate_<ABLATION>/ (adapt.pth) and is
+# resumable like the main chain. DEVICE=cuda on a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-output/converge}"
+CONVERGE="$PWD/benchmarks/converge_fashion_det.sh"
+name="$1"; shift
+dir="$OUT/ablate_$name"
+mkdir -p "$dir"
+ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/teacher.pth"
+case "$name" in
+  teacher_trunk)
+    [ -f "$dir/edge.pth" ] || "${PY:-.venv/bin/python}" tools/export_checkpoint.py "$OUT/teacher.pth" "$dir/edge.pth" \
+      --keep backbone.bottom_up.stem backbone.bottom_up.res2  # the edge trunk: the teacher's own stem and res2
+    opts=(MODEL.ECCENTRIC.EDGE.RESNETS.STEM_OUT_CHANNELS 32 MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS 32
+          MODEL.ECCENTRIC.EDGE.DETECTOR False) ;;
+  wide_latent)
+    ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
+    opts=(MODEL.ECCENTRIC.CODEC.LATENT_CHANNELS 48) ;;
+  near_lossless)
+    ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
+    opts=(MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.0078125, 0.015625, 0.03125, 0.0625, 0.125]") ;;
+  res3)
+    opts=(MODEL.ECCENTRIC.SPLIT_AT res3)
+    export SPLIT=res3
+    [ -f "$dir/edge.pth" ] || OUT="$dir" bash "$CONVERGE" edge SOLVER.MAX_ITER 2000 "$@" ;;
+  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3)" >&2; exit 2 ;;
+esac
+[ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER 500 "${opts[@]}" "$@"
+[ -f "$dir/adapt.pth" ] || OUT="$dir" bash "$CONVERGE" adapt SOLVER.MAX_ITER 3000 "${opts[@]}" "$@"
+# its val front beside the main chain's (merge with tools/pareto.py --results)
+[ -f "$dir/eval/pareto.json" ] || "${PY:-.venv/bin/python}" tools/pareto.py --config-file \
+  configs/FashionDet/adaptive_ecc_vr.yaml --sweep rates=all --dataset fashion_det_val --bootstrap 200 \
+  --output "$dir/eval" -- MODEL.WEIGHTS "$dir/adapt.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \
+  MODEL.DEVICE "${DEVICE:-cpu}" "${opts[@]}" "$@"

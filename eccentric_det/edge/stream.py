@@ -1,0 +1,205 @@
+"""EdgeStream: the one per-frame loop of an edge device (the HTTP client :class:`~eccentric_det.edge.EdgeClient`, the
+demo's predictor and the benchmarks all run it): the edge's analysis -> what to send (rate control under a budget,
+temporal reuse) -> the payload to the cloud -> the merge of the cloud's answer with the edge's own.
+
+Without a budget or reuse it is the edge step as it always was (the configured rate and threshold: the same payload
+bytes). With a :class:`~eccentric_det.split.rate_control.RateControl` each frame's rate level and tiles are chosen
+so that its leaky bucket never overflows; with a :class:`~eccentric_det.split.reuse.ReuseCache` frames or tiles
+whose content has not changed since the cloud last saw them are answered from the cache. Both live here, on the
+edge: the cloud stays stateless and receives ordinary payloads. Detections travel in the JSON wire format
+(``boxes``, ``scores``, ``classes``, ``image_size``); no Detectron2.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..split.rate_control import RateControl, check_stream_options, tile_masks
+from ..split.region_gate import merge_region_detections
+from ..split.reuse import ReuseCache
+from .http import CloudUnavailable
+
+logger = logging.getLogger(__name__)
+# who answered: the cloud; the edge (its gate kept the frame); the edge because the cloud was unreachable; the edge
+# because the budget had no room for the frame; the cache (nothing sent: the content had not changed)
+SOURCES = ("cloud", "edge", "edge-fallback", "edge-budget", "reused")
+
+
+@dataclass
+class EdgeResult:
+    """One image's detections (wire format) and where they came from (one of ``SOURCES``)."""
+
+    detections: Any
+    source: str
+    bytes_sent: int  # payload bytes the cloud received (0 when the edge kept the image or fell back)
+    score: float  # the gate's "needs the cloud" probability
+    edge_ms: float
+    cloud_ms: float  # the cloud model's time per image (0 unless source is "cloud")
+    rate: Optional[float] = None  # the rate level rate control coded the payload at (None: the configured one)
+    tiles: Any = None  # region-level: the [rows, cols] mask of the tiles sent
+    tile_px: int = 0  # ... a tile's side in network-input pixels
+    input_size: Optional[tuple] = None  # (h, w) of the network input, where tiles are laid
+    reused: int = 0  # tiles (or 1: the whole frame) answered from the reuse cache
+
+    def to_dict(self, class_names=None):
+        d = {k: self.detections[k] for k in ("boxes", "scores", "classes", "image_size", "class_names")
+             if k in self.detections}
+        if class_names:
+            d["class_names"] = [class_names[c] for c in d["classes"]]
+        out = {"source": self.source, **d, "bytes": self.bytes_sent, "score": self.score, "edge_ms": self.edge_ms,
+               "cloud_ms": self.cloud_ms}
+        if self.rate is not None:
+            out["rate"] = self.rate
+        if self.reused:
+            out["reused"] = self.reused
+        return out
+
+
+def stream_controls(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0, keyframe=25):
+    """(:class:`RateControl` or None, :class:`ReuseCache` or None) of a stream's options (0: off); ValueError naming
+    the ``MODEL.ECCENTRIC.OFFLOAD`` key of a bad one."""
+    check_stream_options(budget_kbps, fps, buffer_s, reuse_threshold, keyframe)
+    return (RateControl(budget_kbps, fps, buffer_s) if budget_kbps else None,
+            ReuseCache(reuse_threshold, keyframe) if reuse_threshold else None)
+
+
+@dataclass
+class _Plan:
+    payload: Any = None  # what to send (None: nothing)
+    source: str = "edge"  # who answers when nothing is sent
+    rate: Optional[float] = None
+    tiles: Any = None  # region-level: the tiles sent
+    reused: Any = None  # region-level: the tiles answered from the cache
+    cached: Any = None  # image level: the cached answer
+
+
+class EdgeStream:
+    """``stream(image) -> EdgeResult`` for one camera's frames in order. ``edge.analyse(image) -> EdgeFrame``
+    (:class:`~eccentric_det.edge.ExportedEdge`, :class:`~eccentric_det.deploy.torch_edge.TorchEdge`; an edge with
+    only ``step`` runs without budget or reuse), its ``answer`` in the wire format or None;
+    ``send(body, output_size) -> dict``: the cloud's answer (wire format, ``cloud_ms``) to a payload's bytes, raising
+    :class:`CloudUnavailable` when it cannot be reached (the edge then answers, ``edge-fallback``); payloads are signed
+    with the fleet ``key`` when given."""
+
+    def __init__(self, edge, send: Callable, key: Optional[bytes] = None, rate_control: Optional[RateControl] = None,
+                 reuse: Optional[ReuseCache] = None):
+        if (rate_control or reuse) and not hasattr(edge, "analyse"):
+            raise TypeError(f"{type(edge).__name__} has no analyse(): rate control and reuse need it")
+        self.edge, self.send, self.key = edge, send, key
+        self.rate_control, self.reuse = rate_control, reuse
+        self.frames = 0
+
+    def summary(self):
+        """The rate control's budget, mean kbit/s and bucket fill (empty without a budget)."""
+        return self.rate_control.bucket.summary() if self.rate_control else {}
+
+    def __call__(self, image) -> EdgeResult:
+        index = self.frames
+        self.frames += 1
+        if not hasattr(self.edge, "analyse"):
+            d = self.edge.step(image)
+            return self._answer(_FrameOfDecision(d), index, _Plan(d.payload, tiles=d.tiles))
+        frame = self.edge.analyse(image)
+        return self._answer(frame, index, self._plan(frame, index))
+
+    # ------------------------------------------------------------------ what to send
+    def _plan(self, frame, index):
+        rc, reuse = self.rate_control, self.reuse
+        if rc is None and reuse is None:  # the edge step as configured: the same bytes as ever
+            d = frame.decision()
+            return _Plan(d.payload, tiles=d.tiles)
+        if rc is not None:
+            rc.start_frame()
+        threshold = rc.threshold(frame.threshold) if rc is not None and frame.policy == "dynamic" else None
+        size = lambda payload: len(payload.to_bytes(self.key))  # noqa: E731
+        if frame.regions:
+            base = frame.tiles_at()
+            reused = reuse.reusable_tiles(frame, index, base) if reuse else np.zeros_like(base)
+            masks = tile_masks(frame.tile_probs, frame.threshold if threshold is None else threshold, frame.dilate,
+                               reused)
+            if rc is not None:
+                rc.note(bool((base & ~reused).any()), frame.score)
+            plan = _Plan(source="reused" if reused.any() else "edge", reused=reused)
+            if not masks:
+                if (base & ~reused).any():  # the gate wanted tiles the raised threshold keeps back
+                    plan.source = "edge-budget"
+                return plan
+            choice = rc.choose(frame, masks, size) if rc is not None else (None, masks[0], frame.code(None, masks[0]))
+            if choice is None:
+                plan.source = "edge-budget"
+                return plan
+            plan.rate, plan.tiles, plan.payload = choice
+            return plan
+        wants_base = frame.wants()
+        cached = reuse.reusable_answer(frame, index) if reuse and wants_base else None
+        if rc is not None:
+            rc.note(wants_base and cached is None, frame.score)
+        if cached is not None:
+            return _Plan(source="reused", cached=cached)
+        if not frame.wants(threshold):  # kept by the gate, or by the threshold the budget raised
+            return _Plan(source="edge-budget" if wants_base else "edge")
+        choice = rc.choose(frame, [None], size) if rc is not None else (None, None, frame.code())
+        if choice is None:
+            return _Plan(source="edge-budget")
+        return _Plan(choice[2], rate=choice[0])
+
+    # ------------------------------------------------------------------ send, merge, remember
+    def _answer(self, frame, index, plan):
+        reused_tiles = plan.reused if plan.reused is not None and plan.reused.any() else None
+        common = dict(tile_px=frame.tile_px, input_size=tuple(frame.image_size),
+                      reused=int(reused_tiles.sum()) if reused_tiles is not None else int(plan.cached is not None))
+        if plan.payload is None:
+            if plan.cached is not None:
+                return EdgeResult(plan.cached, "reused", 0, frame.score, frame.ms, 0.0, **common)
+            detections = frame.answer
+            if reused_tiles is not None:
+                detections = self._merge(frame, detections, _empty(frame), np.zeros_like(reused_tiles), reused_tiles)
+            elif detections is None:  # no detector of its own (policy "always") and no room in the budget
+                detections = _empty(frame)
+            return EdgeResult(detections, plan.source, 0, frame.score, frame.ms, 0.0, **common)
+        body = plan.payload.to_bytes(self.key)
+        if self.rate_control is not None:
+            self.rate_control.admit(len(body))
+        try:
+            answer = self.send(body, tuple(frame.output_size))
+        except CloudUnavailable as e:
+            if frame.answer is None:
+                raise CloudUnavailable(f"{e}; this edge has no detector of its own to fall back on "
+                                       f"(MODEL.ECCENTRIC.EDGE.DETECTOR False)") from e
+            logger.warning("%s: answering with the edge's own detections", e)
+            return EdgeResult(frame.answer, "edge-fallback", 0, frame.score, frame.ms, 0.0, **common)
+        answer = dict(answer)
+        answer.setdefault("image_size", list(frame.output_size))
+        if plan.tiles is not None:  # region-level: the cloud's detections there, the cache's, the edge's elsewhere
+            if self.reuse is not None:
+                self.reuse.store_tiles(frame, index, plan.tiles, answer)
+            reused = reused_tiles if reused_tiles is not None else np.zeros_like(plan.tiles)
+            answer = {**answer, **self._merge(frame, frame.answer, answer, plan.tiles, reused)}
+        elif self.reuse is not None:
+            self.reuse.store_answer(frame, index, {k: answer[k] for k in ("boxes", "scores", "classes", "image_size")
+                                                   if k in answer})
+        return EdgeResult(answer, "cloud", len(body), frame.score, frame.ms, answer.get("cloud_ms", 0.0), plan.rate,
+                          plan.tiles, **common)
+
+    def _merge(self, frame, edge, cloud, sent, reused):
+        """The cloud's detections in the tiles ``sent``, the cached ones in the tiles ``reused``, the edge's
+        elsewhere."""
+        rows = list(zip(cloud["boxes"], cloud["scores"], cloud["classes"]))
+        if reused.any():
+            rows += self.reuse.cached_detections(reused)
+        other = {"boxes": [r[0] for r in rows], "scores": [r[1] for r in rows], "classes": [r[2] for r in rows]}
+        return merge_region_detections(edge, other, sent | reused, frame.tile_px, frame.image_size)
+
+
+def _empty(frame):
+    return {"boxes": [], "scores": [], "classes": [], "image_size": list(frame.output_size)}
+
+
+class _FrameOfDecision:
+    """What :meth:`EdgeStream._answer` reads of a frame, from an edge step's decision (an edge without analyse)."""
+
+    def __init__(self, d):
+        self.answer, self.score, self.ms, self.tile_px = d.answer, d.score, d.edge_ms, d.tile_px
+        size = d.payload.image_size if d.payload is not None else (0, 0)
+        self.image_size, self.output_size = size, d.payload.output_size if d.payload is not None else size
