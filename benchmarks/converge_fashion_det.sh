@@ -4,7 +4,7 @@
 #   benchmarks/converge_fashion_det.sh STAGE [KEY VALUE ...]
 # STAGE, in order: teacher, edge, codec, adapt (and joint), cloud_plus (the equal-budget cloud-only baseline);
 # then gates (both gates and the region threshold, chosen on the held-out split) and the val measurements
-# eval_codecs, eval_adapt, eval_joint (each its own lane) and eval_merge (pareto.json with 95% intervals).
+# eval_codecs, eval_adapt, eval_dynamic (after gates), eval_independent, eval_joint (each its own lane) and eval_merge (pareto.json with 95% intervals).
 # Each training stage's final weights are exported (fp16) to $OUT/<stage>.pth for the next stage.
 # Resumable: run it again and Detectron2 resumes from OUTPUT_DIR's last checkpoint (--resume).
 # CPU: one core per stage (OMP_NUM_THREADS=1). GPU: DEVICE=cuda benchmarks/converge_fashion_det.sh teacher
@@ -61,7 +61,7 @@ case "$stage" in
       fashion_det_train_holdout --max-images 1000 --recall 0.9 --output "$OUT/region_gate.pth" \
       --fit-json "$OUT/gates/region_gate.json" "${REG[@]}" > "$OUT/gates/region_gate.log" 2>&1
     "$PY" tools/pareto.py --config-file $C/dynamic_region_ecc.yaml --dataset fashion_det_train_holdout \
-      --sweep thresholds=0,0.3,0.4,0.5,0.6,0.7,0.8,0.9 --output "$OUT/gates/holdout_regions" -- "${REG[@]}" \
+      --sweep thresholds=0,0.4,0.5,0.6,0.7,0.8 --output "$OUT/gates/holdout_regions" -- "${REG[@]}" \
       MODEL.WEIGHTS "$A" MODEL.ECCENTRIC.EDGE.WEIGHTS "$OUT/region_gate.pth"
     "$PY" tools/select_point.py --pareto "$OUT/gates/holdout_regions/pareto.json" --series "Dynamic ECC (regions)" \
       --reference "threshold 0" --output "$OUT/gates/region_threshold.json"
@@ -71,9 +71,11 @@ case "$stage" in
       webp=5,10,30,50,80,101 avif=10,30,50,70 png=9 --cloud-config $C/cloud_teacher.yaml --cloud-weights \
       "$OUT/cloud_plus.pth" "${VAL[@]}" --output "$OUT/eval/codecs" -- MODEL.DEVICE "$DEVICE"
     exit 0 ;;
-  eval_adapt)  # Adaptive ECC at every rate, the edge alone, Dynamic ECC (image and region gates) on val
+  eval_adapt)  # Adaptive ECC at every rate and the edge alone on val
     "$PY" tools/pareto.py --config-file $C/adaptive_ecc_vr.yaml --sweep rates=all edge_only "${VAL[@]}" \
       --output "$OUT/eval/adapt" -- MODEL.WEIGHTS "$A" MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.DEVICE "$DEVICE"
+    exit 0 ;;
+  eval_dynamic)  # Dynamic ECC on val with the image gate and the region gate at their held-out thresholds
     "$PY" tools/pareto.py --config-file $C/dynamic_ecc_vr.yaml --sweep \
       "thresholds=$(threshold "$OUT/gates/offload_gate.json")" "${VAL[@]}" \
       --output "$OUT/eval/dynamic" -- MODEL.WEIGHTS "$A" MODEL.ECCENTRIC.EDGE.WEIGHTS "$OUT/offload_gate.pth" \
@@ -81,6 +83,11 @@ case "$stage" in
     "$PY" tools/pareto.py --config-file $C/dynamic_region_ecc.yaml --sweep \
       "thresholds=$(threshold "$OUT/gates/region_threshold.json")" "${VAL[@]}" --output "$OUT/eval/regions" -- \
       MODEL.WEIGHTS "$A" MODEL.ECCENTRIC.EDGE.WEIGHTS "$OUT/region_gate.pth" MODEL.DEVICE "$DEVICE"
+    exit 0 ;;
+  eval_independent)  # Independent ECC: the edge detector, JPEG q90 of the images it does not answer to the teacher
+    "$PY" tools/pareto.py --config-file $C/independent_ecc.yaml --independent-config $C/independent_ecc.yaml \
+      --sweep independent=90 "${VAL[@]}" --output "$OUT/eval/independent" -- MODEL.WEIGHTS "$T" \
+      MODEL.ECCENTRIC.EDGE.WEIGHTS "$E" MODEL.DEVICE "$DEVICE"
     exit 0 ;;
   eval_joint)  # jointly adapted Adaptive ECC at every rate and its edge alone
     "$PY" tools/pareto.py --config-file $C/adaptive_ecc_vr.yaml --sweep rates=all edge_only "${VAL[@]}" \
@@ -90,7 +97,7 @@ case "$stage" in
     dirs=(); for d in "$OUT"/eval/*/; do [ "$d" = "$OUT/eval/all/" ] || dirs+=("$d"); done
     "$PY" tools/pareto.py --dataset fashion_det_val --results "${dirs[@]}" --output "$OUT/eval/all"
     exit 0 ;;
-  *) echo "unknown stage $stage (teacher edge codec adapt joint cloud_plus gates eval_codecs eval_adapt eval_joint" \
-          "eval_merge)" >&2; exit 2 ;;
+  *) echo "unknown stage $stage (teacher edge codec adapt joint cloud_plus gates eval_codecs eval_adapt" \
+          "eval_dynamic eval_independent eval_joint eval_merge)" >&2; exit 2 ;;
 esac
 "$PY" tools/export_checkpoint.py "$OUT/$stage/model_final.pth" "$OUT/$stage.pth"

@@ -14,7 +14,7 @@ det() {
     [ -f "$OUT/$s.pth" ] && continue
     log "det $s"; bash benchmarks/converge_fashion_det.sh "$s" SOLVER.MAX_ITER "$(iters "$s")" || return 1
   done
-  for s in gates eval_codecs eval_adapt eval_joint eval_merge; do log "det $s"; bash benchmarks/converge_fashion_det.sh "$s"; done
+  for s in gates eval_codecs eval_adapt eval_dynamic eval_independent eval_joint eval_merge; do log "det $s"; bash benchmarks/converge_fashion_det.sh "$s"; done
 }
 iters() { case "$1" in teacher) echo 8000 ;; edge) echo 3000 ;; codec) echo 500 ;; adapt|joint) echo 3000 ;;
           cloud_plus) echo 3500 ;; esac; }
