@@ -209,6 +209,7 @@ def test_quick_dry_run_takes_the_quick_schedules(own, tmp_path, capsys):
     ("holdout", r"--holdout 0.01 holds out 0 of the 40 images"),
     ("reserved", r"the recipe sets MODEL.WEIGHTS itself; use --teacher-weights"),
     ("register", r"--register .* a coco entry takes 2 values after its kind .*config overrides go last"),
+    ("estimate", r"--estimate times the stages of a dry run: add --dry-run"),
 ])
 def test_errors_come_before_any_stage(own, tmp_path, capsys, case, match):
     out = tmp_path / "err"
@@ -221,6 +222,7 @@ def test_errors_come_before_any_stage(own, tmp_path, capsys, case, match):
         "holdout": [*register, "--train", train, "--test", val, "--num-classes", "2", "--holdout", "0.01"],
         "reserved": [*register, "--train", train, "--test", val, "--num-classes", "2", "MODEL.WEIGHTS", "x.pth"],
         "register": ["--train", train, "--test", val, "--num-classes", "2", *register, "MODEL.DEVICE", "cpu"],
+        "estimate": [*register, "--train", train, "--test", val, "--num-classes", "2", "--estimate"],
     }[case]
     assert TOOL.main(["--output", str(out)] + argv) == 2
     err = capsys.readouterr().err
@@ -296,6 +298,50 @@ def test_the_dry_run_estimates_a_stage_s_time_only_from_what_was_measured(own, t
     assert "time: about 5m50s for the stages measured here before; no estimate for edge_kd, codec_pretrain" in text
     _, text = dry_run(capsys, _argv(own, tmp_path / "fresh", "--dry-run"))
     assert "time: no estimate: nothing was measured in this output folder yet" in text
+
+
+def test_the_dry_run_estimate_times_a_few_iterations_of_each_training_stage(own, tmp_path, capsys, monkeypatch):
+    """--dry-run --estimate: each training stage that would run is timed (a few iterations of its own command, here
+    the quick teacher on the generated images) and estimated as what the run takes besides its iterations plus
+    SOLVER.MAX_ITER times the seconds per iteration: doubling MAX_ITER doubles the iterations' part. The checkpoints
+    of earlier stages are not there yet (random weights); the gate and the sweep are not estimated."""
+    out = tmp_path / "run"
+
+    def quick(max_iter, *extra):
+        argv = _argv(own, out, "--quick", *extra, "--", "teacher:SOLVER.MAX_ITER", str(max_iter))
+        r = recipe.Recipe(TOOL.build_parser().parse_args(argv), argv)
+        r.check()
+        return r, argv
+
+    r, _ = quick(40)
+    teacher = r.stage("teacher")
+    per_iteration, besides = r.time_stage(teacher)  # the real thing: 5 iterations of the quick teacher
+    assert per_iteration > 0 and besides > 0
+    seconds, how = r.estimate(teacher, "run", None, (per_iteration, besides))
+    assert seconds == pytest.approx(besides + 40 * per_iteration) and how.startswith("40 iterations x ")
+    r2, _ = quick(80)
+    doubled, _ = r2.estimate(r2.stage("teacher"), "run", None, (per_iteration, besides))
+    assert doubled - besides == pytest.approx(2 * (seconds - besides))
+
+    # each training stage's timing command: its own config and data, 5 iterations, no evaluation, no hand-off yet
+    adapt = r.timing_command(r.stage("adaptive_ecc_vr"), "TMP")
+    assert value(adapt, "SOLVER.MAX_ITER") == "5" and value(adapt, "OUTPUT_DIR") == "TMP"
+    assert value(adapt, "TEST.EVAL_PERIOD") == "0" and value(adapt, "DATASETS.TEST") == "()"
+    assert value(adapt, "--config-file").endswith(recipe.plan.QUICK_BASE)  # the derived config is not written yet
+    assert value(adapt, "MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS") == "[0.1, 1.0]"
+    assert value(adapt, "DATASETS.TRAIN") == value(r.stage("adaptive_ecc_vr").steps[0].command, "DATASETS.TRAIN")
+    for key in ("MODEL.WEIGHTS", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS"):
+        assert value(adapt, key) == ""
+
+    # the dry run prints each estimate and their sum (the timing itself stubbed: 0.5 s per iteration, 10 s besides)
+    monkeypatch.setattr(recipe.Recipe, "time_stage", lambda self, stage: (0.5, 10.0))
+    _, argv = quick(40, "--dry-run", "--estimate")
+    _, text = dry_run(capsys, argv)
+    assert ("[1/7] cloud teacher: would run (no stamp)\n    # time: about 30s (40 iterations x 0.50 s + 10s to "
+            "start, warm up and save, timed by --estimate (5 iterations on cpu)") in text
+    assert "[6/7] evaluation and Pareto: would run (no stamp)\n    # time: not estimated" in text
+    assert "time: about 1m04s for the stages timed or measured here; no estimate for gate, pareto, report" in text
+    assert not out.exists()
 
 
 def test_the_gate_stage_reads_the_fit_the_tool_wrote(own, tmp_path):
@@ -385,6 +431,55 @@ def test_a_sweep_s_progress_is_counted_from_the_files_it_writes(tmp_path):
         (tmp_path / "points" / str(i) / "eccentric_metrics.json").write_text("{}")
     assert _points_done(str(tmp_path), since) == (2, 3)
     assert _points_done(str(tmp_path), time.time() + 60) == (0, 0)  # files of an earlier run do not count
+
+
+def test_a_training_s_bar_is_timed_from_its_first_iteration(tmp_path, monkeypatch):
+    """A training loads for 40 s before its first iteration: its bar says "starting" until metrics.json shows one,
+    then its rate and ETA are those of the iterations since (not 20 iterations in 40 s); a resumed training's bar
+    starts at the iterations done before, and rows of that earlier run are not progress."""
+    import tqdm.std
+
+    from eccentric_det.recipe.engine import ProgressBar, step_progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])  # the bars' clock
+    metrics = tmp_path / "metrics.json"
+    step = Step(["python"], train_dir=str(tmp_path), max_iter=100)
+
+    def log(*iterations):
+        with open(metrics, "a") as f:
+            f.writelines(json.dumps({"iteration": i, "time": 0.5}) + "\n" for i in iterations)
+
+    bar = ProgressBar("[1/7] cloud teacher", "it", 100)
+    since = time.time() - 1.0
+    clock[0] += 40.0  # loading: no metrics.json yet
+    bar.update(*step_progress(step, since))
+    assert str(bar.bar) == "[1/7] cloud teacher: starting (00:40)"
+    log(19)  # the first row: its clock starts here
+    bar.update(*step_progress(step, since))
+    clock[0] += 10.0
+    log(39)
+    bar.update(*step_progress(step, since))
+    assert "40/100 [00:10<00:30,  2.00it/s]" in str(bar.bar), str(bar.bar)  # 20 iterations in 10 s, 60 to go
+    bar.close(completed=True)
+    assert bar.bar.n == 100
+
+    metrics.unlink()
+    log(19, 39, 59)  # an interrupted run that reached iteration 59 ...
+    old = time.time() - 60
+    os.utime(metrics, (old, old))  # ... a minute ago
+    resumed = ProgressBar("[1/7] cloud teacher", "it", 100, done=60)
+    since = time.time() - 1.0
+    clock[0] += 30.0
+    resumed.update(*step_progress(step, since))
+    assert "starting" in str(resumed.bar)  # its old rows are not this run's progress
+    log(69)
+    resumed.update(*step_progress(step, since))
+    clock[0] += 5.0
+    log(79)
+    resumed.update(*step_progress(step, since))
+    assert "80/100 [00:05<00:10,  2.00it/s]" in str(resumed.bar), str(resumed.bar)
+    resumed.close()
 
 
 # ------------------------------------------------------------------------------------------------ stamps
@@ -610,14 +705,19 @@ def test_every_report_row_has_an_interval_and_the_ceilings_are_rows(tmp_path):
     assert _table_rows(_report(tmp_path, missing, images=1000)[1])[1][3] == "27.00 [-]"
 
 
-def test_report_configs_reproduce_each_row_in_a_short_command(own, tmp_path, monkeypatch):
+LONG_OUTPUT = os.path.join("output", "experiments", "aerial_photos_one_class_164_tiles_256px_from_scratch",
+                           "teacher_3000_iterations_holdout_0.1_budget_2000_bytes", "second_try_with_longer_teacher")
+
+
+@pytest.mark.parametrize("out", [os.path.join("output", "my_ecc"), LONG_OUTPUT])
+def test_report_configs_reproduce_each_row_in_a_short_command(own, tmp_path, monkeypatch, out):
     """report.md's commands are short: each row's merged config (overrides, datasets, weights, OUTPUT_DIR) is written
     to OUT/configs/<point>.yaml; a model row runs it with train_net.py --eval-only, an image-codec row with a
-    one-point pareto.py sweep whose cloud model is that same config."""
+    one-point pareto.py sweep whose cloud model is that same config. Under 200 characters each, also under a long
+    --output (its path set once as $OUT)."""
     from eccentric_det.tasks import get_eccentric_cfg
 
     monkeypatch.chdir(tmp_path)
-    out = os.path.join("output", "my_ecc")
     argv = _argv(own, out)
     r = recipe.Recipe(TOOL.build_parser().parse_args(argv), argv)
     r.check()
@@ -656,9 +756,18 @@ def test_report_configs_reproduce_each_row_in_a_short_command(own, tmp_path, mon
     assert [int(i) for i, _ in commands] == [1, 2, 3, 4, 5]  # the point from outside the recipe's sweeps has none
     assert all(len(c) < 200 for _, c in commands), [len(c) for _, c in commands]
     train_net, pareto = (shlex.join(recipe.tool(name)[1:]) for name in ("train_net", "pareto"))
-    assert commands[0][1] == f"python {train_net} --eval-only --config-file output/my_ecc/configs/rate_0.yaml"
-    assert commands[2][1] == (f"python {pareto} --config-file output/my_ecc/configs/jpeg_90.yaml --sweep jpeg=90 "
-                              f"--output output/my_ecc/eval/jpeg_90")
+    if out == LONG_OUTPUT:  # set once, "$OUT/..." in each line
+        assert f"\n`OUT={out}`\n" in text
+        config, output = '"$OUT/configs/{}.yaml"', '"$OUT/eval/{}"'
+    else:
+        assert "`OUT=" not in text
+        config, output = f"{out}/configs/{{}}.yaml", f"{out}/eval/{{}}"
+    assert commands[0][1] == f"python {train_net} --eval-only --config-file {config.format('rate_0')}"
+    assert commands[2][1] == (f"python {pareto} --config-file {config.format('jpeg_90')} --sweep jpeg=90 "
+                              f"--output {output.format('jpeg_90')}")
+    for _, command in commands:  # each names a config the recipe wrote
+        args = shlex.split(command.replace("$OUT", out))
+        assert os.path.isfile(args[args.index("--config-file") + 1]), command
     assert f"is in `{configs}/`" in text
     assert not os.path.exists(os.path.join(configs, "threshold_0.5.yaml"))  # stale: removed
     assert os.path.exists(os.path.join(configs, "mine.yaml"))  # not the recipe's: kept
@@ -775,8 +884,14 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
                         r"--sweep (?:jpeg|webp|png)=\d+ --output \S+)`$", report, re.M)
     assert (len(evals), len(sweeps)) == (sum(not p["series"].startswith("cloud-only") for p in result["points"]),
                                          sum(p["series"].startswith("cloud-only") for p in result["points"]))
-    assert all(len(c) < 200 for c in evals), evals
-    assert all(len(c) < 250 for c in sweeps), sweeps  # two paths under pytest's long folder (< 200 under output/NAME)
+    assert all(len(c) < 200 for c in evals + sweeps), evals + sweeps  # pytest's long folder: "$OUT/..."
+    out_line = re.search(r"^`OUT=(.*)`$", report, re.M)
+
+    def reproduce(row):
+        """The report's command of a row, with $OUT as the report sets it."""
+        line = re.search(rf"^{row}\. `(.*)`$", report, re.M).group(1)
+        return shlex.split(line.replace("$OUT", shlex.split(out_line.group(1))[0]) if out_line else line)
+
     assert not list(out.glob("*/model_0*.pth"))  # no intermediate checkpoint once a stage is done
     assert "(the distillation teacher: MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS)" in (out / "edge_kd" /
                                                                                      "1_train_net.log").read_text()
@@ -786,7 +901,7 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     assert f"threshold {fit['threshold']:.4f}" in report or "NOT fitted" in report
     # the report's --eval-only command of an Adaptive ECC row reproduces its numbers (the sweep used every test image)
     row = next(i for i, p in enumerate(result["points"], 1) if p["series"] == "Adaptive ECC (variable rate)")
-    command = shlex.split(re.search(rf"^{row}\. `(.*)`$", report, re.M).group(1))
+    command = reproduce(row)
     assert command[0] == "python" and "--eval-only" in command
     again = subprocess.run([sys.executable] + command[1:], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=600)
@@ -800,7 +915,7 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
         (got, want)
     # and the one-point sweep of the lossless ceiling's config, the teacher on PNG images
     row = next(i for i, p in enumerate(result["points"], 1) if p["series"] == "cloud-only PNG")
-    command = shlex.split(re.search(rf"^{row}\. `(.*)`$", report, re.M).group(1))
+    command = reproduce(row)
     again = subprocess.run([sys.executable] + command[1:], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

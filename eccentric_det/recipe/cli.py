@@ -5,7 +5,7 @@ import argparse
 import sys
 import warnings
 
-from .engine import RecipeError
+from .engine import TIMED_ITERATIONS, RecipeError
 from .names import STAGES
 from .plan import DEFAULT_CONFIGS, QUICK_EVAL_IMAGES, Recipe
 from .report import BOOTSTRAP
@@ -26,6 +26,8 @@ def run_recipe(args, argv=None, say=print):
     try:
         if args.budget_bytes is not None and args.budget_offload is not None:
             raise RecipeError("give one budget: --budget-bytes or --budget-offload")
+        if args.estimate and not args.dry_run:
+            raise RecipeError("--estimate times the stages of a dry run: add --dry-run")
         recipe = Recipe(args, argv)
         recipe.check()
         return recipe.dry_run(say) if args.dry_run else recipe.run(say)
@@ -83,5 +85,10 @@ def build_parser():
                                                         "iterations at 128 px) and a few images per sweep")
     p.add_argument("--output", required=True, help="folder of every stage's outputs and report.md")
     p.add_argument("--dry-run", action="store_true", help="print the stages and their commands; run nothing")
+    p.add_argument("--estimate", action="store_true",
+                   help=f"with --dry-run: time {TIMED_ITERATIONS} iterations of each training stage that would run "
+                        f"(its merged config, data loader and device; no checkpoint of an earlier stage yet) and "
+                        f"estimate its time as start-up + SOLVER.MAX_ITER x seconds per iteration; the gate and the "
+                        f"sweep are not estimated. About a minute with --quick on a CPU; longer with the full configs")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE pairs, last")
     return p

@@ -201,11 +201,44 @@ def last_iteration(train_dir):
     return -1
 
 
+def _iterations_done(train_dir, since):
+    """The iterations a training has done by its OUTPUT_DIR/metrics.json, counted only once the file was written at
+    or after ``since`` (seconds since the epoch): rows of an earlier run are not this run's progress. 0 before."""
+    try:
+        if os.path.getmtime(os.path.join(train_dir, "metrics.json")) < since:
+            return 0
+    except OSError:
+        return 0
+    return last_iteration(train_dir) + 1
+
+
 def seconds_per_iteration(train_dir):
     """The median seconds per iteration a training measured (Detectron2's ``time`` in OUTPUT_DIR/metrics.json), or
     None when it measured none."""
     times = [row["time"] for row in _metrics_rows(train_dir) if isinstance(row.get("time"), (int, float))]
     return statistics.median(times) if times else None
+
+
+TIMED_ITERATIONS = 5  # a timing run (--estimate): Detectron2's IterationTimer times the 3 after 2 warm-up ones
+
+
+def time_training(command, train_dir, iterations=TIMED_ITERATIONS):
+    """Run a training ``command`` of ``iterations`` iterations (its SOLVER.MAX_ITER) writing to ``train_dir`` (its
+    OUTPUT_DIR), its output to ``train_dir``/timing.log. Returns ``(seconds per iteration, seconds besides)``: the
+    median Detectron2 measured (metrics.json's ``time``: past its warm-up, hooks not included) and the rest of the
+    wall time (start-up, warm-up, the final save). Raises :class:`RecipeError` with the end of the log when the run
+    fails."""
+    log = os.path.join(train_dir, "timing.log")
+    os.makedirs(train_dir, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.run(_executable(command), stdout=f, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - start
+    per_iteration = seconds_per_iteration(train_dir)
+    if rc or per_iteration is None:
+        why = f"exit status {rc}" if rc else "it measured no iteration"
+        raise RecipeError(f"its timing run failed ({why}); the end of its log:\n{tail(log, 10)}")
+    return per_iteration, max(0.0, wall - iterations * per_iteration)
 
 
 def _points_done(folder, since):
@@ -229,11 +262,55 @@ def _points_done(folder, since):
     return done, len(points)
 
 
-def run_step(step, log_path, label, resume=False, poll=0.5):
-    """Run one step, its output appended to ``log_path``, with a tqdm bar (and ETA) for trainings (iterations from
-    metrics.json) and sweeps (operating points evaluated). Returns the exit status."""
-    from tqdm import tqdm
+def step_progress(step, since):
+    """``(done, total)`` of a step running since ``since``, from the files it writes: a training's iterations
+    (metrics.json), a sweep's evaluated points (its plan.json and their folders). ``total`` is None while unknown."""
+    if step.train_dir:
+        return _iterations_done(step.train_dir, since), step.max_iter
+    done, total = _points_done(step.points_dir, since)
+    return done, total or None
 
+
+class ProgressBar:
+    """A step's tqdm bar that says "starting" until the step reports its first progress (a training loads its model,
+    data and weights first, for seconds to minutes), then is timed from there with ``smoothing=0``: its rate and ETA
+    are the mean over what was done since that first report, not diluted by the start-up. ``done``: what a resumed
+    step had done before (the bar starts there)."""
+
+    def __init__(self, label, unit, total=None, done=0):
+        from tqdm import tqdm
+
+        self._tqdm, self.label, self.unit, self.total, self.done = tqdm, label, unit, total, done
+        self.bar = tqdm(desc=label, bar_format="{desc}: starting ({elapsed})", leave=False, file=sys.stderr,
+                        dynamic_ncols=True)
+        self.started = False
+
+    def update(self, done, total=None):
+        """Show ``done`` of ``total`` (None: the total known before)."""
+        self.total = total or self.total
+        if not self.started:
+            if done <= self.done:
+                self.bar.refresh()  # the elapsed start-up time
+                return
+            self.bar.close()
+            self.bar = self._tqdm(total=self.total, initial=done, desc=self.label, unit=self.unit, smoothing=0,
+                                  file=sys.stderr, dynamic_ncols=True)
+            self.started = True
+            return
+        if self.total != self.bar.total:
+            self.bar.total = self.total
+        self.bar.update(max(0, done - self.bar.n))
+
+    def close(self, completed=False):
+        """Close the bar; ``completed``: the step ended well, so the bar is filled."""
+        if completed and self.total:
+            self.update(self.total)
+        self.bar.close()
+
+
+def run_step(step, log_path, label, resume=False, poll=0.5):
+    """Run one step, its output appended to ``log_path``, with a :class:`ProgressBar` for trainings (iterations from
+    metrics.json) and sweeps (operating points evaluated). Returns the exit status."""
     command = list(step.command)
     if resume:
         command.insert(_program_end(command), "--resume")
@@ -245,31 +322,21 @@ def run_step(step, log_path, label, resume=False, poll=0.5):
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
         bar = None
         if step.train_dir:
-            bar = tqdm(total=step.max_iter, initial=last_iteration(step.train_dir) + 1 if resume else 0,
-                       desc=f"{label}", unit="it", file=sys.stderr, dynamic_ncols=True)
+            bar = ProgressBar(label, "it", step.max_iter, last_iteration(step.train_dir) + 1 if resume else 0)
         elif step.points_dir:
-            bar = tqdm(total=None, desc=f"{label}", unit="point", file=sys.stderr, dynamic_ncols=True)
+            bar = ProgressBar(label, "point")
         try:
             while proc.poll() is None:
                 time.sleep(poll)
-                if bar is None:
-                    continue
-                if step.train_dir:
-                    bar.update(max(0, last_iteration(step.train_dir) + 1 - bar.n))
-                else:
-                    done, total = _points_done(step.points_dir, since)
-                    if total and bar.total != total:
-                        bar.total = total
-                    bar.update(max(0, done - bar.n))
-            if bar is not None and proc.returncode == 0:
-                bar.update(max(0, (bar.total or bar.n) - bar.n))
+                if bar is not None:
+                    bar.update(*step_progress(step, since))
         except BaseException:
             proc.terminate()
             proc.wait()
             raise
         finally:
             if bar is not None:
-                bar.close()
+                bar.close(completed=proc.returncode == 0)
     return proc.returncode
 
 

@@ -10,14 +10,15 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 import time
 
-from .engine import (RecipeError, Stage, Step, duration, execute_stage, last_iteration, remove_intermediate,
-                     seconds_per_iteration, stamp_status)
-from .names import RECIPE, STAGES, tool
+from .engine import (TIMED_ITERATIONS, RecipeError, Stage, Step, duration, execute_stage, last_iteration,
+                     remove_intermediate, seconds_per_iteration, stamp_status, time_training)
+from .names import RECIPE, STAGES, TRAINING_STAGES, tool
 from .options import (DATA_IDENTITY, IDENTITY, config_yaml, dataset_files, dataset_names, once, register_entries,
                       split_opts)
-from .report import shorter_path, write_report
+from .report import InOutput, write_report
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")  # the package's
 
@@ -33,6 +34,10 @@ QUICK_BASE = "quick_schedules/fashion_det_adaptive_ecc_instant_test.yaml"
 QUICK_VR = {"MODEL.ECCENTRIC.CODEC.NAME": "mean_scale", "MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS": [0.1, 1.0]}
 QUICK_DERIVED = {"pretrain": ("codec_pretrain_quick.yaml", {**QUICK_VR, "MODEL.ECCENTRIC.DISTILL.MODE": "reconstruct"}),
                  "adapt": ("adaptive_ecc_vr_quick.yaml", dict(QUICK_VR))}
+STAGE_MODEL = {"teacher": "cloud", "edge_kd": "edge", "codec_pretrain": "pretrain", "adaptive_ecc_vr": "adapt",
+               "gate": "adapt", "pareto": "adapt"}  # the config (--*-config) of each stage's model
+# the keys that hand a stage the checkpoints of earlier ones
+HANDOFF_WEIGHTS = ("MODEL.WEIGHTS", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS")
 
 # the points of stage 6 (besides every trained rate and edge-only); the fitted threshold joins the thresholds; PNG
 # (lossless) is the cloud's ceiling: the teacher on the images as they are
@@ -201,8 +206,7 @@ class Recipe:
     def stage_configs(self):
         """(config file, overrides) of each stage's model, as merged for the checks and the stamps."""
         out = {}
-        for stage, which in (("teacher", "cloud"), ("edge_kd", "edge"), ("codec_pretrain", "pretrain"),
-                             ("adaptive_ecc_vr", "adapt"), ("gate", "adapt"), ("pareto", "adapt")):
+        for stage, which in STAGE_MODEL.items():
             base, extra = self.merge_as[which]
             opts = self.train_opts() if stage not in ("gate", "pareto") else self.eval_opts()
             out[stage] = (base, extra + opts + self.user_opts(stage))
@@ -466,8 +470,8 @@ class Recipe:
         ``eval/<slug>``, so that one short command reproduces the row. A cloud-only image-codec point's config names
         itself as MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG: the model tools/pareto.py's image sweeps code images for.
         Point configs of earlier sweeps are removed. Returns ``{point output dir (absolute): {"config", "codec",
-        "output", "command"}}`` (the report's ``point_configs``; ``command`` reproduces the row, its paths relative to
-        the working folder when shorter)."""
+        "output", "command"}}`` (the report's ``point_configs``; ``command``: the arguments that reproduce the row, its
+        paths in the output folder as :class:`~eccentric_det.recipe.report.InOutput`)."""
         from ..tasks import get_eccentric_cfg
 
         opts, found = self.sweep_opts(), {}
@@ -477,16 +481,15 @@ class Recipe:
             cfg.OUTPUT_DIR = out
             m = re.match(r"^(\w+) (\d+)$", str(p.get("label", "")))
             codec = f"{m.group(1)}={m.group(2)}" if m and str(p.get("series", "")).startswith("cloud-only") else None
+            config, output = InOutput(os.path.relpath(path, self.dir)), InOutput(os.path.relpath(out, self.dir))
             if codec:
                 cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG = path
-                how = [*tool("pareto"), "--config-file", path, "--sweep", codec, "--output", out]
-                command = [*tool("pareto"), "--config-file", shorter_path(path), "--sweep", codec, "--output",
-                           shorter_path(out)]
+                command = [*tool("pareto"), "--config-file", config, "--sweep", codec, "--output", output]
                 note = ("\n# (the cloud model on coded images: tools/pareto.py codes them for DISTILL.TEACHER_CONFIG, "
                         "this file)")
             else:
-                how = [*tool("train_net"), "--eval-only", "--config-file", path]
-                command, note = [*tool("train_net"), "--eval-only", "--config-file", shorter_path(path)], ""
+                command, note = [*tool("train_net"), "--eval-only", "--config-file", config], ""
+            how = [os.path.join(self.dir, a) if isinstance(a, InOutput) else a for a in command]
             text = f"{POINT_CONFIG_MARK} {row}: {p['series']}, {p['label']}\n# reproduce: {shlex.join(how)}{note}\n"
             text += cfg.dump()
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -494,7 +497,7 @@ class Recipe:
                 with open(path, "w") as f:
                     f.write(text)
             found[os.path.abspath(str(p["output_dir"]))] = {"config": path, "codec": codec, "output": out,
-                                                            "command": shlex.join(command)}
+                                                            "command": command}
         folder, keep = os.path.join(self.dir, "configs"), {os.path.abspath(v["config"]) for v in found.values()}
         for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
             path = os.path.join(folder, name)
@@ -548,28 +551,60 @@ class Recipe:
                 with open(path, "w") as f:
                     f.write(text)
 
-    def estimate(self, stage, status, stamp):
-        """``(seconds or None, how)``: a rough time for a stage that would (re-)run, from what earlier runs in this
-        output folder measured: a training's remaining iterations times the seconds per iteration its metrics.json
-        holds, or the time the stage's stamp says it took. None when nothing was measured yet."""
+    def timing_command(self, stage, folder):
+        """The command of a training stage's step as ``--estimate`` times it: :data:`TIMED_ITERATIONS` iterations
+        into ``folder``, no evaluation, the same merged config otherwise (a --quick derived config as its base and
+        keys: it is written by the run), but none of the checkpoints that earlier stages have not written yet
+        (random weights take the same time)."""
+        command = next(s for s in stage.steps if s.train_dir).command
+        i = command.index("--config-file")
+        base, extra = self.merge_as[STAGE_MODEL[stage.key]]
+        opts = once(extra + command[i + 2:])
+        here = os.path.abspath(self.dir) + os.sep
+        later = [key for key, path in zip(opts[::2], opts[1::2]) if key in HANDOFF_WEIGHTS
+                 and os.path.abspath(path).startswith(here) and not os.path.isfile(path)]
+        return command[:i] + ["--config-file", base, *once(opts + [x for key in later for x in (key, "")] + [
+            "SOLVER.MAX_ITER", str(TIMED_ITERATIONS), "OUTPUT_DIR", folder, "DATASETS.TEST", "()",
+            "TEST.EVAL_PERIOD", "0", "SOLVER.PLATEAU.STOP", "False"])]
+
+    def time_stage(self, stage):
+        """``(seconds per iteration, seconds besides)`` of a training stage, from a run of its
+        :meth:`timing_command` in a temporary folder (:func:`~eccentric_det.recipe.engine.time_training`)."""
+        with tempfile.TemporaryDirectory(prefix="train_eccentric_estimate_") as folder:
+            return time_training(self.timing_command(stage, folder), folder)
+
+    def estimate(self, stage, status, stamp, timed=None):
+        """``(seconds or None, how)``: a rough time for a stage that would (re-)run. A training's remaining
+        iterations times its seconds per iteration: ``timed`` (:meth:`time_stage`, with the seconds besides the
+        iterations) or else those its earlier metrics.json in this output folder holds; otherwise the time the
+        stage's stamp says it took. None when nothing was timed or measured."""
         train = next((s for s in stage.steps if s.train_dir), None)
-        per_iteration = seconds_per_iteration(train.train_dir) if train is not None else None
-        if per_iteration and train.max_iter:
+        if train is not None and train.max_iter:
             left = train.max_iter - ((last_iteration(train.train_dir) + 1) if status == "resume" else 0)
             left = max(0, left)
-            return left * per_iteration, (f"{left} iterations x {per_iteration:.2f} s measured in "
-                                          f"{os.path.join(train.train_dir, 'metrics.json')}; at most: a plateau or "
-                                          f"--max-minutes ends it earlier; evaluations and the export not counted")
+            per_iteration, besides = timed or (seconds_per_iteration(train.train_dir), None)
+            source = (f" + {duration(besides)} to start, warm up and save, timed by --estimate ({TIMED_ITERATIONS} "
+                      f"iterations on {self.cfgs[stage.key].MODEL.DEVICE})" if timed else
+                      f" measured in {os.path.join(train.train_dir, 'metrics.json')}")
+            if per_iteration:
+                return (besides or 0.0) + left * per_iteration, (
+                    f"{left} iterations x {per_iteration:.2f} s{source}; at most: a plateau or --max-minutes ends it "
+                    f"earlier; evaluations and the export not counted")
         took = (stamp or {}).get("seconds")
         if isinstance(took, (int, float)) and (stamp or {}).get("status") == "done":
             return float(took), "what it took when it last ran here"
+        if self.args.estimate:
+            return None, "not estimated (--estimate times the training stages; not measured in this output folder)"
         return None, "no estimate (not measured in this output folder yet)"
 
     def dry_run(self, say=print):
-        """Print the plan: each stage, whether it would run or be skipped (and a rough time where one was measured),
-        its exact commands and outputs."""
+        """Print the plan: each stage, whether it would run or be skipped (and a rough time: with ``--estimate``
+        each training stage that would run is timed, else where one was measured before), its exact commands and
+        outputs."""
         say(self.header())
-        say("--dry-run: nothing runs; each stage's commands, in order:")
+        say("--dry-run: nothing runs" + (f" (but --estimate's timing runs: {TIMED_ITERATIONS} iterations of each "
+                                         f"training stage that would run, in a temporary folder)"
+                                         if self.args.estimate else "") + "; each stage's commands, in order:")
         upstream, total, measured, unknown = False, 0.0, 0, []
         for stage in self.stages():
             status, reason, stamp = stamp_status(stage)
@@ -579,7 +614,11 @@ class Recipe:
             word = {"skip": "would be skipped", "resume": "would resume", "run": "would run"}[status]
             say(f"{stage.label}: {word} ({reason})")
             if status != "skip":
-                seconds, how = self.estimate(stage, status, stamp)
+                try:
+                    timed = self.time_stage(stage) if self.args.estimate and stage.key in TRAINING_STAGES else None
+                    seconds, how = self.estimate(stage, status, stamp, timed)
+                except RecipeError as e:  # its timing run failed: so would the stage
+                    seconds, how = None, "not estimated: " + str(e).replace("\n", "\n    #   ")
                 if seconds is None:
                     unknown.append(stage.key)
                     say(f"    # time: {how}")
@@ -595,12 +634,14 @@ class Recipe:
                 say("    " + shlex.join(step.command))
             say("    -> " + ", ".join(stage.outputs))
         if measured:
-            say(f"time: about {duration(total)} for the stages measured here before"
-                + (f"; no estimate for {', '.join(unknown)} (not measured yet)" if unknown else ""))
+            say(f"time: about {duration(total)} for the stages "
+                + ("timed or measured here" if self.args.estimate else "measured here before")
+                + (f"; no estimate for {', '.join(unknown)}" + ("" if self.args.estimate else " (not measured yet)")
+                   if unknown else ""))
         elif upstream:
             say("time: no estimate: nothing was measured in this output folder yet (a first run measures each "
                 "stage's seconds per iteration; a dry run after it, e.g. with one stage's override changed, "
-                "estimates from them)")
+                "estimates from them; --estimate times a few iterations of each training stage now)")
         return 0
 
     def run(self, say=print):

@@ -10,12 +10,14 @@ import json
 import math
 import os
 import re
+import shlex
 
 from ..reports.table import front_legend, interval, point_metric, points_table
 from .engine import duration
 
 BOOTSTRAP = 200  # resamples of each point's AP interval (--bootstrap)
 CEILING, EDGE_ALONE = "cloud-only PNG", "edge-only"  # the report's two reference rows
+REPRODUCE_WIDTH = 200  # characters: a reproduce command is shorter
 
 
 def shorter_path(path):
@@ -23,6 +25,26 @@ def shorter_path(path):
     full = os.path.abspath(path)
     rel = os.path.relpath(full)
     return rel if len(rel) < len(full) else full
+
+
+class InOutput(str):
+    """An argument of a reproduce command that is a path in the output folder, relative to it (``configs/x.yaml``:
+    letters, digits, ``_.-/`` only): :func:`reproduce_lines` writes it out or as ``"$OUT/configs/x.yaml"``."""
+
+
+def reproduce_lines(commands, folder):
+    """Shell lines of ``commands`` (lists of arguments, the paths in the output ``folder`` as :class:`InOutput`) and
+    the line to run before them. The paths as :func:`shorter_path` gives them while every line is shorter than
+    :data:`REPRODUCE_WIDTH` characters (no line before them: ""); else, for a long output path, ``"$OUT/..."`` after
+    ``OUT=folder``."""
+    def line(command, var):
+        return " ".join((f'"$OUT/{a}"' if var else shlex.quote(shorter_path(os.path.join(folder, a))))
+                        if isinstance(a, InOutput) else shlex.quote(a) for a in command)
+
+    lines = [line(c, False) for c in commands]
+    if all(len(x) < REPRODUCE_WIDTH for x in lines):
+        return lines, ""
+    return [line(c, True) for c in commands], f"OUT={shlex.quote(shorter_path(folder))}"
 
 
 def _finite(v):
@@ -193,7 +215,7 @@ def report_warnings(result, best=None, rivals=(), bootstrap=None):
 
 
 def _reproduce(point, context):
-    """The short command that reproduces one row (``context["point_configs"]``, from
+    """The arguments of the short command that reproduces one row (``context["point_configs"]``, from
     :meth:`eccentric_det.recipe.plan.Recipe.write_point_configs`), or None for a point the recipe did not evaluate."""
     found = (context or {}).get("point_configs", {}).get(os.path.abspath(str(point.get("output_dir", ""))))
     return found.get("command") if found else None
@@ -283,8 +305,10 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
     for series, value in (result.get("bd_rate") or {}).items():
         lines.append(f"| {series} | {f'{value:+.1f}%' if isinstance(value, (int, float)) else value} |")
     lines += ["", "Negative: fewer bytes than the anchor at the same accuracy.", ""]
-    commands = [(i, _reproduce(p, ctx)) for i, p in enumerate(points, 1)]
-    if any(c for _, c in commands):
+    rows = [(i, _reproduce(p, ctx)) for i, p in enumerate(points, 1)]
+    rows = [(i, c) for i, c in rows if c]
+    if rows:
+        commands, first = reproduce_lines([c for _, c in rows], out_dir)
         folder = shorter_path(os.path.join(out_dir, "configs"))
         lines += ["## Reproduce a row", "",
                   f"Each row's merged config (every override and the dataset registration in it) is in `{folder}/`. "
@@ -292,8 +316,11 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
                   + (f"; the sweep used its first {ctx['eval_images']} images" if ctx.get("eval_images") else "")
                   + "); a cloud-only image-codec row with a one-point pareto sweep of its config (train_net does "
                     "not code the input images). Run them from the folder the recipe ran in (`python -m "
-                    "eccentric_det.cli.train_net` is `tools/train_net.py`):", ""]
-        lines += [f"{i}. `{c}`" for i, c in commands if c]
+                    "eccentric_det.cli.train_net` is `tools/train_net.py`)"
+                  + (", after setting `OUT` to the output folder (its path in every line would make them long)"
+                     if first else "") + ":", ""]
+        lines += [f"`{first}`", ""] if first else []
+        lines += [f"{i}. `{c}`" for (i, _), c in zip(rows, commands)]
         lines.append("")
     if ctx.get("checkpoints"):
         fit = ctx.get("fit") or {}
