@@ -26,7 +26,7 @@ from detectron2.structures import BoxMode, Boxes, pairwise_iou
 from torch import nn
 
 from .split.gate import detection_statistics, softmax_uncertainty
-from .split.region_gate import centre_tiles
+from .split.regions import centre_tiles
 
 logger = logging.getLogger(__name__)
 FIT_KEYS = ("threshold", "offload_rate", "recall", "needs_cloud_fraction")  # what a fit's JSON record keeps
@@ -106,7 +106,7 @@ def collect_region_data(cfg, model, dataset_name, max_images=300):
         gt_boxes, gt_classes = _ground_truth(record)
         gain = found(cloud, gt_boxes, gt_classes).astype(int) - found(edge, gt_boxes, gt_classes).astype(int)
         sy, sx = image_size[0] / record["height"], image_size[1] / record["width"]
-        r, c = centre_tiles(gt_boxes.numpy() * np.array([sx, sy, sx, sy]), tile_px, grid)
+        r, c = centre_tiles(gt_boxes.numpy(), tile_px, grid, (sy, sx))
         tile_gain = np.zeros(grid[0] * grid[1], int)
         np.add.at(tile_gain, r * grid[1] + c, gain)
         labels.append(tile_gain > 0)

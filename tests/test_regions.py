@@ -8,7 +8,8 @@ from eccentric_det.checkpoint import load_model
 from eccentric_det.codec import FIELD_TILES, PayloadError, build_codec
 from eccentric_det.codec.tiles import cell_mask, decode_tiles, dilate_tiles, encode_tiles, region_boxes, region_cells
 from eccentric_det.tasks import get_eccentric_cfg
-from eccentric_det.split.region_gate import TILE_STAT_NAMES, centre_tiles, tile_statistics
+from eccentric_det.split.region_gate import TILE_STAT_NAMES, tile_statistics
+from eccentric_det.split.regions import centre_tiles
 from eccentric_det.modeling.meta_arch.regions import in_tiles
 
 CONFIG = "configs/FashionDet/dynamic_region_ecc.yaml"
@@ -129,6 +130,24 @@ def test_the_edge_merges_cloud_regions_with_its_own_detections(model, inp):
     assert (~inside).sum() == len(outside)
     assert torch.allclose(out["instances"].scores[~inside].sort().values, outside.scores.sort().values)
     assert out["eccentric"]["tiles"] == d.tiles.sum() and out["eccentric"]["crops"]
+
+
+def test_one_merge_for_instances_and_the_wire():
+    """The in-process merge (Instances) and the client's (wire format) are one rule: the edge's detections centred
+    outside the sent tiles and the cloud's, by score, the edge's first on equal scores."""
+    from eccentric_det.modeling.meta_arch.regions import merge_regions
+    from eccentric_det.serving.detections import dict_to_instances, instances_to_dict
+    from eccentric_det.split.regions import merge_region_detections
+
+    tiles = np.zeros((2, 2), bool)
+    tiles[0, 0] = True  # tiles of 32 px on a 64x64 input; detections at the 128x128 output
+    edge = {"boxes": [[0, 0, 40, 40], [70, 70, 120, 120], [80, 0, 120, 40]], "scores": [0.875, 0.5, 0.75],
+            "classes": [0, 1, 2], "image_size": [128, 128]}
+    cloud = {"boxes": [[10, 10, 50, 50]], "scores": [0.75], "classes": [3], "image_size": [128, 128]}
+    wire = merge_region_detections(edge, cloud, tiles, 32, (64, 64))
+    assert wire["classes"] == [2, 3, 1] and wire["scores"] == [0.75, 0.75, 0.5]
+    merged = merge_regions(dict_to_instances(edge), dict_to_instances(cloud), tiles, 32, (64, 64))
+    assert instances_to_dict(merged) == wire
 
 
 def test_region_cloud_flops_fall_with_the_area_sent(model, inp):

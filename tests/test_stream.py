@@ -349,7 +349,8 @@ def test_an_exported_edge_codes_at_the_rates_rate_control_picks(tmp_path):
     cloud._http = httpx.Client(transport=httpx.MockTransport(handler))
     finest, coarsest = (8 * len(frame.code(r).to_bytes()) for r in (0.0, 2.0))
     assert finest > coarsest
-    rate_control, _ = stream_controls(budget_kbps=(finest + coarsest) / 2 * 10 / 1000, fps=10.0, buffer_s=0.5)
+    # a bucket of two frames: it fills within the clip whatever the frames' size, so the rate must follow it
+    rate_control, _ = stream_controls(budget_kbps=(finest + coarsest) / 2 * 10 / 1000, fps=10.0, buffer_s=0.2)
     client = EdgeClient(edge, cloud, rate_control=rate_control)
     results = [client(f) for f in frames * 2]
     offloaded = [r for r in results if r.source == "cloud"]

@@ -14,6 +14,8 @@ pairs, after the options (Detectron2's convention).
 """
 import argparse
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 from detectron2.utils.logger import setup_logger
 
 from eccentric_det.serving.config import get_serving_cfg

@@ -18,6 +18,8 @@ payloads.
 import argparse
 import sys
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 from detectron2.utils.logger import setup_logger
 
 from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, ensure_default_video, format_summary,

@@ -22,6 +22,8 @@ ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.
 import argparse
 import logging
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge, list_images, run_images
 from eccentric_det.edge.http import environment_credentials
 from eccentric_det.edge.stream import stream_controls

@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 import cv2
 
 from eccentric_det.deploy.export import export_from_config

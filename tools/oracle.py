@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 from tabulate import tabulate
 
 import eccentric_det.data  # noqa: F401  (registers the datasets)

@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 from eccentric_det.evaluation.curves import detectron2_curve, plateau, plot_curves
 
 

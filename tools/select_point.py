@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 from eccentric_det.reports.select import select_point
 
 

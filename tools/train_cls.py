@@ -8,6 +8,8 @@ import argparse
 import logging
 import os
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 import torch
 from detectron2.utils.logger import setup_logger
 

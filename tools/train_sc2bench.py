@@ -17,6 +17,8 @@ codec and adapt stages; no sc2bench checkpoint is committed until it is retraine
 import argparse
 import sys
 
+import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
+
 import torch
 from detectron2.data import build_detection_train_loader
 from detectron2.utils.logger import setup_logger

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..split.rate_control import RateControl, check_stream_options, tile_masks
-from ..split.region_gate import merge_region_detections
+from ..split.regions import merge_region_detections
 from ..split.reuse import ReuseCache
 from .http import CloudUnavailable
 

@@ -10,6 +10,7 @@ finds objects that the edge misses (:func:`eccentric_det.calibration.calibrate_o
 import numpy as np
 
 from .gate import STAT_NAMES, LogisticGate, detection_statistics
+from .regions import centre_tiles
 
 TILE_STAT_NAMES = ("max_score", "n_low", "n_unsure", "n_confident", "unsure_mass", "max_objectness",
                    "n_objects", "n_unexplained", "inside") + tuple(f"image_{n}" for n in STAT_NAMES)
@@ -22,34 +23,6 @@ def box_iou(a, b):
     inter = np.clip(rb - lt, 0, None).prod(-1)
     area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
     return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
-
-
-def centre_tiles(boxes, tile_px, grid):
-    """(row, col) int arrays of the tile of ``grid`` (rows, cols) holding each xyxy box's centre."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    return (np.clip(cy // tile_px, 0, grid[0] - 1).astype(int), np.clip(cx // tile_px, 0, grid[1] - 1).astype(int))
-
-
-def in_tiles(boxes, tiles, tile_px, scale=(1.0, 1.0)):
-    """Bool array: does each xyxy box's centre (times ``scale`` (y, x), to the network input's size) lie in a set tile
-    of ``tiles`` ([rows, cols] bool) of ``tile_px`` pixels? Centres outside the grid belong to its nearest tile."""
-    tiles = np.asarray(tiles, bool)
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([scale[1], scale[0], scale[1], scale[0]])
-    return tiles[centre_tiles(boxes, tile_px, tiles.shape)]
-
-
-def merge_region_detections(edge, cloud, tiles, tile_px, image_size):
-    """The edge's merge, in the wire format (``boxes``, ``scores``, ``classes``, ``image_size``): the cloud's detections
-    (those of the tiles sent) and the edge's whose box centre lies outside them, by score (``image_size``: the
-    network input's, where the tiles are laid)."""
-    oh, ow = edge["image_size"]
-    keep = ~in_tiles(edge["boxes"], tiles, tile_px, (image_size[0] / oh, image_size[1] / ow))
-    rows = [(b, s, c) for b, s, c, k in zip(edge["boxes"], edge["scores"], edge["classes"], keep) if k]
-    rows += list(zip(cloud["boxes"], cloud["scores"], cloud["classes"]))
-    rows.sort(key=lambda r: -r[1])
-    return {"boxes": [list(r[0]) for r in rows], "scores": [r[1] for r in rows], "classes": [r[2] for r in rows],
-            "image_size": list(edge["image_size"])}
 
 
 def tile_statistics(boxes, scores, proposal_boxes, objectness_logits, image_size, tile_px, grid, min_score=0.05):

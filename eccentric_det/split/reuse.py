@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .rate_control import check_stream_options
-from .region_gate import centre_tiles
+from .regions import centre_tiles, input_scale
 
 
 def relative_change(now, then, scale):
@@ -82,10 +82,11 @@ class ReuseCache:
         now = frame.signature()
         if now is None:
             return
-        rows = _tile_of_boxes(answer["boxes"], frame, np.shape(sent))
+        scale = input_scale(frame.image_size, frame.output_size)
+        tiles = zip(*(i.tolist() for i in centre_tiles(answer["boxes"], frame.tile_px, np.shape(sent), scale)))
         found = {}
-        for k, (b, s, c) in enumerate(zip(answer["boxes"], answer["scores"], answer["classes"])):
-            found.setdefault(rows[k], []).append((list(b), s, c))
+        for b, s, c, t in zip(answer["boxes"], answer["scores"], answer["classes"], tiles):
+            found.setdefault(t, []).append((list(b), s, c))
         for r, c in zip(*(i.tolist() for i in np.nonzero(sent))):
             tile = now[(slice(None),) + self._cells(frame, r, c)].clone()
             self.tiles[r, c] = (index, tile, tuple(frame.output_size), found.get((r, c), []))
@@ -94,12 +95,3 @@ class ReuseCache:
         """The cached detections of the set tiles of ``tiles``, as (box, score, class) rows."""
         return [d for r, c in zip(*(i.tolist() for i in np.nonzero(tiles))) for d in self.tiles[r, c][3]]
 
-
-def _tile_of_boxes(boxes, frame, grid):
-    """(row, col) of the tile holding each box's centre (boxes at the output size; tiles laid at the input's)."""
-    if not len(boxes):
-        return []
-    (ih, iw), (oh, ow) = frame.image_size, frame.output_size
-    b = np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([iw / ow, ih / oh, iw / ow, ih / oh])
-    r, c = centre_tiles(b, frame.tile_px, grid)
-    return list(zip(r.tolist(), c.tolist()))

@@ -1,29 +1,31 @@
-"""Region-level Dynamic ECC for detection: which detections belong to the sent tiles, the edge's merge of the
-cloud's detections there with its own elsewhere, and the cloud's proposal counts on a crop."""
+"""Region-level Dynamic ECC for detection: :mod:`eccentric_det.split.regions`' rule on Detectron2 tensors and
+Instances, and the cloud's proposal counts on a crop."""
 import contextlib
 import math
 
 import torch
 from detectron2.structures import Instances
 
-from ...split import region_gate
+from ...split import regions
 
 
 def in_tiles(boxes, tiles, tile_px, scale=(1.0, 1.0)):
-    """:func:`eccentric_det.split.region_gate.in_tiles` of a boxes tensor, as a bool tensor on its device."""
-    return torch.from_numpy(region_gate.in_tiles(boxes.detach().cpu().numpy(), tiles, tile_px, scale)).to(boxes.device)
+    """:func:`eccentric_det.split.regions.in_tiles` of a boxes tensor, as a bool tensor on its device."""
+    return torch.from_numpy(regions.in_tiles(boxes.detach().cpu().numpy(), tiles, tile_px, scale)).to(boxes.device)
 
 
 def merge_regions(edge, cloud, tiles, tile_px, image_size):
-    """One Instances at the output size: the cloud's detections (already those of the sent tiles) and the edge's
-    whose box centre lies outside the sent tiles (``image_size``: the network input's, where the tiles are laid)."""
-    oh, ow = edge.image_size
-    scale = (image_size[0] / oh, image_size[1] / ow)
-    edge = edge[~in_tiles(edge.pred_boxes.tensor, tiles, tile_px, scale)]
+    """:func:`eccentric_det.split.regions.merge_order` of Instances at the output size: one Instances of the edge's
+    detections outside the sent ``tiles`` and the cloud's (already those of the sent tiles), by score (``image_size``:
+    the network input's)."""
+    numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    keep, order = regions.merge_order(numpy(edge.pred_boxes.tensor), numpy(edge.scores), numpy(cloud.scores), tiles,
+                                      tile_px, regions.input_scale(image_size, edge.image_size))
+    device = edge.scores.device
+    edge = edge[torch.from_numpy(keep).to(device)]
     fields = ("pred_boxes", "scores", "pred_classes")
-    parts = [Instances(edge.image_size, **{k: i.get(k).to(edge.scores.device) for k in fields}) for i in (cloud, edge)]
-    merged = Instances.cat(parts)
-    return merged[merged.scores.argsort(descending=True)]
+    parts = [Instances(edge.image_size, **{k: i.get(k).to(device) for k in fields}) for i in (edge, cloud)]
+    return Instances.cat(parts)[torch.from_numpy(order).to(device)]
 
 
 @contextlib.contextmanager
