@@ -22,10 +22,11 @@ from eccentric_det.data import register_fashion_det
 from eccentric_det.data.fashion_det import generate_fashion_det
 from eccentric_det.evaluation.build import coco_evaluator
 from eccentric_det.evaluation.costs import summarize
-from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator
+from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator, config_summary
 from eccentric_det.evaluation.flops import count_gflops, edge_cloud_gflops
+from eccentric_det.reports import series
 from eccentric_det.reports.pareto import (bd_rate, dataset_dicts, load_results, pareto_mask, parse_sweep, plan,
-                                             run_sweep)
+                                             result_series, run_sweep)
 from eccentric_det.split.image_codecs import encode_image
 
 from .helpers import image_input, split_cfg
@@ -319,6 +320,45 @@ def test_rates_sweep_plans_every_level_of_the_variable_rate_checkpoint():
         plan("FashionDet/adaptive_ecc_vr.yaml", parse_sweep(["rates=5"]))
     with pytest.raises(ValueError, match="needs a variable-rate codec"):
         plan(QUICK.format("dynamic_ecc"), parse_sweep(["rates=all"]))
+
+
+def test_plan_and_result_series_name_points_alike():
+    """A sweep's point and an --eval-only run of the same model are in the same series (so that they form one curve
+    and one BD-rate), every name being one of eccentric_det.reports.series' list, whose names never change: they are
+    stored in pareto.json files that new sweeps merge."""
+    assert series.NAMES == (
+        "cloud-only", "cloud-only JPEG", "cloud-only WebP", "cloud-only AVIF", "cloud-only PNG", "edge-only",
+        "Adaptive ECC", "Adaptive ECC (variable rate)", "rate-weight checkpoints", "Dynamic ECC",
+        "Dynamic ECC (regions)", "Independent ECC", "Independent ECC (dynamic)", "sc2bench bottleneck", "config",
+        "earlier runs")
+    assert series.ANCHOR == series.image_codec_series("jpeg") == "cloud-only JPEG"
+    with pytest.raises(ValueError, match="no series for image codec 'bmp'"):
+        series.image_codec_series("bmp")
+    sweeps = [(QUICK.format("dynamic_ecc"), ["thresholds=0.5", "edge_only", "independent=50", "jpeg=50", "webp=50",
+                                             "avif=50", "png=9"]),
+              ("FashionDet/dynamic_region_ecc.yaml", ["thresholds=0.5"]),
+              ("FashionDet/adaptive_ecc_vr.yaml", ["rates=0,4"])]
+    seen = set()
+    for config, tokens in sweeps:
+        for p in plan(config, parse_sweep(tokens), independent_config=QUICK.format("independent_ecc")):
+            named = result_series(config_summary(get_eccentric_cfg(p.config_file, list(p.opts))))
+            assert p.series in series.NAMES and named in series.NAMES
+            seen.add(p.series)
+            if p.image_codec:  # train_net --eval-only does not code the input images: the cloud model alone
+                assert p.series == series.image_codec_series(p.image_codec[0]) and named == series.CLOUD_ONLY
+                assert series.is_cloud_only(p.series)
+            else:
+                assert named == p.series, (config, p.label)
+    assert seen == {"Dynamic ECC", "Dynamic ECC (regions)", "Adaptive ECC (variable rate)", "edge-only",
+                    "Independent ECC", *series.IMAGE_CODEC_SERIES.values()}
+    # the other names of result_series: a stock detector, an image-mode split at each policy, no policy recorded
+    assert result_series({"model": "cloud-only"}) == result_series({"meta_architecture": "GeneralizedRCNN"}) \
+        == series.CLOUD_ONLY
+    assert result_series({"offload_mode": "image", "policy": "dynamic"}) == series.INDEPENDENT_DYNAMIC
+    assert result_series({"offload_mode": "features", "policy": "always"}) == series.ADAPTIVE
+    assert result_series({"offload_mode": "features"}) == series.EARLIER_RUNS
+    assert result_series({"task": "classification", "offload_mode": "image", "policy": "always",
+                          "image_codec": ["webp", 50]}) == series.CLOUD_ONLY_WEBP
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -578,6 +578,19 @@ def test_budget_recommendation():
                            budget_bytes=1000)) == "rate 0"  # a point without AP never wins
 
 
+def test_the_report_matches_the_series_names_pareto_writes():
+    """report.md looks for rows by the names of eccentric_det.reports.series, the list the sweep names its points
+    from: the ceilings, the BD-rate anchor and the cloud-only family (every image codec's series and cloud-only)."""
+    from eccentric_det.reports import series
+
+    assert (recipe.CEILING, recipe.EDGE_ALONE) == (series.image_codec_series("png"), series.EDGE_ONLY)
+    assert {recipe.CEILING, recipe.EDGE_ALONE, series.ANCHOR} <= set(series.NAMES)
+    assert {p["series"] for p in POINTS} <= set(series.NAMES)
+    assert [n for n in series.NAMES if series.is_cloud_only(n)] == [series.CLOUD_ONLY,
+                                                                     *series.IMAGE_CODEC_SERIES.values()]
+    assert all(series.SERIES[n] for n in series.NAMES)  # each has its description
+
+
 def _table_rows(text):
     """The operating-point rows of report.md, as lists of cells."""
     return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()

@@ -12,6 +12,7 @@ from .flops import edge_cloud_gflops, region_cloud_gflops
 logger = logging.getLogger(__name__)
 
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+CLOUD_ONLY_MODEL = "cloud-only"  # config_summary's "model" of a detector with no split (result_series reads it)
 
 
 class EccentricEvaluator(DatasetEvaluator):
@@ -75,7 +76,7 @@ def config_summary(cfg):
     summary = {"meta_architecture": cfg.MODEL.META_ARCHITECTURE, "weights": cfg.MODEL.WEIGHTS,
                "input_size_test": [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST]}
     if cfg.MODEL.META_ARCHITECTURE != "EccentricRCNN":
-        return {**summary, "model": "cloud-only"}
+        return {**summary, "model": CLOUD_ONLY_MODEL}
     return {**summary, "split_at": E.SPLIT_AT, "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY,
             "threshold": E.OFFLOAD.THRESHOLD, "jpeg_quality": E.JPEG_QUALITY, "codec": E.CODEC.NAME,
             **({"codec_rate": E.CODEC.RATE} if E.CODEC.RATE_WEIGHTS else {}),

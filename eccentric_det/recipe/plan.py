@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+from ..reports.series import is_cloud_only
 from .engine import (TIMED_ITERATIONS, RecipeError, Stage, Step, duration, execute_stage, last_iteration,
                      remove_intermediate, seconds_per_iteration, stamp_status, time_training)
 from .names import RECIPE, STAGES, TRAINING_STAGES, tool
@@ -480,7 +481,7 @@ class Recipe:
             out = os.path.join(self.dir, "eval", slug)
             cfg.OUTPUT_DIR = out
             m = re.match(r"^(\w+) (\d+)$", str(p.get("label", "")))
-            codec = f"{m.group(1)}={m.group(2)}" if m and str(p.get("series", "")).startswith("cloud-only") else None
+            codec = f"{m.group(1)}={m.group(2)}" if m and is_cloud_only(p.get("series", "")) else None
             config, output = InOutput(os.path.relpath(path, self.dir)), InOutput(os.path.relpath(out, self.dir))
             if codec:
                 cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG = path

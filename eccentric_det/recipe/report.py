@@ -12,11 +12,12 @@ import os
 import re
 import shlex
 
+from ..reports.series import ANCHOR, CLOUD_ONLY_PNG, EDGE_ONLY, SERIES, is_cloud_only
 from ..reports.table import front_legend, interval, point_metric, points_table
 from .engine import duration
 
 BOOTSTRAP = 200  # resamples of each point's AP interval (--bootstrap)
-CEILING, EDGE_ALONE = "cloud-only PNG", "edge-only"  # the report's two reference rows
+CEILING, EDGE_ALONE = CLOUD_ONLY_PNG, EDGE_ONLY  # the report's two reference rows
 REPRODUCE_WIDTH = 200  # characters: a reproduce command is shorter
 
 
@@ -82,7 +83,7 @@ def recommend(points, budget_bytes=None, budget_offload=None, accuracy="AP", tol
                           f"({name(low)})")
         best = max(ok, key=lambda p: (acc(p), -(nbytes(p) if nbytes(p) is not None else math.inf)))
         return best, f"the best {accuracy} at {what} <= {budget:g}"
-    cloud = [p for p in scored if str(p["series"]).startswith("cloud-only")]
+    cloud = [p for p in scored if is_cloud_only(p["series"])]
     if not cloud:
         return None, "no cloud-only point to compare with (add a JPEG sweep); pass --budget-bytes or --budget-offload"
     ref = max(cloud, key=acc)
@@ -161,10 +162,10 @@ def report_warnings(result, best=None, rivals=(), bootstrap=None):
     top = lambda series: max((p for p in points if p.get("series") == series), key=a, default=None)  # noqa: E731
     cloud, edge = top(CEILING), top(EDGE_ALONE)
     if cloud is None:
-        out.append(f"No {CEILING} row, the cloud teacher on lossless images (the most an offloading point can reach): "
+        out.append(f"No {CEILING} row, {SERIES[CEILING]} (the most an offloading point can reach): "
                    f"nothing here says whether the teacher learned the task; add png=9 to the sweep.")
     if edge is None:
-        out.append(f"No {EDGE_ALONE} row, the edge detector alone (what the device does without the cloud): add "
+        out.append(f"No {EDGE_ALONE} row, {SERIES[EDGE_ALONE]} (what the device does without the cloud): add "
                    f"edge_only to the sweep.")
     if cloud is not None and edge is not None:
         ci_cloud, ci_edge = interval(cloud, acc), interval(edge, acc)
@@ -175,7 +176,7 @@ def report_warnings(result, best=None, rivals=(), bootstrap=None):
                        + ("" if below else ": the intervals overlap")
                        + ". The edge was distilled from this teacher, and every offloaded image ends with it: a "
                          "teacher that has not learned the task caps every point that offloads.")
-    for series in dict.fromkeys(p["series"] for p in points if str(p["series"]).startswith("cloud-only")):
+    for series in dict.fromkeys(p["series"] for p in points if is_cloud_only(p["series"])):
         graded = []
         for p in points:
             m = re.match(r"^(\w+) (\d+)$", str(p.get("label", "")))
@@ -292,15 +293,15 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
     lines += points_table(points, acc, numbered=True, marks=marks)
     lines += ["", front_legend(acc) + ".", ""]
     ceilings = [text for series, text in (
-        (CEILING, f"*{CEILING}* is the cloud teacher on lossless images: nothing lost to coding, the most an "
+        (CEILING, f"*{CEILING}* is {SERIES[CEILING]}: nothing lost to coding, the most an "
                   f"offloading point can reach"),
-        (EDGE_ALONE, f"*{EDGE_ALONE}* is the edge detector alone: nothing sent, what the device does without the "
+        (EDGE_ALONE, f"*{EDGE_ALONE}* is {SERIES[EDGE_ALONE]}: nothing sent, what the device does without the "
                      f"cloud")) if any(p.get("series") == series for p in points)]
     if ceilings:
         lines += ["Ceilings: " + "; ".join(ceilings) + ".", ""]
     png = os.path.join(os.path.dirname(os.path.abspath(pareto_json)), "pareto.png")
     lines += [f"![Pareto fronts]({os.path.relpath(png, out_dir)})", ""]
-    lines += [f"## BD-rate against {result.get('anchor', 'cloud-only JPEG')} ({result.get('bd_method', 'pchip')})", "",
+    lines += [f"## BD-rate against {result.get('anchor', ANCHOR)} ({result.get('bd_method', 'pchip')})", "",
               "| series | BD-rate |", "|---|---|"]
     for series, value in (result.get("bd_rate") or {}).items():
         lines.append(f"| {series} | {f'{value:+.1f}%' if isinstance(value, (int, float)) else value} |")

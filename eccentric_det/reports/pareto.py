@@ -24,7 +24,10 @@ from ..data import check_class_count, check_dataset_available
 from ..evaluation.bootstrap import result_interval
 from ..evaluation.build import coco_evaluator
 from ..evaluation.costs import FORMAT, finite_json
-from ..evaluation.eccentric_evaluator import AP_KEYS, EccentricEvaluator
+from ..evaluation.eccentric_evaluator import AP_KEYS, CLOUD_ONLY_MODEL, EccentricEvaluator
+from .series import (ADAPTIVE_VARIABLE_RATE, ANCHOR, CLOUD_ONLY, CONFIG, EARLIER_RUNS, EDGE_ONLY, IMAGE_CODEC_SERIES,
+                     INDEPENDENT, RATE_WEIGHTS, SC2BENCH, adaptive_series, dynamic_series, image_codec_series,
+                     independent_series)
 from .table import front_legend, points_table
 
 logger = logging.getLogger(__name__)
@@ -32,8 +35,6 @@ logger = logging.getLogger(__name__)
 # plot/front axis -> (metric key, axis label)
 AXES = {"bytes": ("bytes_mean", "bytes / image"), "edge_gflops": ("edge_gflops", "edge GFLOPs / image"),
         "cloud_gflops": ("cloud_gflops", "cloud GFLOPs / image"), "offload": ("offload_rate", "offload rate")}
-ANCHOR = "cloud-only JPEG"  # the image-offload baseline of BD-rate
-IMAGE_CODEC_SERIES = {"jpeg": ANCHOR, "webp": "cloud-only WebP", "avif": "cloud-only AVIF", "png": "cloud-only PNG"}
 SWEEP_KEYS = {
     "thresholds": "Dynamic ECC offload thresholds (the config's own model)",
     "rates": "levels of the config's variable-rate codec (CODEC.RATE; 'all': every trained level)",
@@ -145,7 +146,7 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
     """The operating points of a sweep (``parse_sweep``'s dict). Without any, the config as it is.
     The cloud-only model defaults to the config's distillation teacher."""
     if not sweep:
-        return [OperatingPoint("config", os.path.basename(config_file), config_file)]
+        return [OperatingPoint(CONFIG, os.path.basename(config_file), config_file)]
     if not cloud_config and config_file:
         D = get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.DISTILL
         cloud_config, cloud_weights = D.TEACHER_CONFIG, cloud_weights or D.TEACHER_WEIGHTS
@@ -159,30 +160,29 @@ def plan(config_file, sweep, cloud_config="", cloud_weights="", independent_conf
             raise ValueError(f"sweep {', '.join(used)} needs {flag[which]}")
     cloud_opts = ["MODEL.WEIGHTS", cloud_weights] if cloud_weights else []
     points = []
-    dynamic = "Dynamic ECC"
-    if sweep.get("thresholds") and get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.OFFLOAD.REGION.TILE:
-        dynamic = "Dynamic ECC (regions)"
+    dynamic = dynamic_series(regions=bool(
+        sweep.get("thresholds") and get_eccentric_cfg(config_file, list(opts)).MODEL.ECCENTRIC.OFFLOAD.REGION.TILE))
     for t in sweep.get("thresholds", []):
         points.append(OperatingPoint(dynamic, f"threshold {t}", config_file, [
             "MODEL.ECCENTRIC.OFFLOAD.POLICY", "dynamic", "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", _number(t, float)]))
     for r in _rates(config_file, sweep.get("rates", []), opts):
-        points.append(OperatingPoint("Adaptive ECC (variable rate)", f"rate {r:g}", config_file,
+        points.append(OperatingPoint(ADAPTIVE_VARIABLE_RATE, f"rate {r:g}", config_file,
                                      ["MODEL.ECCENTRIC.CODEC.RATE", r]))
     for w in sweep.get("weights", []):
-        points.append(OperatingPoint("rate-weight checkpoints", os.path.basename(w), config_file,
+        points.append(OperatingPoint(RATE_WEIGHTS, os.path.basename(w), config_file,
                                      ["MODEL.WEIGHTS", w, "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]))
     if "edge_only" in sweep:
-        points.append(OperatingPoint("edge-only", "edge-only", config_file,
+        points.append(OperatingPoint(EDGE_ONLY, "edge-only", config_file,
                                      ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "never"]))
     for q in sweep.get("independent", []):
-        points.append(OperatingPoint("Independent ECC", f"JPEG q{q}", independent_config,
+        points.append(OperatingPoint(INDEPENDENT, f"JPEG q{q}", independent_config,
                                      ["MODEL.ECCENTRIC.JPEG_QUALITY", _number(q, int)]))
     for codec, series in IMAGE_CODEC_SERIES.items():
         for q in sweep.get(codec, []):
             points.append(OperatingPoint(series, f"{codec} {q}", cloud_config, cloud_opts,
                                          image_codec=(codec, _number(q, int))))
     for path in sweep.get("sc2bench", []):
-        points.append(OperatingPoint("sc2bench bottleneck", os.path.basename(path), cloud_config, cloud_opts,
+        points.append(OperatingPoint(SC2BENCH, os.path.basename(path), cloud_config, cloud_opts,
                                      sc2bench_weights=path))
     return points
 
@@ -286,25 +286,24 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
 
 def result_series(summary):
     """The series of an ``--eval-only`` result, from its config summary (``config`` of eccentric_metrics.json):
-    "cloud-only", "edge-only", "Independent ECC" (or "Independent ECC (dynamic)"), "Dynamic ECC" (or "Dynamic ECC
-    (regions)"), "Adaptive ECC" (or
-    "Adaptive ECC (variable rate)"), the names a sweep gives its points, so that separate runs form curves (and
-    BD-rates) with them; "earlier runs" when the summary cannot tell."""
-    if summary.get("model") == "cloud-only" or summary.get("meta_architecture", "EccentricRCNN") != "EccentricRCNN":
-        return "cloud-only"  # a stock detector (also in files written before the summary said so)
+    cloud-only, edge-only, Independent ECC (or its dynamic variant), Dynamic ECC (or its regions variant), Adaptive
+    ECC (or its variable-rate variant), the names (:mod:`eccentric_det.reports.series`) a sweep gives its points, so
+    that separate runs form curves (and BD-rates) with them; "earlier runs" when the summary cannot tell."""
+    if summary.get("model") == CLOUD_ONLY_MODEL or summary.get("meta_architecture", "EccentricRCNN") != "EccentricRCNN":
+        return CLOUD_ONLY  # a stock detector (also in files written before the summary said so)
     mode, policy = summary.get("offload_mode"), summary.get("policy")
     if policy is None:
-        return "earlier runs"
+        return EARLIER_RUNS
     if mode == "image" and summary.get("task") == "classification":  # the unsplit classifier on coded images
         codec = (summary.get("image_codec") or ["png"])[0]
-        return "cloud-only" if codec == "png" else IMAGE_CODEC_SERIES[codec]
+        return CLOUD_ONLY if codec == "png" else image_codec_series(codec)
     if policy == "never":
-        return "edge-only"
+        return EDGE_ONLY
     if mode == "image":
-        return "Independent ECC" + (" (dynamic)" if policy == "dynamic" else "")
+        return independent_series(dynamic=policy == "dynamic")
     if policy == "dynamic":
-        return "Dynamic ECC" + (" (regions)" if "region" in summary else "")
-    return "Adaptive ECC" + (" (variable rate)" if "codec_rate" in summary else "")
+        return dynamic_series(regions="region" in summary)
+    return adaptive_series(variable_rate="codec_rate" in summary)
 
 
 def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):

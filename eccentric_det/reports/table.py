@@ -6,6 +6,8 @@ Pure Python (no Detectron2): ``tools/train_eccentric.py`` imports it before anyt
 """
 import math
 
+from .series import is_cloud_only
+
 FRONTS = {"bytes": ("b", "bytes"), "edge_gflops": ("e", "edge GFLOPs"), "cloud_gflops": ("c", "cloud GFLOPs"),
           "offload": ("o", "offload rate")}  # pareto.json's front axes -> (letter, what the accuracy is against)
 
@@ -18,7 +20,7 @@ def point_metric(point, key):
     """A point's metric, None when missing or not finite; a cloud-only point's offload rate is 1 (it sends every
     image) when it did not record one."""
     v = point.get("metrics", {}).get(key)
-    if v is None and key == "offload_rate" and str(point.get("series", "")).startswith("cloud-only"):
+    if v is None and key == "offload_rate" and is_cloud_only(point.get("series", "")):
         return 1.0
     return v if finite(v) else None
 
