@@ -1,4 +1,4 @@
-"""A frozen teacher: any Detectron2 model given by config file and weights."""
+"""A frozen teacher: any Detectron2 model given by config file and weights; how both tasks' teachers are frozen."""
 import functools
 import logging
 
@@ -31,9 +31,19 @@ def build_teacher(config_file, weights, device="cpu", student=None):
     Its ResNet bottom-up also returns the stem (for feature matching)."""
     cfg = teacher_cfg(config_file, weights, student)
     cfg.MODEL.DEVICE = str(device)
-    if not cfg.MODEL.WEIGHTS:
+    warn_if_random(config_file, cfg.MODEL.WEIGHTS)
+    return frozen_teacher(load_model(cfg, label="the distillation teacher: MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS"))
+
+
+def warn_if_random(config_file, weights):
+    """Warn that the teacher of ``config_file`` is random when it has no ``weights`` (both tasks' teachers)."""
+    if not weights:
         logger.warning("Teacher %s has no weights (DISTILL.TEACHER_WEIGHTS is empty): it is random.", config_file)
-    model = load_model(cfg, label="the distillation teacher: MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS")
+
+
+def frozen_teacher(model):
+    """A teacher ``model`` in eval mode with no parameter that trains (both tasks' teachers)."""
+    model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -26,7 +26,9 @@ from torch.nn import functional as F
 from ..calibration import fit_gate
 from ..checkpoint import load_checked
 from ..tasks import get_eccentric_cfg
-from ..distill.losses import feature_matching_loss, logit_kd_loss, rate_loss, sample_rates
+from ..distill.losses import feature_matching_loss, logit_kd_loss
+from ..distill.objective import TrainingObjective, freeze_parameters, keep_frozen_in_eval
+from ..distill.teacher import frozen_teacher, warn_if_random
 from ..evaluation.costs import FORMAT, cost_table, finite_json, summarize
 from ..evaluation.curves import write_curve
 from ..evaluation.flops import count_gflops, split_gflops
@@ -36,7 +38,6 @@ from ..classification.data import batches, test_data, train_and_holdout
 from ..classification.split_model import SplitTimmClassifier, create_timm, encode_png
 
 logger = logging.getLogger(__name__)
-MODES = ("task", "kd", "adapt")
 
 
 def build_cls_teacher(config_file, weights, device="cpu"):
@@ -49,36 +50,31 @@ def build_cls_teacher(config_file, weights, device="cpu"):
         missing = load_weights(teacher, weights)
         if missing:
             raise ValueError(f"teacher weights {weights} lack {len(missing)} tensors of {config_file}")
-    else:
-        logger.warning("Teacher %s has no weights (DISTILL.TEACHER_WEIGHTS is empty): it is random.", config_file)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
+    warn_if_random(config_file, weights)
+    return frozen_teacher(teacher)
 
 
-class ClsLosses:
-    """The loss dict of one batch for ``DISTILL.MODE``; holds the frozen teacher outside the model's state."""
+class ClsLosses(TrainingObjective):
+    """The loss dict of one batch for ``DISTILL.MODE``. The mode checks, weights, rate term, ``DISTILL.FREEZE`` and
+    the teacher's life are :class:`~eccentric_det.distill.objective.TrainingObjective`'s; classification adds its
+    cross-entropy and logit/feature losses, the check that the edge has its own head, and its teacher (an unsplit
+    classifier, built at once)."""
 
     def __init__(self, cfg):
+        super().__init__(cfg)
         E, D = cfg.MODEL.ECCENTRIC, cfg.MODEL.ECCENTRIC.DISTILL
-        if D.MODE not in MODES:
-            raise ValueError(f"MODEL.ECCENTRIC.DISTILL.MODE must be one of {MODES}, got {D.MODE!r}")
-        if D.MODE != "task" and not D.TEACHER_CONFIG:
-            raise ValueError(f"DISTILL.MODE {D.MODE!r} needs a teacher: set MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG")
-        self.mode, self.T, self.split_index = D.MODE, D.TEMPERATURE, cfg.MODEL.CLS.SPLIT_INDEX
-        self.w_logit, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
-        self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
-        # the edge head's share: all of it when it is what trains (task, kd), DISTILL.EDGE_LOSS_WEIGHT in adapt
-        self.w_edge = D.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
+        self.split_index = cfg.MODEL.CLS.SPLIT_INDEX
         if self.w_edge > 0 and D.MODE == "adapt" and E.OFFLOAD.POLICY == "always":
             raise ValueError("DISTILL.EDGE_LOSS_WEIGHT trains the edge's own head, which OFFLOAD.POLICY 'always' "
                              "drops: set OFFLOAD.POLICY 'dynamic' (or EDGE_LOSS_WEIGHT 0)")
-        self.teacher = None
-        if D.MODE != "task":
-            self.teacher = build_cls_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, cfg.MODEL.DEVICE)
+        # built now rather than on first use (as detection's is): before training draws random numbers, as always
+        self._teacher = self.build_teacher() if self.mode != "task" else None
 
-    def _teacher(self, images):
+    def build_teacher(self):
+        D = self._cfg.MODEL.ECCENTRIC.DISTILL
+        return build_cls_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, self._cfg.MODEL.DEVICE)
+
+    def _run_teacher(self, images):
         t = self.teacher
         final, (feat,) = t.cloud_half.model.forward_intermediates(t.normalizer(images), indices=[self.split_index])
         return t.cloud_half.model.forward_head(final), {"split": feat, "final": final}
@@ -86,7 +82,7 @@ class ClsLosses:
     def __call__(self, model, images, labels):
         if self.mode == "kd" and (model.edge_half is None or not model.edge_half.own_head):
             raise ValueError("DISTILL.MODE 'kd' trains the edge's own head: set OFFLOAD.POLICY 'never' or 'dynamic'")
-        rates, weights = sample_rates(model.codec, len(images), self.rate_weights, self.rate_weight)
+        rates, weights = self.sample_rates(model.codec, len(images))
         out = model(images, run_cloud=self.mode != "kd", rate=rates)
         losses = {}
         if out.logits is not None:
@@ -95,29 +91,16 @@ class ClsLosses:
         if edge:
             losses["edge_loss_cls"] = self.w_edge * self.w_task * F.cross_entropy(out.edge_logits, labels)
         if model.codec is not None and out.logits is not None:
-            pixels = images.shape[0] * images[0, 0].numel()
-            losses["loss_rate"] = self.rate_weight * rate_loss(out.likelihoods, pixels) if weights is None else \
-                rate_loss(out.likelihoods, pixels, weights.to(images.device))
+            losses["loss_rate"] = self.rate_term(out.likelihoods, images.shape[0] * images[0, 0].numel(), weights)[0]
         if self.teacher is not None:
             with torch.no_grad():
-                t_logits, t_feats = self._teacher(images)
+                t_logits, t_feats = self._run_teacher(images)
             if edge:
                 losses["edge_loss_kd"] = self.w_edge * self.w_logit * logit_kd_loss(out.edge_logits, t_logits, self.T)
             if self.mode == "adapt":
                 losses["loss_kd"] = self.w_logit * logit_kd_loss(out.logits, t_logits, self.T)
                 losses["loss_feature_match"] = self.w_feat * feature_matching_loss(out.features, t_feats, list(t_feats))
         return losses
-
-
-def freeze(model, prefixes):
-    """Freeze parameters under ``prefixes`` (DISTILL.FREEZE); returns the modules to keep in eval mode."""
-    prefixes = tuple(prefixes)
-    if not prefixes:
-        return []
-    for name, p in model.named_parameters():
-        if name.startswith(prefixes):
-            p.requires_grad_(False)
-    return [m for name, m in model.named_modules() if name.startswith(prefixes)]
 
 
 def train(cfg, model, data, losses=None, holdout=None, resume=False):
@@ -128,7 +111,8 @@ def train(cfg, model, data, losses=None, holdout=None, resume=False):
     ``SOLVER.CHECKPOINT_PERIOD`` iterations the model, optimiser, schedule and curve are saved to
     ``OUTPUT_DIR/last_checkpoint.pth``; ``resume`` continues from it (the same steps as an uninterrupted run)."""
     losses = losses or ClsLosses(cfg)
-    frozen = freeze(model, cfg.MODEL.ECCENTRIC.DISTILL.FREEZE)
+    frozen = cfg.MODEL.ECCENTRIC.DISTILL.FREEZE  # prefixes, frozen as detection's are (TrainingObjective)
+    freeze_parameters(model, frozen)
     optimizer = torch.optim.AdamW(param_groups(cfg, model), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     scheduler = build_lr_scheduler(cfg, optimizer)
     gen = torch.Generator().manual_seed(max(cfg.SEED, 0))
@@ -146,8 +130,7 @@ def train(cfg, model, data, losses=None, holdout=None, resume=False):
     for _ in range(start):  # a resumed run draws the batches it trained on again: the same data order after them
         next(stream)
     model.train()
-    for m in frozen:
-        m.eval()
+    keep_frozen_in_eval(model, frozen)
     device, history, t0 = model.device, [], time.perf_counter()
     period, max_iter = cfg.TEST.EVAL_PERIOD, cfg.SOLVER.MAX_ITER
     for it in range(start, max_iter):
@@ -170,8 +153,7 @@ def train(cfg, model, data, losses=None, holdout=None, resume=False):
                                   images_per_iter=cfg.SOLVER.IMS_PER_BATCH, dataset=holdout.name)["plateau"]
             logger.info("iter %d: held-out top-1 %.2f%% (plateau rule: %s)", done, curve[-1][1], verdict)
             model.train()
-            for m in frozen:
-                m.eval()
+            keep_frozen_in_eval(model, frozen)
         if cfg.SOLVER.CHECKPOINT_PERIOD and done % cfg.SOLVER.CHECKPOINT_PERIOD == 0 and done < max_iter:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter": done,

@@ -19,69 +19,48 @@ import torch
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss, rate_loss, sample_rates
+from ...distill.losses import box_kd_loss, feature_matching_loss, logit_kd_loss
+from ...distill.objective import TrainingObjective
 from ...distill.teacher import build_teacher, teacher_cfg
 from ...split import run_split
 from ..roi_heads.knowledge_adapted import teacher_box_outputs
 
-MODES = ("task", "kd", "adapt", "reconstruct")
 
+class EccentricLosses(TrainingObjective):
+    """Computes the loss dict for one batch. The mode checks, weights, rate term, ``DISTILL.FREEZE`` and the
+    teacher's life are :class:`~eccentric_det.distill.objective.TrainingObjective`'s; detection adds the
+    ``reconstruct`` mode, the edge detector's checks, box distillation and its teacher (built on the first training
+    step, so evaluation never loads it)."""
 
-class EccentricLosses:
-    """Computes the loss dict for one batch; holds the frozen teacher outside the model's state."""
+    MODES = TrainingObjective.MODES + ("reconstruct",)
 
     def __init__(self, cfg):
+        super().__init__(cfg)
         E = cfg.MODEL.ECCENTRIC
         D = E.DISTILL
-        if D.MODE not in MODES:
-            raise ValueError(f"MODEL.ECCENTRIC.DISTILL.MODE must be one of {MODES}, got {D.MODE!r}")
-        if D.MODE != "task" and not D.TEACHER_CONFIG:
-            raise ValueError(f"DISTILL.MODE {D.MODE!r} needs a teacher: set MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG "
-                             f"(and TEACHER_WEIGHTS)")
         if D.MODE == "kd" and not E.EDGE.DETECTOR:
             raise ValueError("DISTILL.MODE 'kd' distils into the edge detector: set MODEL.ECCENTRIC.EDGE.DETECTOR True")
         if D.EDGE_LOSS_WEIGHT < 0 or (D.EDGE_LOSS_WEIGHT > 0 and D.MODE == "adapt" and not E.EDGE.DETECTOR):
             raise ValueError(f"DISTILL.EDGE_LOSS_WEIGHT {D.EDGE_LOSS_WEIGHT} weighs the edge detector's losses in "
                              f"adaptation: it must be at least 0, and above 0 needs MODEL.ECCENTRIC.EDGE.DETECTOR True")
-        # the edge detector's share of the loss: all of it where it trains (task, kd), EDGE_LOSS_WEIGHT in adapt
-        self.w_edge = D.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
-        self.mode, self.T = D.MODE, D.TEMPERATURE
-        self.w_logit, self.w_box, self.w_feat, self.w_task = D.LOGIT_WEIGHT, D.BOX_WEIGHT, D.FEATURE_WEIGHT, D.TASK_WEIGHT
-        self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
-        self.freeze = tuple(D.FREEZE)
-        self._cfg = cfg
-        self._teacher = None  # built on the first training step, so evaluation never loads it
+        self.w_box = D.BOX_WEIGHT
         self._teacher_bottom_up = {}
 
-    @property
-    def teacher(self):
-        if self._teacher is None and self.mode != "task":
-            D = self._cfg.MODEL.ECCENTRIC.DISTILL
-            self._teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, self._cfg.MODEL.DEVICE, student=self._cfg)
-            bottom_up = self._teacher.backbone.bottom_up
-            split = self._cfg.MODEL.ECCENTRIC.SPLIT_AT
-            if split not in bottom_up._out_features:  # feature matching at the split needs it too
-                bottom_up._out_features = list(bottom_up._out_features) + [split]
-            bottom_up.register_forward_hook(lambda m, i, o: self._teacher_bottom_up.update(o))
-        return self._teacher
+    def build_teacher(self):
+        """The Detectron2 teacher (:func:`~eccentric_det.distill.teacher.build_teacher`); its ResNet bottom-up's
+        outputs, the split level included (feature matching at the split needs it), are kept for each batch."""
+        D = self._cfg.MODEL.ECCENTRIC.DISTILL
+        teacher = build_teacher(D.TEACHER_CONFIG, D.TEACHER_WEIGHTS, self._cfg.MODEL.DEVICE, student=self._cfg)
+        bottom_up = teacher.backbone.bottom_up
+        split = self._cfg.MODEL.ECCENTRIC.SPLIT_AT
+        if split not in bottom_up._out_features:
+            bottom_up._out_features = list(bottom_up._out_features) + [split]
+        bottom_up.register_forward_hook(lambda m, i, o: self._teacher_bottom_up.update(o))
+        return teacher
 
     def teacher_fpn_channels(self):
         D = self._cfg.MODEL.ECCENTRIC.DISTILL
         return teacher_cfg(D.TEACHER_CONFIG, student=self._cfg).MODEL.FPN.OUT_CHANNELS
-
-    def freeze_parameters(self, model):
-        """Freeze the parameters under ``DISTILL.FREEZE`` prefixes (before the optimizer is built)."""
-        for name, p in model.named_parameters():
-            if self.freeze and name.startswith(self.freeze):
-                p.requires_grad_(False)
-
-    def keep_frozen_in_eval(self, model):
-        """Keep the modules under ``DISTILL.FREEZE`` prefixes (their BatchNorm statistics) in eval mode."""
-        if not self.freeze:
-            return
-        for name, m in model.named_modules():
-            if name.startswith(self.freeze):
-                m.eval()
 
     def __call__(self, model, batched_inputs):
         images = model.preprocess_image(batched_inputs)
@@ -95,7 +74,7 @@ class EccentricLosses:
             if self.mode == "kd":  # only the edge detector learns: the codec and the cloud do not run
                 trunk = edge(images.tensor)[1]
             else:
-                rates, weights = sample_rates(codec, len(images), self.rate_weights, self.rate_weight)
+                rates, weights = self.sample_rates(codec, len(images))
                 if self.mode == "reconstruct":
                     tail = _no_tail
                 split = run_split(edge, codec, tail, images.tensor, rate=rates)
@@ -136,12 +115,9 @@ class EccentricLosses:
         return losses
 
     def _rate_losses(self, images, split, weights):
-        num_pixels = sum(h * w for h, w in images.image_sizes)
-        bpp = rate_loss(split.likelihoods, num_pixels)
+        loss, bpp = self.rate_term(split.likelihoods, sum(h * w for h, w in images.image_sizes), weights)
         get_event_storage().put_scalar("rate_bpp", float(bpp.detach()))
-        if weights is None:
-            return {"loss_rate": self.rate_weight * bpp}
-        return {"loss_rate": rate_loss(split.likelihoods, num_pixels, weights.to(bpp.device))}
+        return {"loss_rate": loss}
 
     def _reconstruct_losses(self, model, images, split, weights, teacher_out):
         if split is None:
