@@ -111,7 +111,7 @@ def bench(split, h, w, repeats, device, clock, codec_name, trained=None):
     x = model.preprocess_image([inp]).tensor
     layers_ms, trunk = timed(lambda: sb.edge_forward(x), repeats, device, clock)
     feature = trunk[split]
-    encoder_ms, y = timed(lambda: codec.encoder(feature), repeats, device, clock)
+    encoder_ms, y = timed(lambda: codec.analysis(feature), repeats, device, clock)
     codec.update_if_stale()
     codec_ms, _ = timed(lambda: codec.compress(feature), repeats, device, clock)  # encoder + hyperprior + coding
     edge_ms, payloads = timed(lambda: model.edge([inp]), repeats, device, clock)

@@ -8,11 +8,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.modeling import build_model
 
+from .codec.feature_codec import rename_legacy_keys
 from .config import STAGES
 
 logger = logging.getLogger(__name__)
-_SHARED_CODEC = ("entropy_bottleneck.", "gaussian_conditional.", "h_s.", "gains.")
-_EDGE_CODEC = ("encoder.", "h_a.")
 _GATES = ("offload_gate.", "region_gate.")  # fitted gates: what EDGE.WEIGHTS is for
 
 
@@ -23,7 +22,7 @@ def edge_prefixes(model):
         split = STAGES.index(model.split_backbone.split_at)
         bu = "backbone.bottom_up."
         prefixes += [bu + s + "." for s in STAGES[:split + 1]]
-        prefixes += [bu + "codec." + c for c in _EDGE_CODEC + _SHARED_CODEC]
+        prefixes += [bu + "codec." + c for c in model.codec.param_prefixes("edge")]
     return tuple(prefixes)
 
 
@@ -33,8 +32,8 @@ def cloud_prefixes(model):
         return ("backbone.", "proposal_generator.", "roi_heads.")
     split = STAGES.index(model.split_backbone.split_at)
     bu = "backbone.bottom_up."
-    return (tuple(bu + s + "." for s in STAGES[split + 1:]) + (bu + "codec.decoder.",)
-            + tuple(bu + "codec." + c for c in _SHARED_CODEC)
+    return (tuple(bu + s + "." for s in STAGES[split + 1:])
+            + tuple(bu + "codec." + c for c in model.codec.param_prefixes("cloud"))
             + ("backbone.fpn_", "backbone.top_block.", "proposal_generator.", "roi_heads."))
 
 
@@ -65,8 +64,9 @@ def check_state(model, state, source, part="", fix=_FIX):
     """The entries of ``state`` (a name -> tensor dict under ``model``'s names) that ``model`` holds, checked:
     a tensor whose shape differs from the model's, or a state that fills none of the model's tensors, is
     refused with a ValueError naming ``source``, the first mismatching tensors with both shapes, and ``fix``.
-    ``part`` ("edge", ...) names what ``state`` is meant to fill. Shared by detection and classification."""
-    own = model.state_dict()
+    ``part`` ("edge", ...) names what ``state`` is meant to fill. Shared by detection and classification. A codec
+    saved under its pre-CompressAI names is renamed first (:func:`.codec.feature_codec.rename_legacy_keys`)."""
+    state, own = rename_legacy_keys(state), model.state_dict()
     picked = {k: v for k, v in state.items() if k in own}
     wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
              for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
@@ -124,6 +124,7 @@ def load_checked(model, weights=None, edge=None, complete=False):
     trained edge (:func:`check_edge_kept`); without it (training), ``weights``
     of another class count initialise all but the class-dependent layers (:func:`drop_class_layers`). Returns the
     loaded tensors."""
+    weights, edge = [(s[0], rename_legacy_keys(s[1])) if s else None for s in (weights, edge)]
     loaded = check_state(model, edge[1], edge[0], "edge", _EDGE_FIX) if edge else {}
     if weights and edge and complete:
         check_edge_kept(weights, (edge[0], loaded))
@@ -181,7 +182,7 @@ def read_weights(model, path, names=None):
         state = align_and_update_state_dicts(own, state, c2_conversion=checkpoint.get("__author__") == "Caffe2")
     if state and all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel model
         state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+    return rename_legacy_keys(state)
 
 
 def _edge_part(model):

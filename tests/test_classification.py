@@ -69,7 +69,7 @@ def test_halves_built_apart_match_the_whole():
         half.load_state_dict({k: v for k, v in state.items() if k in half.state_dict()})
         half.eval()
     assert edge.cloud_half is None and cloud.edge_half is None
-    assert not hasattr(edge.codec, "decoder") and not hasattr(cloud.codec, "encoder")
+    assert not hasattr(edge.codec, "g_s") and not hasattr(cloud.codec, "g_a")
     assert whole.codec.config["in_channels"] == 24 and whole.codec.config["out_channels"] == 32  # the decoder adapts
     images = _images(4, channels=3)
     blobs = [p.to_bytes() for p in edge.edge(images)]
@@ -309,7 +309,7 @@ def test_variable_rate_codec_trains_and_codes_at_each_rate():
     assert {"loss_cls", "loss_rate"} <= set(history[-1])
     model.eval()
     with torch.no_grad():  # latents of many values after 4 iterations, so that the rate shows in the bytes
-        model.codec.encoder[-1].weight.mul_(30)
+        model.codec.analysis[-1].weight.mul_(30)
     images = list(_tiny_set(4).images)
     sizes = {}
     for rate in (0.0, 1.0):

@@ -43,7 +43,7 @@ def test_round_trip_is_exact(name):
     coded = codec.compress(x)[0]
     y_hat = codec.decompress_latent([coded])
     with torch.no_grad():
-        y = codec.encoder(x)
+        y = codec.g_a(x)
         eb = codec.entropy_bottleneck
         expected = eb.quantize(y, "dequantize", eb._get_medians()) if name == "factorized" else torch.round(y)
     assert torch.equal(y_hat, expected)
@@ -74,9 +74,10 @@ def test_halves_share_fingerprint_and_decode():
     edge, cloud = (build_codec("factorized", 48, 48, 16, 32, 2, half=h) for h in ("edge", "cloud"))
     state = full.state_dict()
     assert not any(k.endswith("_quantized_cdf") for k in state)  # derived tables are rebuilt, not saved
-    edge.load_state_dict({k: v for k, v in state.items() if not k.startswith("decoder.")})
-    cloud.load_state_dict({k: v for k, v in state.items() if not k.startswith("encoder.")})
-    assert not hasattr(edge, "decoder") and not hasattr(cloud, "encoder")
+    edge.load_state_dict({k: v for k, v in state.items() if k.startswith(edge.param_prefixes("edge"))})
+    cloud.load_state_dict({k: v for k, v in state.items() if k.startswith(cloud.param_prefixes("cloud"))})
+    assert not hasattr(edge, "g_s") and not hasattr(cloud, "g_a")
+    assert edge.synthesis is None and cloud.analysis is None
     assert edge.eval().fingerprint() == cloud.eval().fingerprint() == full.fingerprint()
     assert torch.equal(cloud.decompress(edge.compress(x)), full.decompress(full.compress(x)))
     other = build_codec("factorized", 48, 48, 16, 32, 2).eval()
@@ -145,7 +146,7 @@ def test_hyperprior_decodes_exactly_when_cloud_scales_differ_by_one_ulp(directio
     cloud._params = lambda z, hw, gain=None: (torch.nextafter(on_boundary(z, hw)[0], torch.tensor(direction)), None)
     coded = edge.compress(x)[0]
     assert FIELD_SCALE_INDEXES in coded.fields
-    expected = torch.round(edge.encoder(x).detach())
+    expected = torch.round(edge.g_a(x).detach())
     assert torch.equal(cloud.decompress_latent([coded]), expected)
     if direction < 0:  # a scale one ulp below a boundary s_k still picks CDF k, the edge's
         return
@@ -184,7 +185,7 @@ def test_edge_coder_writes_compressai_strings(name):
     x = real_features() * 8
     ours = codec.compress(x)
     with torch.no_grad():
-        y = codec.encoder(x)
+        y = codec.g_a(x)
         eb = codec.entropy_bottleneck
         if name == "factorized":
             assert [c.strings[0] for c in ours] == eb.compress(y)

@@ -70,7 +70,7 @@ def test_halves_share_the_fingerprint_and_the_rate_is_no_part_of_it():
         assert not missing, missing
         half.eval()
     assert edge.fingerprint() == cloud.fingerprint() == full.fingerprint()
-    assert not hasattr(edge, "decoder") and not hasattr(cloud, "encoder") and not hasattr(cloud, "h_a")
+    assert not hasattr(edge, "g_s") and not hasattr(cloud, "g_a") and not hasattr(cloud, "h_a")
     x = real_features()
     with torch.no_grad():
         assert torch.equal(cloud.decompress(edge.compress(x)), full(x, 3.0).x_hat)
@@ -146,6 +146,6 @@ def test_the_encoder_downsamples_first_and_the_decoder_is_cheaper_than_v1():
     x = torch.zeros(1, 16, 64, 64)
     v2 = build_codec("mean_scale", 16, 32, 24, 64, 2, rate_levels=5).eval()
     v1 = build_codec("factorized", 16, 32, 24, 64, 2).eval()
-    assert v2.encoder[0].stride == (2, 2)
+    assert v2.g_a[0].stride == (2, 2)
     (enc2, dec2), (enc1, dec1) = codec_gflops(v2, x), codec_gflops(v1, x)
     assert enc2 < 0.5 * enc1 and dec2 < 0.5 * dec1, (enc2, enc1, dec2, dec1)

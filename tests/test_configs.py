@@ -62,7 +62,7 @@ def test_halves_are_disjoint_and_complete(tmp_path):
     assert shared and all(".codec.entropy_bottleneck." in k for k in shared)
     assert not any(k.startswith(("roi_heads.", "proposal_generator.", "backbone.fpn")) for k in edge_sd)
     assert not any(k.startswith(("edge_detector.", "offload_gate.", "backbone.bottom_up.stem.")) for k in cloud_sd)
-    assert not any(".codec.decoder." in k for k in edge_sd) and not any(".codec.encoder." in k for k in cloud_sd)
+    assert not any(".codec.g_s." in k for k in edge_sd) and not any(".codec.g_a." in k for k in cloud_sd)
     assert set(edge_sd) | set(cloud_sd) == set(full.state_dict())
     paths = save_halves(full, tmp_path)
     edge, cloud = build_half("edge", paths["edge"]), build_half("cloud", paths["cloud"])

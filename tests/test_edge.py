@@ -108,7 +108,7 @@ def test_exported_factorized_edge_writes_the_pytorch_payloads(backend, tmp_path)
         with torch.no_grad():  # both payloads decoded (the cloud's factorised decoder), even when the bytes agree
             x = model.preprocess_image([inp]).tensor
             feature = model.split_backbone.edge_forward(x)[model.split_backbone.split_at]
-            y = model.codec.encoder(feature)[0]
+            y = model.codec.analysis(feature)[0]
         hw = tuple(feature.shape[-2:])
         a, b = _latent(model, got.payload, hw), _latent(model, want, hw)
         differ = a != b
@@ -220,7 +220,7 @@ def test_variable_rate_edge_exports_and_picks_its_rate_at_run_time(backend, tmp_
     torch.manual_seed(0)
     model = load_model(cfg).eval()
     with torch.no_grad():  # latents of many values, so that a wrong gain or mean would show in the bytes
-        model.codec.encoder[-1].weight.mul_(30)
+        model.codec.analysis[-1].weight.mul_(30)
     builder = InputBuilder.from_config(cfg)
     imgs = images()
     export_edge(model, str(tmp_path), builder(imgs[0]), {"min_size": builder.min_size, "max_size": builder.max_size,

@@ -266,7 +266,7 @@ def test_edge_weights_never_replace_a_trained_codec(models, tmp_path):
     cfg, trained, raw, edge = models
     full, raw_file = _save(trained, tmp_path / "adapted.pth"), _save(raw, tmp_path / "edge_kd_raw.pth")
     changed = [k for k in raw if k.startswith(CODEC) and k.startswith(edge) and not torch.equal(raw[k], trained[k])]
-    assert any(k.startswith(CODEC + "encoder.") for k in changed)
+    assert any(k.startswith(CODEC + "g_a.") for k in changed)
     with pytest.raises(ValueError, match=rf"edge_kd_raw.pth \(MODEL.ECCENTRIC.EDGE.WEIGHTS\) would replace "
                                          rf"{len(changed)} codec tensors .* "
                                          rf"MODEL.ECCENTRIC.EDGE.WEIGHTS \"\"; .*tools/export_checkpoint.py .* --keep "
@@ -284,7 +284,7 @@ def test_edge_weights_over_a_model_in_the_allowed_cases(models, tmp_path):
     # Adaptive ECC training: a cloud teacher (no codec) with an edge checkpoint that also holds a codec
     teacher = _save({k: v for k, v in trained.items() if not k.startswith(CODEC)}, tmp_path / "teacher.pth")
     loaded = _load(cfg, teacher, _save(raw, tmp_path / "edge.pth"), complete=False)
-    assert all(torch.equal(loaded[k], raw[k]) for k in raw if k.startswith(CODEC + "encoder."))
+    assert all(torch.equal(loaded[k], raw[k]) for k in raw if k.startswith(CODEC + "g_a."))
     assert all(torch.equal(loaded[k], trained[k]) for k in trained if k.startswith("roi_heads."))
     # the model's own edge, exported in fp16, over its fp32 training output: the same codec
     export_checkpoint(trained, str(tmp_path / "exported.pth"))

@@ -63,7 +63,7 @@ def test_region_coding_codes_only_its_tiles():
     torch.manual_seed(0)
     codec = build_codec("hyperprior", 16, 16, 8, 16, 2).eval()
     x = torch.randn(1, 16, 64, 48) * 3
-    y = codec.encoder(x)
+    y = codec.analysis(x)
     full = codec.compress(x)[0]
     tiles = np.zeros((4, 3), bool)  # y is 32x24: 4x3 tiles of 8 cells
     tiles[1, 2] = True

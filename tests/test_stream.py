@@ -32,7 +32,7 @@ def codec():
     c = build_codec("mean_scale", 16, 16, latent_channels=8, hidden_channels=16, downsample=2, rate_levels=3,
                     rate=1.0).eval()
     with torch.no_grad():
-        c.encoder[-1].weight.mul_(3)
+        c.analysis[-1].weight.mul_(3)
     return c
 
 
@@ -325,7 +325,7 @@ def test_an_exported_edge_codes_at_the_rates_rate_control_picks(tmp_path):
     torch.manual_seed(0)
     model = load_model(cfg).eval()
     with torch.no_grad():
-        model.codec.encoder[-1].weight.mul_(3)
+        model.codec.analysis[-1].weight.mul_(3)
     builder = InputBuilder.from_config(cfg)
     frames = [smooth(s, (128, 160)) for s in range(6)]
     export_edge(model, str(tmp_path), builder(frames[0]), {"min_size": builder.min_size, "max_size": builder.max_size,

@@ -1,5 +1,10 @@
 """Feature codecs, one class per codec, registered by name in :data:`CODEC_REGISTRY` (:func:`build_codec`):
-encoder -> quantise -> CompressAI entropy coder -> decoder.
+analysis ``g_a`` -> quantise -> CompressAI entropy coder -> synthesis ``g_s`` (a hyperprior's ``h_a``/``h_s`` beside
+them), CompressAI's names.
+
+Other modules reach the transforms through :attr:`FeatureCodec.analysis` and the like, and the parameters of each side
+through :meth:`FeatureCodec.param_prefixes`, never by submodule name. Checkpoints written before the CompressAI names
+(``encoder.``/``decoder.``) load through :func:`rename_legacy_keys`.
 
 Knows nothing of Detectron2, so the detection and classification sides share it as is.
 Training (``forward``) returns likelihoods so the rate joins the loss; inference (``compress`` /
@@ -9,6 +14,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -64,6 +70,20 @@ CODEC_REGISTRY.__doc__ = """Feature codecs: subclasses of :class:`FeatureCodec` 
 keyword arguments of :func:`build_codec`."""
 
 
+# Submodule names of checkpoints written before the CompressAI names, and what they are now.
+LEGACY_NAMES = {"encoder": "g_a", "decoder": "g_s"}
+_LEGACY_KEY = re.compile(r"(^|\.)codec\.(" + "|".join(LEGACY_NAMES) + r")\.")
+
+
+def rename_legacy_keys(state):
+    """``state`` (a model's name -> tensor dict, its codec under ``codec.``) with the codec's pre-CompressAI names
+    (:data:`LEGACY_NAMES`) renamed; the same dict when it holds none."""
+    if not any(_LEGACY_KEY.search(k) for k in state):
+        return state
+    return {_LEGACY_KEY.sub(lambda m: f"{m.group(1)}codec.{LEGACY_NAMES[m.group(2)]}.", k, count=1): v
+            for k, v in state.items()}
+
+
 def build_codec(name, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2, half="both",
                 rate_levels=1, rate=0.0):
     """The codec registered as ``name``, from ``in_channels`` (the edge's split feature) to ``out_channels``
@@ -89,6 +109,10 @@ class FeatureCodec(nn.Module):
     hyper = False
     variable_rate = False
     entropy_models = ()  # names of the CompressAI entropy models it holds
+    # Its submodules by side: the edge's alone, the cloud's alone, and those both halves hold (the entropy models and
+    # what selects their CDFs must agree bit for bit: the fingerprint hashes them, in this order).
+    PARAM_GROUPS = {"edge": ("g_a", "h_a"), "cloud": ("g_s",),
+                    "shared": ("entropy_bottleneck", "gaussian_conditional", "h_s", "gains")}
 
     def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
                  half="both", rate_levels=1, rate=0.0):
@@ -110,6 +134,44 @@ class FeatureCodec(nn.Module):
         # saved, and are rebuilt (deterministically) after loading.
         self._register_state_dict_hook(_drop_tables)
         self._register_load_state_dict_pre_hook(self._fill_tables)
+
+    def _sizes(self):
+        """(latent channels, hidden channels, stride-2 steps) of its transforms."""
+        c = self.config
+        return c["latent_channels"], c["hidden_channels"], int(math.log2(c["downsample"]))
+
+    @classmethod
+    def param_prefixes(cls, side):
+        """Prefixes (``"g_a."``, ...) of the parameter names that ``side`` holds: "edge" or "cloud" (with the shared
+        ones), or "shared" alone."""
+        groups = (side,) if side == "shared" else (side, "shared")
+        return tuple(f"{name}." for g in groups for name in cls.PARAM_GROUPS[g])
+
+    @property
+    def analysis(self):
+        """The edge's transform of the split feature to the latent y (``g_a``; None: the cloud half, or no learned
+        transform)."""
+        return self._modules.get("g_a")
+
+    @property
+    def synthesis(self):
+        """The cloud's transform of the decoded latent y_hat to the feature the tail expects (``g_s``; None: the edge
+        half, or no learned transform)."""
+        return self._modules.get("g_s")
+
+    @property
+    def hyper_analysis(self):
+        """A hyperprior's transform of y to the hyper-latent z (``h_a``, on the edge; else None)."""
+        return self._modules.get("h_a")
+
+    @property
+    def hyper_synthesis(self):
+        """A hyperprior's transform of z_hat to y's entropy parameters (``h_s``, on both sides; else None)."""
+        return self._modules.get("h_s")
+
+    def rate_log_gains(self):
+        """A variable-rate codec's log-gains [levels, C] (what the edge scales y by), or None (one rate)."""
+        return None
 
     @torch.no_grad()
     def latents(self, x) -> Latents:
@@ -153,8 +215,8 @@ class FeatureCodec(nn.Module):
                 module.update_scale_table(_SCALES, force=force)
             module.to(device)
         self._cpu_h_s = ()  # the scales that select CDFs are computed on the CPU (see _params)
-        if hasattr(self, "h_s") and self._device().type != "cpu":
-            self._cpu_h_s = (copy.deepcopy(self.h_s).cpu().float().eval(),)
+        if self.hyper_synthesis is not None and self._device().type != "cpu":
+            self._cpu_h_s = (copy.deepcopy(self.hyper_synthesis).cpu().float().eval(),)
         self._stale = False
 
     def update_if_stale(self):
@@ -182,7 +244,7 @@ class FeatureCodec(nn.Module):
         """FINGERPRINT_BYTES that identify this codec: its config and the entropy model both halves hold."""
         self.update_if_stale()
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for name in ("entropy_bottleneck", "gaussian_conditional", "h_s", "gains"):
+        for name in self.PARAM_GROUPS["shared"]:
             module = getattr(self, name, None)
             if module is None:
                 continue
@@ -192,6 +254,12 @@ class FeatureCodec(nn.Module):
         return h.digest()[:FINGERPRINT_BYTES]
 
     def _fill_tables(self, state_dict, prefix, *args):
+        """Before loading: rename a state of the pre-CompressAI names (:data:`LEGACY_NAMES`), and fill in the CDF
+        tables (not saved) so that a strict load accepts the state; they are rebuilt before coding."""
+        legacy = [k for k in state_dict if k.startswith(prefix) and k[len(prefix):].split(".", 1)[0] in LEGACY_NAMES]
+        for key in legacy:
+            old, rest = key[len(prefix):].split(".", 1)
+            state_dict[f"{prefix}{LEGACY_NAMES[old]}.{rest}"] = state_dict.pop(key)
         for name, module in self.named_children():
             for buf in _TABLES:
                 if hasattr(module, buf) and isinstance(getattr(module, buf), torch.Tensor):
@@ -210,7 +278,7 @@ class FeatureCodec(nn.Module):
 
     def _params(self, z_hat, y_hw, gain=None):
         """(scales, means or None) of y (:func:`~eccentric_det.codec.coding.hyper_params`)."""
-        h_s = self._cpu_h_s[0] if self._cpu_h_s else self.h_s
+        h_s = self._cpu_h_s[0] if self._cpu_h_s else self.hyper_synthesis
         return hyper_params(h_s, z_hat, y_hw, self.config["latent_channels"], gain)
 
     def _decode_gaussian(self, coded, gain=None):
@@ -280,19 +348,39 @@ class PassthroughCodec(FeatureCodec):
                             for c in coded]).to(self._device())
 
 
+class LearnedCodec(FeatureCodec):
+    """What the learned codecs share: ``compress`` is ``code(latents(x))``, ``decompress`` is ``g_s`` of
+    ``decompress_latent``. A subclass builds ``g_a``/``g_s`` (and a hyperprior's ``h_a``/``h_s``) and implements
+    :meth:`code` and :meth:`decompress_latent`."""
+
+    @torch.no_grad()
+    def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
+        """One :class:`CodedFeature` per image of the batch of features ``x`` at ``rate`` (default :attr:`rate`;
+        ``regions``: see :func:`~eccentric_det.codec.coding.code_latents`)."""
+        return self.code(self.latents(x), rate, regions)
+
+    @torch.no_grad()
+    def latents(self, x) -> Latents:
+        y = self.g_a(x)
+        return Latents(y, self.h_a(y) if self.hyper else None, tuple(x.shape[-2:]))
+
+    @torch.no_grad()
+    def decompress(self, coded: List[CodedFeature]):
+        """Decode a batch of same-shape coded features to the cloud-side feature tensor."""
+        return fit(self.g_s(self.decompress_latent(coded)), coded[0].output_shape)
+
+
 @CODEC_REGISTRY.register()
-class FactorizedCodec(FeatureCodec):
+class FactorizedCodec(LearnedCodec):
     """Encoder -> quantised latent of ``latent_channels`` at 1/``downsample`` of the feature's resolution under
     CompressAI's EntropyBottleneck (factorized prior) -> decoder."""
 
     name = "factorized"
     entropy_models = ("entropy_bottleneck",)
 
-    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
-                 half="both", rate_levels=1, rate=0.0):
-        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half,
-                         rate_levels, rate)
-        n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
+    def __init__(self, in_channels, out_channels, half="both", **kwargs):
+        super().__init__(in_channels, out_channels, half=half, **kwargs)
+        n, h, steps = self._sizes()
         enc = [_conv(in_channels, h), nn.LeakyReLU(inplace=True)]
         for _ in range(steps):
             enc += [_conv(h, h, stride=2), nn.LeakyReLU(inplace=True)]
@@ -300,9 +388,9 @@ class FactorizedCodec(FeatureCodec):
         for _ in range(steps):
             dec += [_deconv(h, h), nn.LeakyReLU(inplace=True)]
         if half != "cloud":
-            self.encoder = nn.Sequential(*enc, _conv(h, n))
+            self.g_a = nn.Sequential(*enc, _conv(h, n))
         if half != "edge":
-            self.decoder = nn.Sequential(*dec, _conv(h, out_channels))
+            self.g_s = nn.Sequential(*dec, _conv(h, out_channels))
         self.entropy_bottleneck = EntropyBottleneck(n)
         # The coder's range (CompressAI's "quantiles") is found by bisection on the learned density at
         # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
@@ -312,32 +400,18 @@ class FactorizedCodec(FeatureCodec):
         """Noisy quantisation in training, hard quantisation in eval; returns x_hat and likelihoods."""
         if self.training:
             self._stale = True
-        y_hat, likelihoods = self._latent(self.encoder(x))
-        return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), likelihoods)
+        y_hat, likelihoods = self._latent(self.g_a(x))
+        return CodecOutput(fit(self.g_s(y_hat), x.shape[-2:]), likelihoods)
 
     def _latent(self, y):
         y_hat, lik = self.entropy_bottleneck(y)
         return y_hat, {"y": lik}
 
     @torch.no_grad()
-    def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
-        """Encode a batch of features into one :class:`CodedFeature` per image (``regions``: see
-        :func:`~eccentric_det.codec.coding.code_latents`)."""
-        return self.code(self.latents(x), rate, regions)
-
-    @torch.no_grad()
-    def latents(self, x) -> Latents:
-        y = self.encoder(x)
-        return Latents(y, self._hyper_latent(y), tuple(x.shape[-2:]))
-
-    @torch.no_grad()
     def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
         """(One rate: ``rate`` is not used.)"""
         return code_latents(latents.y, latents.z, self.coder_tables(), self._params, latents.feature_hw,
                             regions=regions)
-
-    def _hyper_latent(self, y):
-        return None
 
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):
@@ -346,11 +420,6 @@ class FactorizedCodec(FeatureCodec):
         :class:`~eccentric_det.codec.guarded_ans.EntropyDecodeError`, never a read out of bounds."""
         self.update_if_stale()
         return self._decode_factorized([c.strings[0] for c in coded], coded[0].latent_shape).to(self._device())
-
-    @torch.no_grad()
-    def decompress(self, coded: List[CodedFeature]):
-        """Decode a batch of same-shape coded features to the cloud-side feature tensor."""
-        return fit(self.decoder(self.decompress_latent(coded)), coded[0].output_shape)
 
 
 @CODEC_REGISTRY.register()
@@ -364,11 +433,9 @@ class HyperpriorCodec(FactorizedCodec):
     hyper = True
     entropy_models = ("entropy_bottleneck", "gaussian_conditional")
 
-    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
-                 half="both", rate_levels=1, rate=0.0):
-        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half,
-                         rate_levels, rate)
-        n = latent_channels
+    def __init__(self, in_channels, out_channels, half="both", **kwargs):
+        super().__init__(in_channels, out_channels, half=half, **kwargs)
+        n = self.config["latent_channels"]
         if half != "cloud":
             self.h_a = nn.Sequential(_conv(n, n), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2),
                                      nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
@@ -381,9 +448,6 @@ class HyperpriorCodec(FactorizedCodec):
         y_hat, y_lik = self.gaussian_conditional(y, fit(self.h_s(z_hat), y.shape[-2:]))
         return y_hat, {"y": y_lik, "z": z_lik}
 
-    def _hyper_latent(self, y):
-        return self.h_a(y)
-
     @torch.no_grad()
     def decompress_latent(self, coded: List[CodedFeature]):
         return self._decode_gaussian(coded).to(self._device())
@@ -393,7 +457,7 @@ class HyperpriorCodec(FactorizedCodec):
 
 
 @CODEC_REGISTRY.register()
-class MeanScaleCodec(FeatureCodec):
+class MeanScaleCodec(LearnedCodec):
     """Codec v2: a mean-scale hyperprior (Minnen et al. 2018) of CompressAI's GDN, EntropyBottleneck and
     GaussianConditional, sized for a split: the encoder downsamples in its first layer (then GDN), the decoder
     is one conv, inverse GDN and one transposed conv per step, far cheaper than the cloud stages it replaces.
@@ -408,32 +472,30 @@ class MeanScaleCodec(FeatureCodec):
     variable_rate = True
     entropy_models = ("entropy_bottleneck", "gaussian_conditional")
 
-    def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
-                 half="both", rate_levels=1, rate=0.0):
-        super().__init__(in_channels, out_channels, latent_channels, hidden_channels, downsample, half,
-                         rate_levels, rate)
-        n, h, steps = latent_channels, hidden_channels, int(math.log2(downsample))
+    def __init__(self, in_channels, out_channels, half="both", **kwargs):
+        super().__init__(in_channels, out_channels, half=half, **kwargs)
+        n, h, steps = self._sizes()
         if half != "cloud":
             enc, cin = [], in_channels
             for _ in range(max(steps, 1)):
                 enc += [_conv(cin, h, stride=2 if steps else 1), GDN(h)]
                 cin = h
-            self.encoder = nn.Sequential(*enc, _conv(h, n))
+            self.g_a = nn.Sequential(*enc, _conv(h, n))
             self.h_a = nn.Sequential(_conv(n, n, 5, 2), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
         if half != "edge":
             dec = [_conv(n, h), GDN(h, inverse=True)]
             for i in range(steps):
                 last = i == steps - 1
                 dec += [_deconv(h, out_channels if last else h)] + ([] if last else [GDN(h, inverse=True)])
-            self.decoder = nn.Sequential(*dec) if steps else nn.Sequential(*dec, _conv(h, out_channels))
+            self.g_s = nn.Sequential(*dec) if steps else nn.Sequential(*dec, _conv(h, out_channels))
         m = n * 3 // 2
         self.h_s = nn.Sequential(_deconv(n, n, 5), nn.LeakyReLU(inplace=True), _deconv(n, m, 5),
                                  nn.LeakyReLU(inplace=True), _conv(m, 2 * n, 1))
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.entropy_bottleneck.quantiles.requires_grad_(False)  # found by bisection at update(), as above
         self.gaussian_conditional = GaussianConditional(_SCALES)
-        if rate_levels > 1:
-            self.gains = RateGains(rate_levels, n)
+        if self.config["rate_levels"] > 1:
+            self.gains = RateGains(self.config["rate_levels"], n)
 
     def _gains(self, rate, n):
         """(gain, inverse gain) [n, C, 1, 1] at ``rate`` (a number or one per image), or (None, None)."""
@@ -447,7 +509,7 @@ class MeanScaleCodec(FeatureCodec):
         sees; eval: hard quantisation. ``rate``: a number or one per image (default: :attr:`rate`)."""
         if self.training:
             self._stale = True
-        y = self.encoder(x)
+        y = self.g_a(x)
         z_hat, z_lik = self.entropy_bottleneck(self.h_a(y))
         scales, means = fit(self.h_s(z_hat), y.shape[-2:]).chunk(2, 1)
         gain, gain_inv = self._gains(rate, len(x))
@@ -457,18 +519,7 @@ class MeanScaleCodec(FeatureCodec):
         y_hat = quantize_ste(y - means) + means if self.training else y_noisy
         if gain_inv is not None:
             y_hat = y_hat * gain_inv
-        return CodecOutput(fit(self.decoder(y_hat), x.shape[-2:]), {"y": y_lik, "z": z_lik})
-
-    @torch.no_grad()
-    def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
-        """One :class:`CodedFeature` per image at ``rate`` (default :attr:`rate`; ``regions``: see
-        :func:`~eccentric_det.codec.coding.code_latents`)."""
-        return self.code(self.latents(x), rate, regions)
-
-    @torch.no_grad()
-    def latents(self, x) -> Latents:
-        y = self.encoder(x)
-        return Latents(y, self.h_a(y), tuple(x.shape[-2:]))
+        return CodecOutput(fit(self.g_s(y_hat), x.shape[-2:]), {"y": y_lik, "z": z_lik})
 
     @torch.no_grad()
     def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
@@ -490,9 +541,8 @@ class MeanScaleCodec(FeatureCodec):
         gains = self.gains.cpu_gains(rates)
         return (self._decode_gaussian(coded, gains[0]) * gains[1]).to(self._device())
 
-    @torch.no_grad()
-    def decompress(self, coded: List[CodedFeature]):
-        return fit(self.decoder(self.decompress_latent(coded)), coded[0].output_shape)
+    def rate_log_gains(self):
+        return self.gains.log_gain if hasattr(self, "gains") else None
 
     def payload_fields(self):
         return (FIELD_SCALE_INDEXES,) + ((FIELD_RATE,) if hasattr(self, "gains") else ())

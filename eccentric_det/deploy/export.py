@@ -35,13 +35,13 @@ class EdgeNetwork(nn.Module):
 
     def __init__(self, edge, codec, holder, answer=None):
         super().__init__()
-        self.holder, self.codec, self.encoder = holder, codec, traceable(codec.encoder)
+        self.holder, self.codec, self.encoder = holder, codec, traceable(codec.analysis)
         self._edge, self._answer = edge, answer
 
     def forward(self, x, image_size):
         feature, extra = self._edge(x)
         y = self.encoder(feature)
-        out = [y] + ([self.codec.h_a(y)] if self.codec.hyper else [])
+        out = [y] + ([self.codec.hyper_analysis(y)] if self.codec.hyper else [])
         return tuple(out + (list(self._answer(x, extra, image_size)) if self._answer is not None else []))
 
 
@@ -101,12 +101,12 @@ def export_edge(model, output_dir, sample, input_spec=None, opset=17):
                           dynamo=False)
     torch.jit.trace(network, (x, size), check_trace=False).save(os.path.join(output_dir, TORCHSCRIPT))
     tables = {k: t.state() for k, t in codec.coder_tables().items()}
-    if hasattr(codec, "gains"):  # variable rate: the edge scales y (and the hyperprior's output) itself
-        tables[GAINS] = codec.gains.log_gain.detach().cpu().float()
+    if codec.rate_log_gains() is not None:  # variable rate: the edge scales y (and the hyperprior's output) itself
+        tables[GAINS] = codec.rate_log_gains().detach().cpu().float()
     torch.save(tables, os.path.join(output_dir, TABLES))
     if codec.hyper:
         z = torch.round(network(x, size)[1].cpu())
-        torch.jit.trace(codec.h_s.cpu().float().eval(), (z,)).save(os.path.join(output_dir, H_S))
+        torch.jit.trace(codec.hyper_synthesis.cpu().float().eval(), (z,)).save(os.path.join(output_dir, H_S))
     manifest.update({"format": FORMAT, "fingerprint": model.fingerprint().hex(), "codec": dict(codec.config),
                      "rate": codec.rate, "outputs": names})
     manifest["input"].update(input_spec or {})

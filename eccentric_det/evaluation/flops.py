@@ -109,7 +109,7 @@ def region_cloud_gflops(model, batched_input, cache):
     p, hw = model.payload_spec().parse(decision.payload)
     y = model.codec.decompress_latent(model.coded_features([p], hw))
     z = torch.zeros(1, y.shape[1], *hyper_shape(tuple(y.shape[-2:])))
-    total = cache.setdefault(("h_s", tuple(z.shape)), count_gflops(model.codec.h_s, (z,)))
+    total = cache.setdefault(("h_s", tuple(z.shape)), count_gflops(model.codec.hyper_synthesis, (z,)))
     for crop, origin, _ in model.region_crops(y, decode_tiles(p.fields[FIELD_TILES], y.shape[-2:], model.region_tile)):
         s = model.latent_stride()
         key = (tuple(crop.shape[-2:]), min(crop.shape[-2] * s, p.image_size[0] - origin[0]),
@@ -119,7 +119,7 @@ def region_cloud_gflops(model, batched_input, cache):
                 r = model.cloud_on_crop(t, origin, p.image_size)
                 return [r.pred_boxes.tensor, r.scores]
 
-            cache[key] = count_gflops(run, (crop,), model.codec.decoder, model.backbone, model.proposal_generator,
+            cache[key] = count_gflops(run, (crop,), model.codec.synthesis, model.backbone, model.proposal_generator,
                                       model.roi_heads)
         total += cache[key]
     return total
@@ -130,13 +130,14 @@ def codec_gflops(codec, feature):
     (the scales index the range coder), its cloud h_s; a passthrough codec costs none."""
     if codec.name == "passthrough":
         return 0.0, 0.0
-    y = codec.encoder(feature)
-    encoder, decoder = count_gflops(codec.encoder, (feature,)), count_gflops(codec.decoder, (y,))
-    if codec.hyper:
-        z = codec.h_a(y)
-        h_s = count_gflops(codec.h_s, (z,))
-        encoder += count_gflops(codec.h_a, (y,)) + h_s
-        decoder += h_s
+    g_a, g_s, h_a, h_s = codec.analysis, codec.synthesis, codec.hyper_analysis, codec.hyper_synthesis
+    y = g_a(feature)
+    encoder, decoder = count_gflops(g_a, (feature,)), count_gflops(g_s, (y,))
+    if h_a is not None:
+        z = h_a(y)
+        h_s_gflops = count_gflops(h_s, (z,))
+        encoder += count_gflops(h_a, (y,)) + h_s_gflops
+        decoder += h_s_gflops
     return encoder, decoder
 
 

@@ -236,7 +236,7 @@ class EccentricRCNN(SplitModel, GeneralizedRCNN):
         """The cloud's raw Instances on one latent crop, at the crop's own coordinates: the codec's decoder, the tail,
         and the RPN and ROI heads with their proposal counts scaled by the crop's share of the image (times
         ``region_proposals``)."""
-        x = self.codec.decoder(y_crop.to(self.device))
+        x = self.codec.synthesis(y_crop.to(self.device))
         s = self.feature_geometry()["stride"]
         size = (min(x.shape[-2] * s, image_size[0] - origin[0]), min(x.shape[-1] * s, image_size[1] - origin[1]))
         share = size[0] * size[1] / float(image_size[0] * image_size[1])
