@@ -412,3 +412,19 @@ def test_server_restart_during_a_client_run(server, client, halves, inputs, tmp_
     assert again[6]["boxes"] == lines[6]["boxes"]
     with pytest.raises(FileExistsError, match="--resume"):
         run_images(client, paths, output)
+
+
+def test_the_cloud_half_of_a_dynamic_config_serves_from_its_committed_weights():
+    """The cloud half of a config whose EDGE.WEIGHTS names the gate's checkpoint loads without it (the cloud has no
+    edge to load it into) and decodes what the whole model's edge sends."""
+    config = "configs/FashionDet/dynamic_ecc_vr.yaml"
+    cfg = get_serving_cfg(config, "cloud", opts=["MODEL.DEVICE", "cpu"])
+    assert cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS == ""
+    cloud = load_model(cfg).eval()
+    whole = load_model(get_eccentric_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.ECCENTRIC.OFFLOAD.POLICY", "always"]))
+    image = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    with torch.no_grad():
+        payload = whole.eval().edge_step([{"image": torch.as_tensor(image.transpose(2, 0, 1).copy())}])[0].payload
+        remote = cloud.cloud([payload.to_bytes()])[0]["instances"]
+        local = whole.cloud([payload.to_bytes()])[0]["instances"]
+    assert torch.equal(remote.pred_boxes.tensor, local.pred_boxes.tensor)

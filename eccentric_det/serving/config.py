@@ -73,9 +73,11 @@ def get_serving_cfg(config_file, half, weights="", opts=()):
     cfg = get_eccentric_cfg(config_file, opts, extensions=(add_serving_config,))
     cfg.MODEL.ECCENTRIC.HALF = half
     cfg.MODEL.ECCENTRIC.DISTILL.MODE = "task"  # a serving process never trains
+    if weights or half == "cloud":
+        # a half checkpoint holds the trained edge already; the cloud half has no edge to load them into
+        cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS = ""
     if weights:
         cfg.MODEL.WEIGHTS = weights
-        cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS = ""  # a half checkpoint holds the trained edge already
     if not cfg.SERVING.TOKEN:
         cfg.SERVING.TOKEN = os.environ.get("ECCENTRIC_TOKEN", "")
     if not cfg.SERVING.PAYLOAD_KEY:
