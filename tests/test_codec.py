@@ -116,9 +116,9 @@ def test_guarded_decoder_equals_compressai(scale):
 
 
 def _boundary_params(codec, fraction=0.3):
-    """A _params that puts ``fraction`` of the scales exactly on a scale-table boundary."""
+    """The hyper branch's params, with ``fraction`` of the scales put exactly on a scale-table boundary."""
     table = codec.gaussian_conditional.scale_table
-    original = codec._params
+    original = codec.latent_codec.hyper.params
 
     def params(z_hat, y_hw, gain=None):
         s, means = original(z_hat, y_hw, gain)
@@ -141,9 +141,9 @@ def test_hyperprior_decodes_exactly_when_cloud_scales_differ_by_one_ulp(directio
     edge = build_codec("hyperprior", 48, 48, 16, 32, 2).eval()
     cloud = build_codec("hyperprior", 48, 48, 16, 32, 2).eval()
     cloud.load_state_dict(edge.state_dict())
-    edge._params = _boundary_params(edge)
+    edge.latent_codec.hyper.params = _boundary_params(edge)
     on_boundary = _boundary_params(cloud)
-    cloud._params = lambda z, hw, gain=None: (torch.nextafter(on_boundary(z, hw)[0], torch.tensor(direction)), None)
+    cloud.latent_codec.hyper.params = lambda z, hw, gain=None: (torch.nextafter(on_boundary(z, hw)[0], torch.tensor(direction)), None)
     coded = edge.compress(x)[0]
     assert FIELD_SCALE_INDEXES in coded.fields
     expected = torch.round(edge.g_a(x).detach())
@@ -192,7 +192,7 @@ def test_edge_coder_writes_compressai_strings(name):
             return
         z = codec.h_a(y)
         z_strings = eb.compress(z)
-        scales = codec._params(eb.decompress(z_strings, z.shape[-2:]), y.shape[-2:])[0]
+        scales = codec.latent_codec.hyper.params(eb.decompress(z_strings, z.shape[-2:]), y.shape[-2:])[0]
         y_strings = codec.gaussian_conditional.compress(y, codec.gaussian_conditional.build_indexes(scales))
     assert [c.strings for c in ours] == [[ys, zs] for ys, zs in zip(y_strings, z_strings)]
 
@@ -218,3 +218,28 @@ def test_codecs_are_registered_by_name():
             build_codec("gzip", 8, 8)
     finally:
         CODEC_REGISTRY._obj_map.pop("WideFactorized")
+
+
+@pytest.mark.parametrize("name, levels", [("factorized", 1), ("hyperprior", 1), ("mean_scale", 1), ("mean_scale", 3)])
+def test_learned_codecs_are_g_a_a_latent_codec_and_g_s(name, levels):
+    """A learned codec is g_a -> a CompressAI-shaped latent codec -> g_s; the latent codec holds the codec's own
+    modules (no parameter of its own, no state-dict key), and its compress/decompress decode what forward sees."""
+    from compressai.latent_codecs import LatentCodec
+
+    torch.manual_seed(0)
+    codec = build_codec(name, 48, 48, 16, 32, 2, rate_levels=levels).eval()
+    lc = codec.latent_codec
+    assert isinstance(lc, LatentCodec) and not any(k.startswith("latent_codec") for k in codec.state_dict())
+    own = {id(p) for p in codec.parameters()}
+    assert {id(p) for p in lc.parameters()} <= own
+    assert set(lc.entropy_models) == {"entropy_bottleneck"} | ({"gaussian_conditional"} if codec.hyper else set())
+    rated = (1.5,) if levels > 1 else ()
+    codec.update()  # the medians, then the tables
+    with torch.no_grad():
+        y = codec.g_a(real_features() * 8)
+        out = lc(y, *rated)
+        enc = lc.compress(y, *((None, None, *rated) if codec.hyper else ()))
+        y_hat = lc.decompress(enc["strings"], tuple(y.shape[-2:]), fields=enc.get("fields") or [{}])["y_hat"]
+    assert set(out) == {"likelihoods", "y_hat"} and set(out["likelihoods"]) == ({"y", "z"} if codec.hyper else {"y"})
+    assert len(enc["strings"]) == (2 if codec.hyper else 1) and len(enc["strings"][0]) == 1
+    assert torch.allclose(y_hat, out["y_hat"], atol=1e-5)

@@ -26,7 +26,8 @@ FORBIDDEN = ("detectron2", "fvcore", "pycocotools", "timm", "numba", "compressai
              "eccentric_det.evaluation", "eccentric_det.calibration", "eccentric_det.classification",
              "eccentric_det.baselines", "eccentric_det.serving.runtime", "eccentric_det.serving.worker",
              "eccentric_det.serving.http_app", "eccentric_det.serving.config", "eccentric_det.checkpoint",
-             "eccentric_det.codec.feature_codec", "eccentric_det.codec.guarded_ans", "fastapi", "ray")
+             "eccentric_det.codec.feature_codec", "eccentric_det.codec.latent_codecs",
+             "eccentric_det.codec.guarded_ans", "fastapi", "ray")
 
 SIZES = [(256, 256), (200, 300), (333, 250)]  # square, and sizes the network pads to its divisibility
 

@@ -14,7 +14,7 @@ PACKAGE = os.path.join(ROOT, "eccentric_det")
 # Imports placed inside functions on purpose: module -> {imported module: why}. Anything else belongs at the top.
 DEFERRED = {
     "eccentric_det.baselines.sc2bench": {"sc2bench.models.layer": "sc2bench is an optional extra (bench)"},
-    "eccentric_det.codec.feature_codec": {".guarded_ans": "the bounded decoder compiles with numba: cloud side only"},
+    "eccentric_det.codec.latent_codecs": {".guarded_ans": "the bounded decoder compiles with numba: cloud side only"},
     "eccentric_det.codec.validation": {"PIL": "decoding an image payload only"},
     "eccentric_det.edge.runtime": {"onnxruntime": "only the onnx backend of an exported edge"},
     "eccentric_det.evaluation.build": {"detectron2": "a probe for the compiled fast COCO evaluator"},

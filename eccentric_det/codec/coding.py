@@ -107,47 +107,70 @@ def encode_gaussian(y, indexes, tables: CoderTables, means=None) -> List[bytes]:
 
 @torch.no_grad()
 def code_latents(y, z, tables, params, feature_hw, fields=None, regions=None) -> List[CodedFeature]:
-    """Code a batch's latent ``y`` (factorized prior; ``z`` None) or ``y`` and its hyper-latent ``z``
-    (hyperprior: ``params(z_hat, y_hw)`` gives the scales of ``y`` and its means or None, e.g. :func:`hyper_params`).
-    ``tables``: the :class:`CoderTables` by entropy model name ("entropy_bottleneck", "gaussian_conditional");
-    ``fields``: payload fields every image carries (e.g. the rate, :func:`rate_field`); ``regions`` (hyperprior
-    only): per image None or (y cells [h, w], z cells, FIELD_TILES bytes) to code only those cells, channel by
-    channel (:mod:`.tiles`)."""
+    """The edge's coding of a batch's latent ``y`` (factorized prior; ``z`` None) or ``y`` and its hyper-latent ``z``
+    (hyperprior: ``params(z_hat, y_hw)`` gives the scales of ``y`` and its means or None, e.g. :func:`hyper_params`);
+    what :mod:`.latent_codecs` write, byte for byte. ``tables``: the :class:`CoderTables` by entropy model name
+    ("entropy_bottleneck", "gaussian_conditional"); ``fields``: payload fields every image carries (e.g. the rate,
+    :func:`rate_field`); ``regions`` (hyperprior only): per image None or (y cells [h, w], z cells, FIELD_TILES
+    bytes) to code only those cells (:mod:`.tiles`)."""
     y_hw, fields = tuple(y.shape[-2:]), dict(fields or {})
-    regions = regions or [None] * len(y)
     if z is None:
-        if any(r is not None for r in regions):
-            raise ValueError("region payloads need a hyperprior codec (CODEC.NAME 'mean_scale' or 'hyperprior')")
+        check_no_regions(regions)
         return [CodedFeature([s], y_hw, feature_hw, dict(fields))
                 for s in encode_factorized(y, tables["entropy_bottleneck"])]
-    eb, gc = tables["entropy_bottleneck"], tables["gaussian_conditional"]
-    z = z.detach().cpu().float()
-    medians = eb.medians.view(1, -1, 1, 1)
-    z_hat = torch.round(z - medians) + medians  # what the cloud decodes
-    z_strings = []
-    for i, region in enumerate(regions):
-        if region is None:
-            z_strings += encode_factorized(z[i:i + 1], eb)
-        else:  # z in the region's cells only, the medians elsewhere
-            z_cells = region[1]
-            z_strings.append(encode_cells(z[i] - medians[0], z_cells, eb))
-            z_hat[i] = torch.where(z_cells, z_hat[i], medians[0])
-    s, means = params(z_hat, y_hw)
-    indexes = scale_indexes(s, gc)
-    near = near_boundary(s, gc.scale_table)
+    y_cells, z_cells, own = split_regions(regions, len(y))
+    z_strings, z_hat = encode_bottleneck(z, tables["entropy_bottleneck"], z_cells)
+    y_strings, y_fields = encode_conditional(y, *params(z_hat, y_hw), tables["gaussian_conditional"], y_cells)
+    return [CodedFeature([ys, zs], y_hw, feature_hw, {**fields, **o, **f})
+            for ys, zs, o, f in zip(y_strings, z_strings, own, y_fields)]
+
+
+def check_no_regions(regions):
+    """Raise ValueError when ``regions`` asks a codec without a hyperprior for a region payload."""
+    if regions is not None and any(r is not None for r in regions):
+        raise ValueError("region payloads need a hyperprior codec (CODEC.NAME 'mean_scale' or 'hyperprior')")
+
+
+def split_regions(regions, n):
+    """(y cells, z cells, {FIELD_TILES: bytes} or {}) per image of ``n`` from ``regions`` (see :func:`code_latents`;
+    None: whole images)."""
+    regions = regions or [None] * n
+    return ([None if r is None else r[0] for r in regions], [None if r is None else r[1] for r in regions],
+            [{} if r is None else {FIELD_TILES: r[2]} for r in regions])
+
+
+def encode_bottleneck(x, tables: CoderTables, cells=None):
+    """(one string per image, x_hat as the cloud decodes it) of ``x`` [N, C, h, w] under an EntropyBottleneck; where
+    ``cells[i]`` (an [h, w] bool mask) is given, image i is coded in those cells only and x_hat holds the medians
+    elsewhere."""
+    x = x.detach().cpu().float()
+    medians = tables.medians.view(1, -1, 1, 1)
+    x_hat = torch.round(x - medians) + medians
+    strings = []
+    for i, c in enumerate(cells or [None] * len(x)):
+        if c is None:
+            strings += encode_factorized(x[i:i + 1], tables)
+        else:
+            strings.append(encode_cells(x[i] - medians[0], c, tables))
+            x_hat[i] = torch.where(c, x_hat[i], medians[0])
+    return strings, x_hat
+
+
+def encode_conditional(y, scales, means, tables: CoderTables, cells=None):
+    """(one string per image, payload fields per image) of ``y`` [N, C, h, w] under a GaussianConditional of
+    ``scales`` and ``means`` (or None), in ``cells[i]`` only where given. Elements whose scale lies next to a CDF
+    boundary travel with their index (FIELD_SCALE_INDEXES, :mod:`.scale_indexes`)."""
+    indexes = scale_indexes(scales, tables)
+    near = near_boundary(scales, tables.scale_table)
     y = y.detach().cpu().float()
-    out = []
-    for i, (zs, region) in enumerate(zip(z_strings, regions)):
+    strings, fields = [], []
+    for i, c in enumerate(cells or [None] * len(y)):
         yi, idx, nr, mi = y[i], indexes[i], near[i], None if means is None else means[i]
-        own = {}
-        if region is not None:
-            cells, _, own[FIELD_TILES] = region
-            yi, idx, nr, mi = yi[:, cells], idx[:, cells], nr[:, cells], None if mi is None else mi[:, cells]
-        if nr.any():
-            own[FIELD_SCALE_INDEXES] = encode_exceptions(idx, nr)
-        ys = encode_gaussian(yi[None], idx[None], gc, None if mi is None else mi[None])[0]
-        out.append(CodedFeature([ys, zs], y_hw, feature_hw, {**fields, **own}))
-    return out
+        if c is not None:
+            yi, idx, nr, mi = yi[:, c], idx[:, c], nr[:, c], None if mi is None else mi[:, c]
+        fields.append({FIELD_SCALE_INDEXES: encode_exceptions(idx, nr)} if nr.any() else {})
+        strings += encode_gaussian(yi[None], idx[None], tables, None if mi is None else mi[None])
+    return strings, fields
 
 
 def encode_cells(centred, cells, tables: CoderTables) -> bytes:

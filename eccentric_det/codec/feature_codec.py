@@ -1,6 +1,6 @@
 """Feature codecs, one class per codec, registered by name in :data:`CODEC_REGISTRY` (:func:`build_codec`):
-analysis ``g_a`` -> quantise -> CompressAI entropy coder -> synthesis ``g_s`` (a hyperprior's ``h_a``/``h_s`` beside
-them), CompressAI's names.
+analysis ``g_a`` -> a latent codec (:mod:`.latent_codecs`: quantise and entropy-code, a hyperprior's ``h_a``/``h_s``
+inside) -> synthesis ``g_s``, CompressAI's names and composition.
 
 Other modules reach the transforms through :attr:`FeatureCodec.analysis` and the like, and the parameters of each side
 through :meth:`FeatureCodec.param_prefixes`, never by submodule name. Checkpoints written before the CompressAI names
@@ -10,7 +10,6 @@ Knows nothing of Detectron2, so the detection and classification sides share it 
 Training (``forward``) returns likelihoods so the rate joins the loss; inference (``compress`` /
 ``decompress``) produces and consumes real bit strings.
 """
-import copy
 import hashlib
 import json
 import math
@@ -22,20 +21,15 @@ import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
-from compressai.models.base import get_scale_table
-from compressai.ops import quantize_ste
 from fvcore.common.registry import Registry
 from torch import nn
 
-from .coding import (CodedFeature, CoderTables, check_rate, code_latents, fit, hyper_params, rate_field, rate_gains,
-                     scale_indexes)
-from .shapes import hyper_shape, latent_shape, read_rate
-from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES, FINGERPRINT_BYTES
-from .scale_indexes import decode_exceptions
-from .tiles import decode_tiles, region_cells
-
-# Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
-_SCALES = get_scale_table().tolist()
+from .coding import CodedFeature, check_no_regions, check_rate, fit
+from .latent_codecs import (SCALES, EntropyBottleneckLatentCodec, GainHyperpriorLatentCodec,
+                            GaussianConditionalLatentCodec, HyperLatentCodec, HyperpriorLatentCodec, RateGains,
+                            coder_tables)
+from .shapes import latent_shape
+from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
 
 
 @dataclass
@@ -108,7 +102,7 @@ class FeatureCodec(nn.Module):
     name = ""
     hyper = False
     variable_rate = False
-    entropy_models = ()  # names of the CompressAI entropy models it holds
+    latent_codec = None  # a learned codec's (:mod:`.latent_codecs`; not a submodule: it holds the codec's own)
     # Its submodules by side: the edge's alone, the cloud's alone, and those both halves hold (the entropy models and
     # what selects their CDFs must agree bit for bit: the fingerprint hashes them, in this order).
     PARAM_GROUPS = {"edge": ("g_a", "h_a"), "cloud": ("g_s",),
@@ -129,7 +123,6 @@ class FeatureCodec(nn.Module):
                            downsample=downsample, hyper=self.hyper, rate_levels=rate_levels)
         self.set_rate(rate)  # a run-time choice, not part of the model (the payload carries it)
         self._stale = True  # entropy tables must be (re)built before real coding
-        self._cpu_h_s = ()  # a CPU copy of h_s when the model is elsewhere (a tuple: not a submodule)
         # The CDF tables are derived from the weights and have data-dependent shapes: they are not
         # saved, and are rebuilt (deterministically) after loading.
         self._register_state_dict_hook(_drop_tables)
@@ -201,36 +194,29 @@ class FeatureCodec(nn.Module):
             return torch.zeros(())
         return sum(-torch.log2(lik).sum() for lik in likelihoods.values())
 
+    def _set_latent_codec(self, latent_codec):
+        object.__setattr__(self, "latent_codec", latent_codec)  # not registered: its modules are the codec's
+
+    def entropy_models(self):
+        """The CompressAI entropy models it holds, by name."""
+        return self.latent_codec.entropy_models if self.latent_codec is not None else {}
+
     @torch.no_grad()
     def update(self, force=True):
         """Build the entropy coder's CDF tables from the current weights (CompressAI ``update``),
         on the CPU, so an edge on CPU and a cloud on GPU build identical tables."""
-        for name in self.entropy_models:
-            module = getattr(self, name)
-            device = module._offset.device
-            module.cpu()
-            if name == "entropy_bottleneck":
-                module.update(force=force, update_quantiles=True)
-            else:
-                module.update_scale_table(_SCALES, force=force)
-            module.to(device)
-        self._cpu_h_s = ()  # the scales that select CDFs are computed on the CPU (see _params)
-        if self.hyper_synthesis is not None and self._device().type != "cpu":
-            self._cpu_h_s = (copy.deepcopy(self.hyper_synthesis).cpu().float().eval(),)
+        if self.latent_codec is not None:
+            self.latent_codec.update(force)
         self._stale = False
 
     def update_if_stale(self):
-        if self._stale or any(getattr(self, n)._offset.numel() == 0 for n in self.entropy_models):
+        if self._stale or any(m._offset.numel() == 0 for m in self.entropy_models().values()):
             self.update(force=True)
 
     def coder_tables(self):
         """The :class:`~eccentric_det.codec.coding.CoderTables` of each entropy model (built if stale)."""
         self.update_if_stale()
-        key = tuple((t.data_ptr(), t._version) for n in self.entropy_models for t in getattr(self, n).buffers())
-        if getattr(self, "_tables_key", None) != key:  # converted once per table update or load
-            self._tables = {name: CoderTables.of(getattr(self, name)) for name in self.entropy_models}
-            self._tables_key = key
-        return self._tables
+        return {name: coder_tables(m) for name, m in self.entropy_models().items()}
 
     def payload_fields(self):
         """The optional payload fields this codec reads."""
@@ -270,55 +256,6 @@ class FeatureCodec(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def _decode_factorized(self, strings, hw):
-        eb = self.entropy_bottleneck
-        indexes = eb._build_indexes((len(strings), eb.channels, *hw))
-        medians = eb._get_medians().detach().cpu().reshape(1, -1, 1, 1).expand(len(strings), -1, *hw)
-        return guarded_decompress(eb, strings, indexes, medians)
-
-    def _params(self, z_hat, y_hw, gain=None):
-        """(scales, means or None) of y (:func:`~eccentric_det.codec.coding.hyper_params`)."""
-        h_s = self._cpu_h_s[0] if self._cpu_h_s else self.hyper_synthesis
-        return hyper_params(h_s, z_hat, y_hw, self.config["latent_channels"], gain)
-
-    def _decode_gaussian(self, coded, gain=None):
-        """y_hat (x ``gain`` for a variable-rate codec) of a batch of same-shape hyperprior payloads (region payloads
-        decode y and z in their tiles' cells, the means and medians elsewhere: :mod:`.tiles`)."""
-        self.update_if_stale()
-        y_hw = coded[0].latent_shape
-        z_hw = hyper_shape(y_hw)
-        cells = [region_cells(decode_tiles(c.fields[FIELD_TILES], y_hw, c.fields[FIELD_TILES][0]),
-                              c.fields[FIELD_TILES][0], y_hw) if FIELD_TILES in c.fields else None for c in coded]
-        whole = [i for i, c in enumerate(cells) if c is None]
-        eb = self.entropy_bottleneck
-        medians = eb._get_medians().detach().cpu().reshape(-1, 1, 1)
-        z_hat = medians.expand(len(coded), -1, *z_hw).clone()
-        if whole:
-            z_hat[whole] = self._decode_factorized([coded[i].strings[1] for i in whole], z_hw)
-        for i, c in enumerate(cells):
-            if c is not None:
-                idx = torch.arange(eb.channels, dtype=torch.int32)[:, None].expand(-1, int(c[1].sum()))
-                z_hat[i][:, c[1]] = guarded_decompress(eb, [coded[i].strings[1]], idx[None],
-                                                       medians[:, :, 0].expand_as(idx)[None])[0]
-        gc = self.gaussian_conditional
-        scales, means = self._params(z_hat, y_hw, gain)
-        indexes = scale_indexes(scales, self.coder_tables()["gaussian_conditional"])
-        y_hat = torch.zeros_like(scales) if means is None else means.clone()
-        for i, c in enumerate(coded):
-            y_cells = None if cells[i] is None else cells[i][0]
-            idx = indexes[i] if y_cells is None else indexes[i][:, y_cells]
-            if FIELD_SCALE_INDEXES in c.fields:
-                pos, exc = decode_exceptions(c.fields[FIELD_SCALE_INDEXES], idx.numel(), len(gc.scale_table))
-                idx = idx.clone()
-                idx.view(-1)[torch.from_numpy(pos)] = torch.from_numpy(exc).to(idx.dtype)
-            m = None if means is None else (means[i] if y_cells is None else means[i][:, y_cells])
-            values = guarded_decompress(gc, [c.strings[0]], idx[None], None if m is None else m[None])[0]
-            if y_cells is None:
-                y_hat[i] = values
-            else:
-                y_hat[i][:, y_cells] = values
-        return y_hat
-
 
 @CODEC_REGISTRY.register()
 class PassthroughCodec(FeatureCodec):
@@ -349,9 +286,44 @@ class PassthroughCodec(FeatureCodec):
 
 
 class LearnedCodec(FeatureCodec):
-    """What the learned codecs share: ``compress`` is ``code(latents(x))``, ``decompress`` is ``g_s`` of
-    ``decompress_latent``. A subclass builds ``g_a``/``g_s`` (and a hyperprior's ``h_a``/``h_s``) and implements
-    :meth:`code` and :meth:`decompress_latent`."""
+    """``g_a`` -> :attr:`latent_codec` -> ``g_s``: ``compress`` is ``code(latents(x))``, ``decompress`` is ``g_s`` of
+    ``decompress_latent``. A subclass builds ``g_a``/``g_s`` and the modules of its latent codec under their
+    checkpoint names (``entropy_bottleneck``, ``gaussian_conditional``, ``h_a``, ``h_s``, ``gains``), then the
+    latent codec of them (:meth:`_set_latent_codec`)."""
+
+    def forward(self, x, rate=None):
+        """Noisy quantisation in training (a mean-scale codec's decoder sees y rounded straight-through), hard
+        quantisation in eval; returns x_hat and likelihoods. ``rate``: a variable-rate codec's, a number or one per
+        image (default: :attr:`rate`)."""
+        if self.training:
+            self._stale = True
+        rated = (self.rate if rate is None else rate,) if hasattr(self, "gains") else ()
+        out = self.latent_codec(self.g_a(x), *rated)
+        return CodecOutput(fit(self.g_s(out["y_hat"]), x.shape[-2:]), out["likelihoods"])
+
+    @torch.no_grad()
+    def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
+        """Code ``latents`` at ``rate`` (a variable-rate codec's: z's string is the same at every rate, y is scaled by
+        the rate's gain; ``regions``: see :func:`~eccentric_det.codec.coding.code_latents`)."""
+        self.update_if_stale()
+        if not self.hyper:
+            check_no_regions(regions)
+            out = self.latent_codec.compress(latents.y)
+        else:
+            rated = {"rate": self.rate if rate is None else self.check_rate(rate)} if hasattr(self, "gains") else {}
+            out = self.latent_codec.compress(latents.y, latents.z, regions, **rated)
+        y_hw, fields = tuple(latents.y.shape[-2:]), out.get("fields") or [{} for _ in latents.y]
+        return [CodedFeature(list(s), y_hw, latents.feature_hw, f) for s, f in zip(zip(*out["strings"]), fields)]
+
+    @torch.no_grad()
+    def decompress_latent(self, coded: List[CodedFeature]):
+        """Decode a batch of same-shape coded features (each at the rate its payload names) to the quantised latent
+        y_hat, with the bounds-checked decoder (:mod:`~eccentric_det.codec.guarded_ans`): any bytes give a result or
+        an :class:`~eccentric_det.codec.guarded_ans.EntropyDecodeError`, never a read out of bounds."""
+        self.update_if_stale()
+        strings = [[c.strings[i] for c in coded] for i in range(2 if self.hyper else 1)]
+        out = self.latent_codec.decompress(strings, coded[0].latent_shape, fields=[c.fields for c in coded])
+        return out["y_hat"].to(self._device())
 
     @torch.no_grad()
     def compress(self, x, rate=None, regions=None) -> List[CodedFeature]:
@@ -376,7 +348,6 @@ class FactorizedCodec(LearnedCodec):
     CompressAI's EntropyBottleneck (factorized prior) -> decoder."""
 
     name = "factorized"
-    entropy_models = ("entropy_bottleneck",)
 
     def __init__(self, in_channels, out_channels, half="both", **kwargs):
         super().__init__(in_channels, out_channels, half=half, **kwargs)
@@ -395,31 +366,7 @@ class FactorizedCodec(LearnedCodec):
         # The coder's range (CompressAI's "quantiles") is found by bisection on the learned density at
         # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
         self.entropy_bottleneck.quantiles.requires_grad_(False)
-
-    def forward(self, x, rate=None):
-        """Noisy quantisation in training, hard quantisation in eval; returns x_hat and likelihoods."""
-        if self.training:
-            self._stale = True
-        y_hat, likelihoods = self._latent(self.g_a(x))
-        return CodecOutput(fit(self.g_s(y_hat), x.shape[-2:]), likelihoods)
-
-    def _latent(self, y):
-        y_hat, lik = self.entropy_bottleneck(y)
-        return y_hat, {"y": lik}
-
-    @torch.no_grad()
-    def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
-        """(One rate: ``rate`` is not used.)"""
-        return code_latents(latents.y, latents.z, self.coder_tables(), self._params, latents.feature_hw,
-                            regions=regions)
-
-    @torch.no_grad()
-    def decompress_latent(self, coded: List[CodedFeature]):
-        """Decode a batch of same-shape coded features to the quantised latent y_hat, with the
-        bounds-checked decoder (:mod:`~eccentric_det.codec.guarded_ans`): any bytes give a result or a
-        :class:`~eccentric_det.codec.guarded_ans.EntropyDecodeError`, never a read out of bounds."""
-        self.update_if_stale()
-        return self._decode_factorized([c.strings[0] for c in coded], coded[0].latent_shape).to(self._device())
+        self._set_latent_codec(EntropyBottleneckLatentCodec(self.entropy_bottleneck))
 
 
 @CODEC_REGISTRY.register()
@@ -431,7 +378,6 @@ class HyperpriorCodec(FactorizedCodec):
 
     name = "hyperprior"
     hyper = True
-    entropy_models = ("entropy_bottleneck", "gaussian_conditional")
 
     def __init__(self, in_channels, out_channels, half="both", **kwargs):
         super().__init__(in_channels, out_channels, half=half, **kwargs)
@@ -441,16 +387,10 @@ class HyperpriorCodec(FactorizedCodec):
                                      nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
         self.h_s = nn.Sequential(_deconv(n, n, 5), nn.LeakyReLU(inplace=True), _deconv(n, n, 5),
                                  nn.LeakyReLU(inplace=True), _conv(n, n), nn.Softplus())
-        self.gaussian_conditional = GaussianConditional(_SCALES)
-
-    def _latent(self, y):
-        z_hat, z_lik = self.entropy_bottleneck(self.h_a(y))
-        y_hat, y_lik = self.gaussian_conditional(y, fit(self.h_s(z_hat), y.shape[-2:]))
-        return y_hat, {"y": y_lik, "z": z_lik}
-
-    @torch.no_grad()
-    def decompress_latent(self, coded: List[CodedFeature]):
-        return self._decode_gaussian(coded).to(self._device())
+        self.gaussian_conditional = GaussianConditional(SCALES)
+        self._set_latent_codec(HyperpriorLatentCodec(
+            HyperLatentCodec(self.entropy_bottleneck, self.hyper_analysis, self.h_s, n),
+            GaussianConditionalLatentCodec(self.gaussian_conditional)))
 
     def payload_fields(self):
         return (FIELD_SCALE_INDEXES,)
@@ -470,7 +410,6 @@ class MeanScaleCodec(LearnedCodec):
     name = "mean_scale"
     hyper = True
     variable_rate = True
-    entropy_models = ("entropy_bottleneck", "gaussian_conditional")
 
     def __init__(self, in_channels, out_channels, half="both", **kwargs):
         super().__init__(in_channels, out_channels, half=half, **kwargs)
@@ -493,82 +432,20 @@ class MeanScaleCodec(LearnedCodec):
                                  nn.LeakyReLU(inplace=True), _conv(m, 2 * n, 1))
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.entropy_bottleneck.quantiles.requires_grad_(False)  # found by bisection at update(), as above
-        self.gaussian_conditional = GaussianConditional(_SCALES)
+        self.gaussian_conditional = GaussianConditional(SCALES)
+        hyper = HyperLatentCodec(self.entropy_bottleneck, self.hyper_analysis, self.h_s, n)
+        y = GaussianConditionalLatentCodec(self.gaussian_conditional, quantizer="ste")
         if self.config["rate_levels"] > 1:
             self.gains = RateGains(self.config["rate_levels"], n)
-
-    def _gains(self, rate, n):
-        """(gain, inverse gain) [n, C, 1, 1] at ``rate`` (a number or one per image), or (None, None)."""
-        if not hasattr(self, "gains"):
-            return None, None
-        rates = torch.as_tensor(self.rate if rate is None else rate, dtype=torch.float32).reshape(-1).expand(n)
-        return rate_gains(self.gains.log_gain, rates), rate_gains(self.gains.log_gain_inv, rates)
-
-    def forward(self, x, rate=None):
-        """Training: noisy quantisation for the likelihoods, straight-through rounding for what the decoder
-        sees; eval: hard quantisation. ``rate``: a number or one per image (default: :attr:`rate`)."""
-        if self.training:
-            self._stale = True
-        y = self.g_a(x)
-        z_hat, z_lik = self.entropy_bottleneck(self.h_a(y))
-        scales, means = fit(self.h_s(z_hat), y.shape[-2:]).chunk(2, 1)
-        gain, gain_inv = self._gains(rate, len(x))
-        if gain is not None:
-            y, scales, means = y * gain, scales * gain, means * gain
-        y_noisy, y_lik = self.gaussian_conditional(y, scales, means)
-        y_hat = quantize_ste(y - means) + means if self.training else y_noisy
-        if gain_inv is not None:
-            y_hat = y_hat * gain_inv
-        return CodecOutput(fit(self.g_s(y_hat), x.shape[-2:]), {"y": y_lik, "z": z_lik})
-
-    @torch.no_grad()
-    def code(self, latents: Latents, rate=None, regions=None) -> List[CodedFeature]:
-        """Code ``latents`` at ``rate``: z's string is the same at every rate, y is scaled by the rate's gain."""
-        rate = self.rate if rate is None else self.check_rate(rate)
-        y, gain, fields = latents.y, None, {}
-        if hasattr(self, "gains"):  # on the CPU, as the cloud computes it (see :mod:`.scale_indexes`)
-            gain = self.gains.cpu_gains([rate] * len(y))[0]
-            y, fields = y.cpu().float() * gain, {FIELD_RATE: rate_field(rate)}
-        return code_latents(y, latents.z, self.coder_tables(), lambda z_hat, y_hw: self._params(z_hat, y_hw, gain),
-                            latents.feature_hw, fields, regions)
-
-    @torch.no_grad()
-    def decompress_latent(self, coded: List[CodedFeature]):
-        """y_hat of a batch of same-shape coded features, each at the rate its payload names."""
-        if not hasattr(self, "gains"):
-            return self._decode_gaussian(coded).to(self._device())
-        rates = [read_rate(c.fields, self.config["rate_levels"]) for c in coded]
-        gains = self.gains.cpu_gains(rates)
-        return (self._decode_gaussian(coded, gains[0]) * gains[1]).to(self._device())
+            self._set_latent_codec(GainHyperpriorLatentCodec(hyper, y, self.gains))
+        else:
+            self._set_latent_codec(HyperpriorLatentCodec(hyper, y))
 
     def rate_log_gains(self):
         return self.gains.log_gain if hasattr(self, "gains") else None
 
     def payload_fields(self):
         return (FIELD_SCALE_INDEXES,) + ((FIELD_RATE,) if hasattr(self, "gains") else ())
-
-
-class RateGains(nn.Module):
-    """The learned per-level, per-channel log-gains of a variable-rate codec (gain before quantisation, inverse
-    gain after decoding), initialised a factor of 1.4 apart (a rate weight doubling per level)."""
-
-    def __init__(self, levels, channels):
-        super().__init__()
-        step = torch.arange(levels, dtype=torch.float32).mul(-math.log(2) / 2)[:, None].expand(-1, channels)
-        self.log_gain = nn.Parameter(step.clone())
-        self.log_gain_inv = nn.Parameter(-step.clone())
-
-    def cpu_gains(self, rates):
-        """(gain, inverse gain) [N, C, 1, 1] on the CPU in float32, as the edge computes them."""
-        return tuple(rate_gains(t.detach().cpu().float(), rates) for t in (self.log_gain, self.log_gain_inv))
-
-
-def guarded_decompress(entropy_model, strings, indexes, means=None):
-    """:func:`eccentric_det.codec.guarded_ans.decompress` (imported here, on the decoding side only: the
-    edge never loads numba)."""
-    from .guarded_ans import decompress
-
-    return decompress(entropy_model, strings, indexes, means)
 
 
 _TABLES = ("_offset", "_quantized_cdf", "_cdf_length")

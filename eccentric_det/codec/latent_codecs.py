@@ -1,0 +1,253 @@
+"""Latent codecs, composed as :mod:`compressai.latent_codecs` composes them: ``forward(y) -> {"likelihoods", "y_hat"}``
+(training), ``compress(y) -> {"strings", "shape", ...}`` and ``decompress(strings, shape) -> {"y_hat"}`` (real bit
+strings; ``strings``: one list per latent, one string per image). A learned feature codec is ``g_a``, one of these,
+``g_s``.
+
+Unlike CompressAI's, strings are written by the module-free coder of :mod:`.coding` (the exported edge's, byte for
+byte) and read by the bounds-checked decoder of :mod:`.guarded_ans`; the scales that select CDFs are computed on the
+CPU in float32 (:mod:`.scale_indexes`); a region payload codes only its tiles' cells (:mod:`.tiles`), and ``fields``
+(one dict per image) holds the payload fields the decoder reads. The entropy models, ``h_a``/``h_s`` and gains they
+hold are their feature codec's submodules, under its checkpoint names; a latent codec is no submodule of it.
+"""
+import copy
+import math
+
+import torch
+from compressai import latent_codecs as cai
+from compressai.models.base import get_scale_table
+from compressai.ops import quantize_ste
+from torch import nn
+
+from .coding import (CoderTables, encode_bottleneck, encode_conditional, fit, hyper_params, rate_field, rate_gains,
+                     scale_indexes, split_regions)
+from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES
+from .scale_indexes import decode_exceptions
+from .shapes import hyper_shape, read_rate
+from .tiles import decode_tiles, region_cells
+
+# Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
+SCALES = get_scale_table().tolist()
+
+
+class EntropyBottleneckLatentCodec(cai.EntropyBottleneckLatentCodec):
+    """y under a factorized prior (an EntropyBottleneck; CDF index = channel). ``cells``: per image None (all of
+    it) or the [h, w] bool cells a region codes, the medians elsewhere."""
+
+    @property
+    def entropy_models(self):
+        return {"entropy_bottleneck": self.entropy_bottleneck}
+
+    def update(self, force=True):
+        """The CDF tables, built on the CPU (an edge on CPU and a cloud on GPU build identical ones)."""
+        _on_cpu(self.entropy_bottleneck, lambda m: m.update(force=force, update_quantiles=True))
+
+    def compress(self, y, cells=None):
+        strings, y_hat = encode_bottleneck(y, coder_tables(self.entropy_bottleneck), cells)
+        return {"strings": [strings], "shape": tuple(y.shape[-2:]), "y_hat": y_hat}
+
+    def decompress(self, strings, shape, cells=None, **kwargs):
+        (strings,) = strings
+        eb = self.entropy_bottleneck
+        medians = eb._get_medians().detach().cpu().reshape(-1, 1, 1)
+        y_hat = medians.expand(len(strings), -1, *shape).clone()
+        cells = cells or [None] * len(strings)
+        whole = [i for i, c in enumerate(cells) if c is None]
+        if whole:
+            y_hat[whole] = guarded_decompress(eb, [strings[i] for i in whole],
+                                              eb._build_indexes((len(whole), eb.channels, *shape)), y_hat[whole])
+        for i, c in enumerate(cells):
+            if c is not None:
+                idx = torch.arange(eb.channels, dtype=torch.int32)[:, None].expand(-1, int(c.sum()))[None]
+                y_hat[i][:, c] = guarded_decompress(eb, [strings[i]], idx, medians[:, :, 0].expand_as(idx[0])[None])[0]
+        return {"y_hat": y_hat}
+
+
+class GaussianConditionalLatentCodec(cai.GaussianConditionalLatentCodec):
+    """y under a GaussianConditional of ``params`` = (scales, means or None). ``quantizer`` "ste": in training, what
+    the decoder sees is y rounded straight-through (the likelihoods see noise). Elements whose scale lies next to a CDF
+    boundary travel with their index (FIELD_SCALE_INDEXES); ``cells`` as in :class:`EntropyBottleneckLatentCodec`."""
+
+    def __init__(self, gaussian_conditional, quantizer="noise"):
+        super().__init__(gaussian_conditional=gaussian_conditional, quantizer=quantizer)
+
+    @property
+    def entropy_models(self):
+        return {"gaussian_conditional": self.gaussian_conditional}
+
+    def update(self, force=True):
+        _on_cpu(self.gaussian_conditional, lambda m: m.update_scale_table(SCALES, force=force))
+
+    def forward(self, y, params):
+        scales, means = params
+        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means)
+        if self.quantizer == "ste" and self.gaussian_conditional.training:
+            y_hat = quantize_ste(y - means) + means
+        return {"likelihoods": {"y": y_likelihoods}, "y_hat": y_hat}
+
+    def compress(self, y, params, cells=None):
+        strings, fields = encode_conditional(y, *params, coder_tables(self.gaussian_conditional), cells)
+        return {"strings": [strings], "shape": tuple(y.shape[-2:]), "fields": fields}
+
+    def decompress(self, strings, shape, params, cells=None, fields=None):
+        (strings,) = strings
+        gc = self.gaussian_conditional
+        scales, means = params
+        indexes = scale_indexes(scales, coder_tables(gc))
+        y_hat = torch.zeros_like(scales) if means is None else means.clone()
+        for i, s in enumerate(strings):
+            c = None if cells is None else cells[i]
+            idx = indexes[i] if c is None else indexes[i][:, c]
+            if fields is not None and FIELD_SCALE_INDEXES in fields[i]:
+                pos, exc = decode_exceptions(fields[i][FIELD_SCALE_INDEXES], idx.numel(), len(gc.scale_table))
+                idx = idx.clone()
+                idx.view(-1)[torch.from_numpy(pos)] = torch.from_numpy(exc).to(idx.dtype)
+            m = None if means is None else (means[i] if c is None else means[i][:, c])
+            values = guarded_decompress(gc, [s], idx[None], None if m is None else m[None])[0]
+            if c is None:
+                y_hat[i] = values
+            else:
+                y_hat[i][:, c] = values
+        return {"y_hat": y_hat}
+
+
+class HyperLatentCodec(cai.HyperLatentCodec):
+    """The hyper branch: z = ``h_a``(y) under an EntropyBottleneck, ``h_s``(z_hat) -> params = (scales, means or
+    None) of y's ``channels`` (``h_s`` gives scales, or scales then means). ``h_a`` None: a cloud's half. Coding
+    takes ``z`` when it is already computed, and ``gain`` (a variable-rate codec's) scales the params."""
+
+    def __init__(self, entropy_bottleneck, h_a, h_s, channels):
+        super().__init__(entropy_bottleneck, h_a, h_s)
+        self.z = EntropyBottleneckLatentCodec(entropy_bottleneck)
+        self.channels = channels
+        self._cpu_h_s = ()  # a CPU copy of h_s when it is elsewhere (a tuple: not a submodule)
+
+    @property
+    def entropy_models(self):
+        return self.z.entropy_models
+
+    def update(self, force=True):
+        self.z.update(force)
+        self._cpu_h_s = ()  # the scales that select CDFs are computed on the CPU (see params)
+        if next(self.h_s.parameters()).device.type != "cpu":
+            self._cpu_h_s = (copy.deepcopy(self.h_s).cpu().float().eval(),)
+
+    def forward(self, y):
+        z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(y))
+        p = fit(self.h_s(z_hat), y.shape[-2:])
+        return {"likelihoods": {"z": z_likelihoods},
+                "params": p.split(self.channels, 1) if p.shape[1] == 2 * self.channels else (p, None)}
+
+    def compress(self, y, z=None, cells=None, gain=None):
+        z = self.h_a(y) if z is None else z
+        out = self.z.compress(z, cells)
+        return {"strings": out["strings"], "shape": out["shape"],
+                "params": self.params(out["y_hat"], y.shape[-2:], gain)}
+
+    def decompress(self, strings, shape, y_shape, cells=None, gain=None):
+        return {"params": self.params(self.z.decompress(strings, shape, cells)["y_hat"], y_shape, gain)}
+
+    def params(self, z_hat, y_shape, gain=None):
+        """(scales, means or None) of y from z_hat, on the CPU in float32 (:func:`~.coding.hyper_params`)."""
+        return hyper_params(self._cpu_h_s[0] if self._cpu_h_s else self.h_s, z_hat, tuple(y_shape), self.channels,
+                            gain)
+
+
+class HyperpriorLatentCodec(cai.HyperpriorLatentCodec):
+    """y under a GaussianConditional whose params the ``hyper`` branch codes (Balle et al. 2018; Minnen et al. 2018
+    with means). ``regions``: per image None or (y cells, z cells, FIELD_TILES bytes), a region payload; the decoder
+    reads them from each image's ``fields``. ``shape``: y's (h, w), z's follows."""
+
+    def __init__(self, hyper: HyperLatentCodec, y: GaussianConditionalLatentCodec):
+        super().__init__({"y": y, "hyper": hyper})
+
+    @property
+    def entropy_models(self):
+        return {**self.hyper.entropy_models, **self.y.entropy_models}
+
+    def update(self, force=True):
+        self.hyper.update(force)
+        self.y.update(force)
+
+    def compress(self, y, z=None, regions=None, gain=None):
+        y_cells, z_cells, tiles = split_regions(regions, len(y))
+        hyper = self.hyper.compress(y, z, z_cells, gain)
+        out = self.y.compress(y, hyper["params"], y_cells)
+        return {"strings": [*out["strings"], *hyper["strings"]], "shape": {"y": out["shape"], "hyper": hyper["shape"]},
+                "fields": [{**t, **f} for t, f in zip(tiles, out["fields"])]}
+
+    def decompress(self, strings, shape, fields, gain=None):
+        y_strings, z_strings = strings
+        cells = [None if FIELD_TILES not in f else
+                 region_cells(decode_tiles(f[FIELD_TILES], shape, f[FIELD_TILES][0]), f[FIELD_TILES][0], shape)
+                 for f in fields]
+        y_cells, z_cells = ([None if c is None else c[i] for c in cells] for i in (0, 1))
+        params = self.hyper.decompress([z_strings], hyper_shape(shape), shape, z_cells, gain)["params"]
+        return self.y.decompress([y_strings], shape, params, y_cells, fields)
+
+
+class GainHyperpriorLatentCodec(HyperpriorLatentCodec):
+    """Variable rate (Cui et al. 2021, "Asymmetric gained deep image compression"): y x the ``gains`` of a rate
+    before quantisation, x their inverse after decoding, the params with it, so z is coded once for all rates. A
+    ``rate`` is a number or one per image (fractional: interpolated log-gains); it travels as FIELD_RATE."""
+
+    def __init__(self, hyper, y, gains):
+        super().__init__(hyper, y)
+        self.gains = gains
+
+    def forward(self, y, rate):
+        rates = torch.as_tensor(rate, dtype=torch.float32).reshape(-1).expand(len(y))
+        gain, gain_inv = (rate_gains(t, rates) for t in (self.gains.log_gain, self.gains.log_gain_inv))
+        hyper = self.hyper(y)
+        scales, means = hyper["params"]
+        out = self.y(y * gain, (scales * gain, means * gain))
+        return {"likelihoods": {"y": out["likelihoods"]["y"], "z": hyper["likelihoods"]["z"]},
+                "y_hat": out["y_hat"] * gain_inv}
+
+    def compress(self, y, z=None, regions=None, rate=0.0):
+        gain = self.gains.cpu_gains([rate] * len(y))[0]  # on the CPU, as the cloud computes it
+        z = self.hyper.h_a(y) if z is None else z  # of y before its gain
+        out = super().compress(y.cpu().float() * gain, z, regions, gain)
+        out["fields"] = [{FIELD_RATE: rate_field(rate), **f} for f in out["fields"]]
+        return out
+
+    def decompress(self, strings, shape, fields, gain=None):
+        gain, gain_inv = self.gains.cpu_gains([read_rate(f, len(self.gains.log_gain)) for f in fields])
+        return {"y_hat": super().decompress(strings, shape, fields, gain)["y_hat"] * gain_inv}
+
+
+class RateGains(nn.Module):
+    """The learned per-level, per-channel log-gains of a variable-rate codec (gain before quantisation, inverse
+    gain after decoding), initialised a factor of 1.4 apart (a rate weight doubling per level)."""
+
+    def __init__(self, levels, channels):
+        super().__init__()
+        step = torch.arange(levels, dtype=torch.float32).mul(-math.log(2) / 2)[:, None].expand(-1, channels)
+        self.log_gain = nn.Parameter(step.clone())
+        self.log_gain_inv = nn.Parameter(-step.clone())
+
+    def cpu_gains(self, rates):
+        """(gain, inverse gain) [N, C, 1, 1] on the CPU in float32, as the edge computes them."""
+        return tuple(rate_gains(t.detach().cpu().float(), rates) for t in (self.log_gain, self.log_gain_inv))
+
+
+def coder_tables(entropy_model) -> CoderTables:
+    """The :class:`CoderTables` of an updated entropy model, converted once per table update or load."""
+    key = tuple((t.data_ptr(), t._version) for t in entropy_model.buffers())
+    cached = entropy_model.__dict__.get("_coder_tables")
+    if cached is None or cached[0] != key:
+        cached = entropy_model.__dict__["_coder_tables"] = (key, CoderTables.of(entropy_model))
+    return cached[1]
+
+
+def guarded_decompress(entropy_model, strings, indexes, means=None):
+    """:func:`eccentric_det.codec.guarded_ans.decompress` (imported here, on the decoding side only: the
+    edge never loads numba)."""
+    from .guarded_ans import decompress
+
+    return decompress(entropy_model, strings, indexes, means)
+
+
+def _on_cpu(module, update):
+    device = module._offset.device
+    update(module.cpu())
+    module.to(device)

@@ -1,0 +1,180 @@
+"""Pinned codec output: the payload bytes, fingerprints, parameter groups and state-dict keys of every registered
+codec (seeded random weights) and of the committed codec-v2 checkpoint hash to literals written by the code before
+the latent-codec refactor (issue 26). A change to any of them breaks every payload and checkpoint in the field."""
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from eccentric_det.codec import build_codec
+from eccentric_det.codec.tiles import encode_tiles, region_cells
+
+CASES = {  # name: (rate_levels, rates)
+    "passthrough": (1, [None]),
+    "factorized": (1, [None]),
+    "hyperprior": (1, [None]),
+    "mean_scale": (1, [None]),
+    "mean_scale_vr": (4, [0.0, 0.5, 1.0, 2.25, 3.0]),
+}
+
+
+def _sha(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else repr(p).encode())
+    return h.hexdigest()[:16]
+
+
+def _coded(coded):
+    return [(c.strings, c.latent_shape, c.output_shape, sorted(c.fields.items())) for c in coded]
+
+
+def _regions(latent_hw):
+    """Per image: a region of one corner tile, and one of two tiles (tiles of 4 cells)."""
+    grid = tuple(-(-s // 4) for s in latent_hw)
+    out = []
+    for picks in ([(0, 0)], [(1, 1), (grid[0] - 1, grid[1] - 1)]):
+        tiles = np.zeros(grid, bool)
+        for p in picks:
+            tiles[p] = True
+        out.append((*region_cells(tiles, 4, latent_hw), encode_tiles(tiles, 4)))
+    return out
+
+
+def _digest(codec, x, rates):
+    """{what: hash} of ``codec`` coding ``x`` at ``rates`` (and in regions, for a hyperprior)."""
+    out = {"fingerprint": codec.fingerprint().hex(),
+           "groups": _sha(*(codec.param_prefixes(s) for s in ("edge", "cloud", "shared"))),
+           "keys": _sha(*[(k, tuple(v.shape)) for k, v in codec.state_dict().items()])}
+    for rate in rates:
+        coded = codec.compress(x, rate)
+        out[f"bytes@{rate}"] = _sha(*_coded(coded))
+        if codec.name != "passthrough":
+            y_hat = codec.decompress_latent(coded)
+            out[f"y_hat@{rate}"] = _sha(y_hat.numpy().tobytes())
+        if codec.hyper:
+            regions = _regions(coded[0].latent_shape)
+            coded = codec.compress(x, rate, regions=regions)
+            out[f"regions@{rate}"] = _sha(*_coded(coded))
+            out[f"regions_y_hat@{rate}"] = _sha(codec.decompress_latent(coded).numpy().tobytes())
+    return out
+
+
+def _training_path(codec, x, rates):
+    """(sum of x_hat, estimated bits) of the training path, in eval mode and in training mode (seeded noise)."""
+    out = []
+    for train in (False, True):
+        codec.train(train)
+        for rate in rates:
+            torch.manual_seed(1)
+            with torch.no_grad():
+                o = codec(x, rate)
+            out += [float(o.x_hat.double().sum()), float(codec.rate_bits(o.likelihoods))]
+    codec.eval()
+    return out
+
+
+def _seeded(case):
+    levels, rates = CASES[case]
+    torch.manual_seed(0)
+    codec = build_codec(case.replace("_vr", ""), 16, 16, 8, 16, 2, rate_levels=levels).eval()
+    return codec, torch.randn(2, 16, 40, 52) * 4, rates
+
+
+PINNED = {'factorized': {'bytes@None': 'd3286338708b21ac',
+                'fingerprint': '870893be',
+                'groups': 'eb3b4aa45056b5d0',
+                'keys': 'c3de3a4371cf47c3',
+                'y_hat@None': 'f5d378f4e5c8f6af'},
+ 'hyperprior': {'bytes@None': '0ea145e208bec5d0',
+                'fingerprint': 'ab92eee3',
+                'groups': 'eb3b4aa45056b5d0',
+                'keys': '3fc9ab97a0fb8f77',
+                'regions@None': '2bf515f4e43195de',
+                'regions_y_hat@None': 'd9007b780a49bc20',
+                'y_hat@None': '4512917131375226'},
+ 'mean_scale': {'bytes@None': '144a7893063deb58',
+                'fingerprint': 'c9ac9167',
+                'groups': 'eb3b4aa45056b5d0',
+                'keys': 'de03ae0583f46f8f',
+                'regions@None': 'b736fc04bfed5458',
+                'regions_y_hat@None': 'a94306ffae1390ef',
+                'y_hat@None': '89bd56f5a4e2ae78'},
+ 'mean_scale_vr': {'bytes@0.0': '669a3fb43821a2ad',
+                   'bytes@0.5': '20ee8ec37dde4ea8',
+                   'bytes@1.0': '609de6b7bf8566a6',
+                   'bytes@2.25': 'ef52743e36cc1e29',
+                   'bytes@3.0': 'aee626f4f2aa5e55',
+                   'fingerprint': '507b3f19',
+                   'groups': 'eb3b4aa45056b5d0',
+                   'keys': '167ae848cea72a6f',
+                   'regions@0.0': '6e8075e3f22a5aa9',
+                   'regions@0.5': '6fabfd4faa12d459',
+                   'regions@1.0': '8783dfdfb46c7ae0',
+                   'regions@2.25': 'ddfe5bd29bdaba5c',
+                   'regions@3.0': 'e188885081726cbd',
+                   'regions_y_hat@0.0': 'a94306ffae1390ef',
+                   'regions_y_hat@0.5': '2512c9583aa03da9',
+                   'regions_y_hat@1.0': '056215c55851583a',
+                   'regions_y_hat@2.25': '87b96088cdec576d',
+                   'regions_y_hat@3.0': 'aebd769fea8d0ad7',
+                   'y_hat@0.0': '89bd56f5a4e2ae78',
+                   'y_hat@0.5': '7884eb02b999f98c',
+                   'y_hat@1.0': '60aa0d6b3bd3319f',
+                   'y_hat@2.25': 'a654795bb450cc5f',
+                   'y_hat@3.0': '29354aaa941aad11'},
+ 'passthrough': {'bytes@None': '504492e32480c36f',
+                 'fingerprint': 'ed82671a',
+                 'groups': 'eb3b4aa45056b5d0',
+                 'keys': 'e3b0c44298fc1c14'}}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_seeded_codec_bytes_are_pinned(case):
+    assert _digest(*_seeded(case)) == PINNED[case]
+
+
+PINNED_TRAINING = {'factorized': [41.96852804115042, 44947.32421875, 57.17816548002884, 44950.27734375],
+ 'hyperprior': [42.67841614317149, 11741.7724609375, 54.9597094762139, 12495.3193359375],
+ 'mean_scale': [-223.9467480396852, 92564.96875, -224.2659145402722, 80872.4375],
+ 'mean_scale_vr': [-223.9467480396852, 92564.96875, -227.22560245683417, 78226.125, -226.2770325699821, 65636.8671875,
+                   -207.0694112975616, 33800.90234375, -246.20697842049412, 18700.880859375, -224.2659145402722,
+                   80872.4375, -228.34390473458916, 65156.00390625, -229.39351080334745, 51191.12890625,
+                   -204.59459978714585, 24912.548828125, -242.29940939694643, 15766.6396484375],
+ 'passthrough': [-957.3399995393411, 0.0, -957.3399995393411, 0.0]}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_seeded_training_path_is_pinned(case):
+    """The training path's reconstruction and estimated rate (floats: equal to rounding)."""
+    assert _training_path(*_seeded(case)) == pytest.approx(PINNED_TRAINING[case], rel=1e-5, abs=1e-3)
+
+
+PINNED_CHECKPOINT = {'bytes@0.0': 'b84fa342a433d591',
+ 'bytes@1.5': 'f94c732ace94bfcc',
+ 'bytes@4.0': '9f2988b9b7bbcf56',
+ 'fingerprint': '7954cbe1',
+ 'groups': 'eb3b4aa45056b5d0',
+ 'keys': '5c454a776d2650ca',
+ 'regions@0.0': '3ce0182551f32a28',
+ 'regions@1.5': '086d2d519ae3ca3e',
+ 'regions@4.0': 'ef58fd71ea4b287f',
+ 'regions_y_hat@0.0': '2c2c6ad1ed9b822d',
+ 'regions_y_hat@1.5': '00a1f7698018ee22',
+ 'regions_y_hat@4.0': '50bb69721fe65072',
+ 'y_hat@0.0': 'd5f0301ea9c3528b',
+ 'y_hat@1.5': '87b29a26cff6f1cc',
+ 'y_hat@4.0': 'baa7a39a96b73ecd'}
+
+
+def test_committed_checkpoint_bytes_are_pinned():
+    """adaptive_ecc_vr.pth through its config and the checked loader: the codec's keys, fingerprint and bytes."""
+    from eccentric_det.checkpoint import load_model
+    from eccentric_det.tasks import get_eccentric_cfg
+
+    model = load_model(get_eccentric_cfg("configs/FashionDet/adaptive_ecc_vr.yaml", ["MODEL.DEVICE", "cpu"]))
+    codec = model.codec.eval()
+    torch.manual_seed(0)
+    x = torch.randn(2, codec.config["in_channels"], 40, 52) * 2
+    assert _digest(codec, x, [0.0, 1.5, 4.0]) == PINNED_CHECKPOINT
