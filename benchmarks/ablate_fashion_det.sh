@@ -6,8 +6,8 @@
 #   wide_latent    the quarter-width edge trunk with a 48-channel latent (24 in the main chain)
 #   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the main chain's: what the weak trunk costs
 #   res3           the split after res3 (edge KD at res3 first, 2,000 iterations)
-#   joint_wide     joint adaptation (the joint stage) with 8 rate levels from 1/128 to 1 (the chain's 5: 1/8 to 2):
-#                  whether rates above the chain's close the gap, and at how many bytes
+#   joint_ds1      joint adaptation with the latent at res2's stride 4 (CODEC.DOWNSAMPLE 1; the chain's: 2, stride 8)
+#                  and rate weights 1/4 to 4: whether the small objects' AP lost to the stride-8 latent comes back
 # Needs $OUT/teacher.pth and $OUT/edge.pth of the main chain; writes $OUT/ablate_<ABLATION>/ (adapt.pth) and is
 # resumable like the main chain. DEVICE=cuda on a GPU.
 set -euo pipefail
@@ -35,12 +35,11 @@ case "$name" in
     opts=(MODEL.ECCENTRIC.SPLIT_AT res3)
     export SPLIT=res3
     [ -f "$dir/edge.pth" ] || OUT="$dir" bash "$CONVERGE" edge SOLVER.MAX_ITER 2000 "$@" ;;
-  joint_wide)
+  joint_ds1)
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     second=joint
-    opts=(MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.0078125, 0.015625, 0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0]"
-          MODEL.ECCENTRIC.CODEC.RATE 6.0) ;;
-  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_wide)" >&2; exit 2 ;;
+    opts=(MODEL.ECCENTRIC.CODEC.DOWNSAMPLE 1 MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.25, 0.5, 1.0, 2.0, 4.0]") ;;
+  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_ds1)" >&2; exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER 500 "${opts[@]}" "$@"
 [ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "$@"
