@@ -177,6 +177,61 @@ def test_scale_index_list_round_trip_and_corruption():
             decode_exceptions(bad, n, k)
 
 
+def test_fast_scale_indexes_equal_the_reference_element_for_element():
+    """The edge's table lookup (scale_indexes_near) gives scale_indexes' CDF index and near_boundary's mask for every
+    float32: on table entries, within and just outside the margin of each, one ulp either side, below the scale
+    bound, negative, zero, infinite, NaN, and arbitrary bit patterns."""
+    from compressai.entropy_models import GaussianConditional
+
+    from eccentric_det.codec.coding import CoderTables, scale_indexes, scale_indexes_near
+    from eccentric_det.codec.latent_codecs import SCALES
+    from eccentric_det.codec.scale_indexes import MARGIN, near_boundary
+
+    gc = GaussianConditional(SCALES)
+    gc.update_scale_table(SCALES, force=True)
+    tables = CoderTables.of(gc)
+    table = tables.scale_table
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.exp(torch.empty(100_000).uniform_(-6, 7, generator=g)), torch.randn(20_000, generator=g),
+             torch.tensor([float("nan"), -float("nan"), float("inf"), -float("inf"), 0.0, -0.0, tables.scale_bound,
+                           1e-30, 1e30, 1e-40, -1e-40]),
+             torch.from_numpy(np.random.default_rng(0).integers(-2 ** 31, 2 ** 31, 100_000).astype(np.int32)
+                              .view(np.float32))]
+    for k in (-40, -20, -11, -10, -9, -5, -1, 0, 1, 5, 9, 10, 11, 20, 40):
+        parts.append(table * (1 + k * MARGIN / 10))
+    for direction in (float("inf"), -float("inf")):
+        parts.append(torch.nextafter(table, torch.tensor(direction)))
+    scales = torch.cat(parts).float()
+    for s in (scales, scales[:96_000].reshape(2, 24, 40, 50)):
+        indexes, near = scale_indexes_near(s, tables)
+        assert torch.equal(indexes, scale_indexes(s, tables))
+        assert torch.equal(near, near_boundary(s, table))
+    assert near.any() and not near.all()
+
+
+@pytest.mark.parametrize("spread", [0.01, 1.0, 100.0])  # few CDFs in use, some, nearly all
+def test_edge_coder_hands_only_the_cdfs_in_use_and_writes_the_same_strings(spread):
+    """A latent that selects few of the gaussian table's CDFs is coded with the others left out (never read by the
+    encoder): the strings are what the whole table gives."""
+    from compressai.entropy_models import GaussianConditional
+
+    from eccentric_det.codec.coding import CoderTables, _ans, encode_gaussian, scale_indexes
+    from eccentric_det.codec.latent_codecs import SCALES
+
+    gc = GaussianConditional(SCALES)
+    gc.update_scale_table(SCALES, force=True)
+    tables = CoderTables.of(gc)
+    g = torch.Generator().manual_seed(0)
+    scales = 0.5 + spread * torch.rand(2, 8, 12, 12, generator=g)
+    y = torch.randn(2, 8, 12, 12, generator=g) * scales * 3
+    indexes = scale_indexes(scales, tables)
+    assert tables.used_lists(indexes[0].numpy().reshape(-1))[0] != tables.lists()[0] or spread == 100.0
+    whole = [_ans().RansEncoder().encode_with_indexes(torch.round(yi).int().reshape(-1).tolist(),
+                                                      i.reshape(-1).tolist(), *tables.lists())
+             for yi, i in zip(y, indexes)]
+    assert encode_gaussian(y, indexes, tables) == whole == gc.compress(y, indexes)
+
+
 @pytest.mark.parametrize("name", ["factorized", "hyperprior"])
 def test_edge_coder_writes_compressai_strings(name):
     """The edge's coder (eccentric_det.codec.coding, CompressAI's C++ rANS encoder without the rest of CompressAI)

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -45,6 +46,7 @@ class CoderTables:
     scale_table: Optional[torch.Tensor] = None  # float32 [num_cdfs] (GaussianConditional)
     scale_bound: float = 0.0
     _lists: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+    _index_lut: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
 
     def lists(self):
         """(cdf, cdf_length, offset) as the Python lists the rANS encoder takes, converted once; each CDF cut to its
@@ -54,6 +56,39 @@ class CoderTables:
             cdf = [row[:n] for row, n in zip(self.cdf.tolist(), lengths)]
             self._lists = cdf, lengths, self.offset.tolist()
         return self._lists
+
+    def used_lists(self, indexes):
+        """:meth:`lists` with the CDFs that no element of ``indexes`` (an int array) selects replaced by a 3-entry
+        CDF: the encoder reads only the CDFs it is given indexes of, so the strings are the same, and the C++ call
+        converts only the rows in use (a small latent uses few of the gaussian table's 64 x ~425 entries)."""
+        cdf, lengths, offsets = self.lists()
+        if indexes.size >= 4 * sum(lengths):  # a large latent: nearly every row in use, not worth the count
+            return cdf, lengths, offsets
+        used = np.bincount(indexes, minlength=len(cdf)) > 0
+        if used.all():
+            return cdf, lengths, offsets
+        return ([row if u else _SPARE_CDF for row, u in zip(cdf, used)],
+                [n if u else len(_SPARE_CDF) for n, u in zip(lengths, used)], offsets)
+
+    def index_lut(self):
+        """The lookup table of :func:`scale_indexes_near` (built once): for every float32 bit pattern's top
+        32 - LUT_SHIFT bits (a bucket of 2 ** LUT_SHIFT consecutive floats), the CDF index that :func:`scale_indexes`
+        gives every float in it, or -1 where that is not one index, or a float in it lies next to a boundary
+        (:func:`~.scale_indexes.near_boundary`), or it holds NaNs. Both functions are monotone in the scale within a
+        bucket (its floats have one sign), so the same index and the same count of boundaries below at both ends, and
+        neither end next to a boundary, mean the same everywhere between; the table is made of the two functions' own
+        results."""
+        if self._index_lut is None:
+            lo = torch.arange(0, 1 << 32, 1 << LUT_SHIFT, dtype=torch.int64).to(torch.int32)
+            ends = [e.view(torch.float32) for e in (lo, lo | ((1 << LUT_SHIFT) - 1))]
+            first, last = (scale_indexes(e, self) for e in ends)
+            bounds = self.scale_table[:-1].float()  # and no boundary between the ends before the clamp either
+            uniform = (first == last) & (torch.searchsorted(bounds, ends[0]) == torch.searchsorted(bounds, ends[1]))
+            for e in ends:
+                uniform &= ~near_boundary(e, self.scale_table) & ~torch.isnan(e)
+            dtype = torch.int8 if len(self.scale_table) <= 127 else torch.int16
+            self._index_lut = torch.where(uniform, first, -1).to(dtype).numpy()
+        return self._index_lut
 
     @classmethod
     def of(cls, entropy_model):
@@ -73,12 +108,24 @@ class CoderTables:
         return {k: v for k, v in self.__dict__.items() if v is not None and not k.startswith("_")}
 
 
+# the CDF handed to the encoder in place of one no symbol uses (a valid 16-bit CDF: it is never read)
+_SPARE_CDF = [0, 1 << 15, 1 << 16]
+
+
 def rans_encode(symbols, indexes, tables: CoderTables) -> List[bytes]:
     """One string per image of int ``symbols`` [N, ...] with CDF ``indexes`` of the same shape."""
     encoder = _ans().RansEncoder()
-    cdf, lengths, offsets = tables.lists()
-    return [encoder.encode_with_indexes(s.reshape(-1).tolist(), i.reshape(-1).tolist(), cdf, lengths, offsets)
-            for s, i in zip(symbols.int(), indexes.int())]
+    strings = []
+    for s, i in zip(symbols.int(), indexes.int()):
+        i = i.contiguous().numpy().reshape(-1)
+        strings.append(encoder.encode_with_indexes(_int_list(s), _int_list(i), *tables.used_lists(i)))
+    return strings
+
+
+def _int_list(t):
+    """The Python list of an int32 tensor or array, the fastest way (a memoryview's tolist: about twice torch's)."""
+    a = t.contiguous().numpy() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
+    return memoryview(a.reshape(-1)).tolist()
 
 
 def encode_factorized(x, tables: CoderTables) -> List[bytes]:
@@ -97,6 +144,28 @@ def scale_indexes(scales, tables: CoderTables):
     # CompressAI's loop over the table compares them: one search instead of a pass per entry
     bounds = tables.scale_table[:-1].to(scales.dtype).contiguous()
     return torch.searchsorted(bounds, scales, right=False).int()
+
+
+LUT_SHIFT = 13  # scale_indexes_near's buckets: 2 ** 13 floats, 1/1024 of a power of two (a 512 kB table)
+
+
+def scale_indexes_near(scales, tables: CoderTables):
+    """(:func:`scale_indexes`, :func:`~.scale_indexes.near_boundary`) of float32 ``scales``, equal to the two element
+    for element (a table lookup per element instead of two binary searches and the distance to both neighbours): the
+    index of most scales is read from :meth:`CoderTables.index_lut`; the few in a bucket it leaves open (next to a
+    boundary, ~0.5%) get both functions' own results."""
+    if scales.dtype != torch.float32:
+        return scale_indexes(scales, tables), near_boundary(scales, tables.scale_table)
+    s = scales.detach().cpu().contiguous().reshape(-1).numpy()
+    found = tables.index_lut()[(s.view(np.int32) >> LUT_SHIFT) & ((1 << (32 - LUT_SHIFT)) - 1)]
+    indexes = torch.from_numpy(found.astype(np.int32))
+    near = torch.zeros(len(s), dtype=torch.bool)
+    open_ = np.flatnonzero(found < 0)
+    if len(open_):
+        few, at = torch.from_numpy(s[open_]), torch.from_numpy(open_)
+        indexes[at] = scale_indexes(few, tables)
+        near[at] = near_boundary(few, tables.scale_table)
+    return indexes.reshape(scales.shape), near.reshape(scales.shape)
 
 
 def encode_gaussian(y, indexes, tables: CoderTables, means=None) -> List[bytes]:
@@ -160,8 +229,7 @@ def encode_conditional(y, scales, means, tables: CoderTables, cells=None):
     """(one string per image, payload fields per image) of ``y`` [N, C, h, w] under a GaussianConditional of
     ``scales`` and ``means`` (or None), in ``cells[i]`` only where given. Elements whose scale lies next to a CDF
     boundary travel with their index (FIELD_SCALE_INDEXES, :mod:`.scale_indexes`)."""
-    indexes = scale_indexes(scales, tables)
-    near = near_boundary(scales, tables.scale_table)
+    indexes, near = scale_indexes_near(scales, tables)
     y = y.detach().cpu().float()
     strings, fields = [], []
     for i, c in enumerate(cells or [None] * len(y)):

@@ -3,8 +3,8 @@
 runs the stages. Importing it loads no Detectron2: ``--help`` and refused arguments answer at once."""
 import argparse
 import sys
-import warnings
 
+from .. import cli  # noqa: F401  (quiets torch's torch.jit.script deprecation before run_recipe imports Detectron2)
 from .engine import TIMED_ITERATIONS, RecipeError
 from .names import STAGES
 from .plan import DEFAULT_CONFIGS, QUICK_EVAL_IMAGES, Recipe
@@ -14,9 +14,6 @@ from .report import BOOTSTRAP
 def main(argv=None):
     """``tools/train_eccentric.py``: parse ``argv`` (default ``sys.argv[1:]``) and run the recipe. Returns the exit
     status."""
-    # torch deprecates torch.jit.script, which Detectron2 and fvcore call on import: a warning for their authors, not
-    # for a user of this command (set before run_recipe imports them)
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     argv = sys.argv[1:] if argv is None else list(argv)
     return run_recipe(build_parser().parse_args(argv), argv)
 
