@@ -387,3 +387,12 @@ def test_grayscale_images_round_trip_in_every_codec(codec, quality):
     back = decode_image(encode_image(gray, codec, quality), (28, 28), codec, channels=1)
     assert back.shape == (28, 28, 1) and back.dtype == gray.dtype
     assert (back == gray).all() == (codec == "png" or quality == 101)
+
+
+def test_an_edge_only_model_answers_on_the_edge_without_a_codec():
+    cfg, model = _cfg("adaptive_ecc", "MODEL.ECCENTRIC.OFFLOAD.POLICY", "never")
+    model.eval()
+    assert model.codec is None
+    decisions = model.edge_step([torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8).float() for _ in range(2)])
+    assert [d.offload for d in decisions] == [False, False] and all(d.payload is None for d in decisions)
+    assert all(d.answer.shape == (10,) for d in decisions)
