@@ -134,7 +134,7 @@ class SplitModel:
                     return torch.nn.functional.avg_pool2d(x.float(), 16, ceil_mode=True)[0]
                 return latents().y[0]
 
-        variable = self.codec is not None and self.codec.rate_log_gains() is not None
+        variable = feature is not None and self.codec is not None and self.codec.rate_log_gains() is not None
         return EdgeFrame(answer, score, image_size, output_size, self.policy, self.threshold, coder, signature,
                          rate_levels=self.codec.config["rate_levels"] if variable else 1,
                          rate=self.codec.rate if variable else None, tile_probs=probs,
