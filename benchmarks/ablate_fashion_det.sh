@@ -8,6 +8,10 @@
 #   res3           the split after res3 (edge KD at res3 first, 2,000 iterations)
 #   joint_ds1      joint adaptation with the latent at res2's stride 4 (CODEC.DOWNSAMPLE 1; the chain's: 2, stride 8)
 #                  and rate weights 1/4 to 4: whether the small objects' AP lost to the stride-8 latent comes back
+#   joint_nofeat   joint adaptation from the chain's codec without feature matching to the teacher
+#                  (DISTILL.FEATURE_WEIGHT 0; ROI distillation kept): whether matching the teacher's features holds the
+#                  split at the teacher's accuracy while the equal-budget cloud climbs past it
+#   joint_task     the same with no distillation at all (task and rate losses only, the edge's included)
 # Needs $OUT/teacher.pth and $OUT/edge.pth of the main chain; writes $OUT/ablate_<ABLATION>/ (adapt.pth) and is
 # resumable like the main chain. DEVICE=cuda on a GPU.
 set -euo pipefail
@@ -39,7 +43,14 @@ case "$name" in
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     second=joint
     opts=(MODEL.ECCENTRIC.CODEC.DOWNSAMPLE 1 MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.25, 0.5, 1.0, 2.0, 4.0]") ;;
-  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_ds1)" >&2; exit 2 ;;
+  joint_nofeat|joint_task)  # the adaptation objective; the chain's codec (500 its) is shared, not retrained
+    ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
+    ln -sfn "$(realpath "$OUT/codec")" "$dir/codec"; ln -sf "$(realpath "$OUT/codec.pth")" "$dir/codec.pth"
+    second=joint
+    opts=(MODEL.ECCENTRIC.DISTILL.FEATURE_WEIGHT 0.0)
+    [ "$name" = joint_task ] && opts+=(MODEL.ECCENTRIC.DISTILL.LOGIT_WEIGHT 0.0 MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
+  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task)" >&2
+     exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER 500 "${opts[@]}" "$@"
 [ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "$@"
