@@ -2,8 +2,9 @@
 # The Fashion-MNIST classification chain, each training stage to its plateau (curve.json in its OUTPUT_DIR: top-1
 # on the 5,000 held-out training images every epoch), its result copied to checkpoints/classification/.
 #   benchmarks/converge_fashion_mnist.sh STAGE [KEY VALUE ...]
-# STAGE: teacher | edge | joint | cloud_plus | dynamic | codecs | pareto | all (in that order); adaptive (the
-# frozen-edge variant of joint) on its own.
+# STAGE: teacher | edge | joint | cloud_plus | dynamic | codecs | pareto | joint_stem | dynamic_stem | pareto_stem |
+# all (in that order); adaptive (the frozen-edge variant of joint) on its own. The *_stem stages: the same joint
+# adaptation split after the edge's stem (stride 2), its Dynamic ECC and its front with the image codecs.
 # Resumable (--resume from OUTPUT_DIR/last_checkpoint.pth). CPU: one core (OMP_NUM_THREADS=1);
 # GPU: DEVICE=cuda benchmarks/converge_fashion_mnist.sh all
 set -euo pipefail
@@ -48,12 +49,24 @@ stage() {
       for q in 10 30 60 90; do
         evaluate fashion_mnist_cloud_teacher "$O/eval/$w/avif_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC avif MODEL.CLS.IMAGE_QUALITY $q
       done ;;
+    joint_stem) train fashion_mnist_adaptive_ecc_joint_stem fashion_mnist_adaptive_ecc_joint_stem ;;
+    dynamic_stem)
+      w=fashion_mnist_adaptive_ecc_joint_stem
+      evaluate fashion_mnist_dynamic_ecc_joint_stem "$O/eval/stem_dynamic"
+      evaluate $w "$O/eval/stem_always" MODEL.WEIGHTS "$C/$w.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \
+        MODEL.ECCENTRIC.OFFLOAD.POLICY always
+      evaluate $w "$O/eval/stem_never" MODEL.WEIGHTS "$C/$w.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \
+        MODEL.ECCENTRIC.OFFLOAD.POLICY never ;;
+    pareto_stem)
+      "$PY" tools/pareto.py --dataset fashion_mnist_test --accuracy top1 --bootstrap 1000 --output "$O/pareto_stem" \
+        --results "$O"/eval/fashion_mnist_cloud_teacher_plus/* "$O"/eval/stem_* "$O/eval/edge_kd" "$O/eval/teacher_png" ;;
     pareto)
       "$PY" tools/pareto.py --dataset fashion_mnist_test --accuracy top1 --bootstrap 1000 --output "$O/pareto" \
         --results "$O"/eval/fashion_mnist_cloud_teacher_plus/* "$O/eval/dynamic_joint" "$O/eval/adaptive_joint" \
         "$O/eval/edge_joint" "$O/eval/edge_kd" "$O/eval/teacher_png" ;;
-    all) for s in teacher edge joint cloud_plus dynamic codecs pareto; do stage "$s"; done ;;
-    *) echo "unknown stage $1 (teacher edge adaptive joint cloud_plus dynamic codecs pareto all)" >&2; exit 2 ;;
+    all) for s in teacher edge joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem pareto_stem; do stage "$s"; done ;;
+    *) echo "unknown stage $1 (teacher edge adaptive joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem"\
+                          " pareto_stem all)" >&2; exit 2 ;;
   esac
 }
 stage "$1"
