@@ -13,16 +13,24 @@
 The videos are composed (Fashion-MNIST *test* items over real footage, boxes known: ``datasets/prepare_demo_video.py``);
 ``--compose SEED`` builds one per seed over ``--source``, else ``--videos`` lists composed videos (each with its .json).
 
+Temporal reuse's threshold is fitted on videos of *training* items, never on the test-item videos it is measured on:
+``--compose-items train --reuse-sweep T ...`` adds a reuse row per threshold and writes OUTPUT/reuse_threshold.json,
+the cheapest threshold (fewest kbit/s, mean over the videos) whose AP is at most ``--max-ap-loss`` under no reuse;
+``--reuse-threshold`` takes that file (or a number) for the measurement.
+
     python benchmarks/bench_video.py --compose 1 2 3 --output output/bench_video
     python benchmarks/bench_video.py --videos output/demo_input/demo.mp4 --h264-kbps 64 128 256 --jpeg 10 30 \\
         --output output/bench_video
     python benchmarks/bench_video.py --compose 1 2 3 --budget-kbps 64 128 256 --reuse both --output output/bench_budget
+    python benchmarks/bench_video.py --compose 11 12 --compose-items train --reuse-sweep 0.1 0.2 0.3 --h264-kbps \
+        --jpeg --output output/reuse_fit   # then: --reuse-threshold output/reuse_fit/reuse_threshold.json
 
 Writes OUTPUT/bench_video.json (every video's rows and the means over the videos) and OUTPUT/bench_video.png
 (AP against kbit/s, one line per method). ECC rows under a budget also give the bucket's peak fill, the frames the
 budget kept on the edge and the frames (partly) answered from the reuse cache.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -43,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--videos", nargs="+", default=[], help="composed videos (each with its boxes' .json beside it)")
     p.add_argument("--compose", nargs="+", type=int, default=[], metavar="SEED", help="compose one video per seed")
     p.add_argument("--source", default=None, help="background footage of --compose (default: the demo's)")
+    p.add_argument("--compose-items", choices=("t10k", "train"), default="t10k",
+                   help="Fashion-MNIST split of --compose's items: t10k (to measure on) or train (to fit on)")
     p.add_argument("--ecc-config", default="configs/FashionDet/dynamic_ecc_vr.yaml")
     p.add_argument("--cloud-config", default="configs/FashionDet/cloud_teacher.yaml")
     p.add_argument("--cloud-weights", default="", help="default: the cloud config's MODEL.WEIGHTS")
@@ -53,11 +63,30 @@ def parse_args(argv=None):
     p.add_argument("--buffer-s", type=float, default=1.0, help="the leaky bucket's size, in seconds of the budget")
     p.add_argument("--reuse", choices=("off", "on", "both"), default="off",
                    help="ECC rows without temporal reuse, with it, or both")
-    p.add_argument("--reuse-threshold", type=float, default=0.1, help="temporal reuse's change threshold")
+    p.add_argument("--reuse-threshold", type=reuse_threshold, default=0.1,
+                   help="temporal reuse's change threshold: a number, or a reuse_threshold.json of --reuse-sweep")
+    p.add_argument("--reuse-sweep", nargs="*", type=float, default=[], metavar="T",
+                   help="also run ECC (as configured) with reuse at each threshold, and fit one (reuse_threshold.json)")
+    p.add_argument("--max-ap-loss", type=float, default=0.5,
+                   help="the fitted reuse threshold's largest AP loss against no reuse (default: %(default)s)")
     p.add_argument("--keyframe", type=int, default=25, help="temporal reuse's keyframe interval (frames)")
     p.add_argument("--output", default="output/bench_video")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides of both models, last")
     return p.parse_args(argv)
+
+
+def reuse_threshold(value):
+    """--reuse-threshold: a number, or the path of a reuse_threshold.json (its "threshold")."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        with open(value) as f:
+            return float(json.load(f)["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor a reuse_threshold.json with a "
+                                         f"'threshold' ({e}); fit one with --reuse-sweep on training videos") from e
 
 
 class Cloud:
@@ -99,16 +128,33 @@ def run_ecc(predictor, frames, fps, **options):
     return detections, sizes, info
 
 
-def ecc_runs(budgets, reuse, threshold, keyframe, buffer_s):
-    """(row name, stream options) of each ECC run: as configured, then under each budget; without and/or with reuse."""
-    variants = [("", {})] if reuse in ("off", "both") else []
+def ecc_runs(budgets, reuse, threshold, keyframe, buffer_s, sweep=()):
+    """(row name, stream options) of each ECC run: as configured, then under each budget; without and/or with reuse;
+    then as configured with reuse at each threshold of ``sweep``."""
+    variants = [("", {})] if reuse in ("off", "both") or sweep else []
     if reuse in ("on", "both"):
         variants.append((", reuse", {"reuse_threshold": threshold, "keyframe": keyframe}))
     runs = [("ECC" + suffix, options) for suffix, options in variants]
     for b in budgets:
         runs += [(f"ECC at {b:g} kbit/s{suffix}", {"budget_kbps": b, "buffer_s": buffer_s, **options})
                  for suffix, options in variants]
+    runs += [(f"ECC, reuse {t:g}", {"reuse_threshold": t, "keyframe": keyframe}) for t in sweep]
     return runs
+
+
+def fit_reuse_threshold(mean, sweep, max_ap_loss):
+    """The cheapest threshold of ``sweep`` (fewest kbit/s in ``mean``, the rows averaged over the videos) whose AP is at
+    most ``max_ap_loss`` under ECC without reuse; 0 (no reuse) when none is."""
+    rows = {r["method"]: r for r in mean}
+    base = rows["ECC"]
+    candidates = [(rows[f"ECC, reuse {t:g}"]["kbps"], t) for t in sweep
+                  if rows[f"ECC, reuse {t:g}"]["AP"] >= base["AP"] - max_ap_loss]
+    threshold = min(candidates)[1] if candidates else 0.0
+    chosen = rows.get(f"ECC, reuse {threshold:g}", base)
+    return {"threshold": threshold, "max_ap_loss": max_ap_loss, "AP": chosen["AP"], "kbps": chosen["kbps"],
+            "no_reuse": {"AP": base["AP"], "kbps": base["kbps"]},
+            "sweep": [{"threshold": t, "AP": rows[f"ECC, reuse {t:g}"]["AP"], "kbps": rows[f"ECC, reuse {t:g}"]["kbps"]}
+                      for t in sweep]}
 
 
 def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):
@@ -181,22 +227,27 @@ def main(argv=None):
     args = parse_args(argv)
     videos = list(args.videos)
     for seed in args.compose:
-        path = os.path.join(args.output, "videos", f"seed{seed}.mp4")
+        prefix = "train_" if args.compose_items == "train" else ""
+        path = os.path.join(args.output, "videos", f"{prefix}seed{seed}.mp4")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        compose_demo_video(path, source=args.source, seed=seed)
+        compose_demo_video(path, source=args.source, seed=seed, items=args.compose_items)
         videos.append(path)
     videos = videos or [ensure_default_video()]
     ecc_cfg = get_eccentric_cfg(args.ecc_config, args.opts)
     ecc = EccentricPredictor(ecc_cfg, confidence_threshold=0.0)
     edge = EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
     cloud = Cloud(args.cloud_config, args.cloud_weights, args.opts)
-    runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s)
+    runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s, args.reuse_sweep)
     result = {"ecc_config": args.ecc_config, "cloud_config": args.cloud_config, "gop": args.gop,
               "budget_kbps": args.budget_kbps, "buffer_s": args.buffer_s, "reuse": args.reuse,
               "reuse_threshold": args.reuse_threshold, "keyframe": args.keyframe,
               "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop, runs) for v in videos]}
     result["mean"] = mean_rows(result["videos"])
     write_json(os.path.join(args.output, "bench_video.json"), result)
+    if args.reuse_sweep:
+        fit = fit_reuse_threshold(result["mean"], args.reuse_sweep, args.max_ap_loss)
+        write_json(os.path.join(args.output, "reuse_threshold.json"),
+                   {**fit, "videos": [v["video"] for v in result["videos"]], "keyframe": args.keyframe})
     plot(result, os.path.join(args.output, "bench_video.png"))
     for r in result["mean"]:
         print(f"{r['method']:<32} AP {r['AP']:6.2f}  AP50 {r['AP50']:6.2f}  {r['kbps']:9.1f} kbit/s")

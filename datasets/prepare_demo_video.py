@@ -24,10 +24,13 @@ def main():
     p.add_argument("--tracks", type=int, default=12, help="items crossing the video")
     p.add_argument("--dim", type=float, default=0.5, help="brightness factor of the source video")
     p.add_argument("--blur", type=float, default=2.0, help="Gaussian blur of the source video (sigma, px)")
+    p.add_argument("--items", choices=("t10k", "train"), default="t10k",
+                   help="Fashion-MNIST split of the items: t10k (held out; videos to measure on) or train (to fit on)")
     a = p.parse_args()
     start = time.perf_counter()
     try:
-        info = compose_demo_video(a.out, a.source, a.fashion_root, a.seed, a.tracks, dim=a.dim, blur=a.blur)
+        info = compose_demo_video(a.out, a.source, a.fashion_root, a.seed, a.tracks, dim=a.dim, blur=a.blur,
+                                  items=a.items)
     except DemoError as e:
         sys.exit(f"prepare_demo_video.py: error: {e}")
     print(f"wrote {a.out} ({info['frames']} frames, {info['codec']}, {os.path.getsize(a.out) / 1e6:.2f} MB; "

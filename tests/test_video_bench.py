@@ -86,3 +86,45 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     assert rows["cloud on H.264 64 kbit/s"]["kbps"] < rows["cloud on H.264 256 kbit/s"]["kbps"]
     assert 0 <= rows["ECC"]["offload_rate"] <= 1 and all(0 <= r["AP"] <= 100 for r in rows.values())
     assert [r["method"] for r in result["mean"]] == list(rows) and (out / "bench_video.png").stat().st_size > 1000
+
+
+def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_path, monkeypatch):
+    source = str(tmp_path / "bg.mp4")
+    writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for frame in moving_frames(6):
+        writer.write(frame)
+    writer.release()
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    tool = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))
+    quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
+    out = tmp_path / "fit"
+    assert tool["main"](["--compose", "3", "--compose-items", "train", "--source", source, "--ecc-config",
+                         quick.format("dynamic_ecc"), "--cloud-config", quick.format("cloud_teacher"), "--h264-kbps",
+                         "--jpeg", "--reuse-sweep", "0.2", "100", "--keyframe", "3", "--max-ap-loss", "0.5",
+                         "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task",
+                         "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", "-1"]) == 0
+    result = json.load(open(out / "bench_video.json"))
+    video = result["videos"][0]["video"]
+    assert os.path.basename(video) == "train_seed3.mp4"
+    assert json.load(open(os.path.splitext(video)[0] + ".json"))["info"]["items"] == "train"
+    rows = {r["method"]: r for r in result["mean"]}
+    assert set(rows) == {"ECC", "ECC, reuse 0.2", "ECC, reuse 100", "edge only", "cloud, lossless frames"}
+    assert rows["ECC, reuse 100"]["kbps"] < rows["ECC"]["kbps"]  # everything but the keyframes answered from the cache
+    fit = json.load(open(out / "reuse_threshold.json"))
+    ok = [s for s in fit["sweep"] if s["AP"] >= fit["no_reuse"]["AP"] - 0.5]
+    assert fit["threshold"] == (min(ok, key=lambda s: s["kbps"])["threshold"] if ok else 0.0)
+    assert fit["videos"] == [video] and fit["keyframe"] == 3
+    assert tool["reuse_threshold"](str(out / "reuse_threshold.json")) == fit["threshold"]
+    assert tool["reuse_threshold"]("0.25") == 0.25
+    with pytest.raises(Exception, match="--reuse-sweep"):
+        tool["reuse_threshold"](str(tmp_path / "missing.json"))
+
+
+def test_fit_reuse_threshold_takes_the_cheapest_within_the_loss(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    fit = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))["fit_reuse_threshold"]
+    mean = [{"method": "ECC", "AP": 40.0, "kbps": 100.0}, {"method": "ECC, reuse 0.1", "AP": 39.8, "kbps": 90.0},
+            {"method": "ECC, reuse 0.3", "AP": 39.6, "kbps": 60.0}, {"method": "ECC, reuse 0.5", "AP": 38.0, "kbps": 30.0}]
+    assert fit(mean, [0.1, 0.3, 0.5], 0.5)["threshold"] == 0.3
+    assert fit(mean, [0.1, 0.3, 0.5], 0.1)["threshold"] == 0.0  # none within 0.1 AP: no reuse
+    assert fit(mean, [0.1, 0.3, 0.5], 3.0)["threshold"] == 0.5

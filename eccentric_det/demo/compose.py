@@ -151,22 +151,25 @@ def render(video, tracks, dim=1.0, blur=0.0):
 
 
 def compose_demo_video(out, source=None, fashion_root=fd.DEFAULT_FASHION_ROOT, seed=0, num_tracks=12,
-                       input_size=256, dim=0.5, blur=2.0):
+                       input_size=256, dim=0.5, blur=2.0, items="t10k"):
     """Write the demo video to ``out`` (.mp4) and its boxes to ``out`` with .json (COCO, one image per
     frame, written last). Items are 16-96 px at the model's ``input_size`` (its shorter side). The
     source is darkened by ``dim`` and blurred by ``blur`` (sigma, px), as FashionDet's photo
     backgrounds are (x0.35-0.75, sigma 1-3): the FashionDet models see the items best there.
-    Returns the json's ``info``."""
+    ``items``: the Fashion-MNIST split the items come from, "t10k" (held out: videos to measure on) or "train"
+    (videos to fit thresholds on). Returns the json's ``info``."""
+    if items not in ("t10k", "train"):
+        raise DemoError(f"items must be 't10k' (videos to measure on) or 'train' (videos to fit on), got {items!r}")
     source = source or find_source()
     video = VideoSource(source)
     try:
-        items, labels = fd.load_fashion_mnist(str(fashion_root), "t10k")
+        item_images, labels = fd.load_fashion_mnist(str(fashion_root), items)
     except FileNotFoundError as e:
         raise DemoError(str(e)) from e
     frames = video.frame_count or sum(1 for _ in VideoSource(source))
     size = video.size
     rng = np.random.default_rng(seed)
-    tracks = plan_tracks(rng, items, labels, frames, size, min(size) / input_size, num_tracks)
+    tracks = plan_tracks(rng, item_images, labels, frames, size, min(size) / input_size, num_tracks)
     json_path = os.path.splitext(out)[0] + ".json"
     if os.path.exists(json_path):
         os.remove(json_path)  # an interrupted rebuild must not look complete
@@ -185,9 +188,10 @@ def compose_demo_video(out, source=None, fashion_root=fd.DEFAULT_FASHION_ROOT, s
     finally:
         writer.release()
     os.replace(partial, out)
-    info = {"description": "eccentric_det demo video: Fashion-MNIST t10k items over " + os.path.basename(source),
+    info = {"description": f"eccentric_det demo video: Fashion-MNIST {items} items over " + os.path.basename(source),
             "version": VERSION, "source": os.path.basename(source), "source_sha256": _sha256(source),
-            "seed": seed, "dim": dim, "blur": blur, "tracks": len(tracks), "frames": len(images), "fps": video.fps,
+            "seed": seed, "items": items, "dim": dim, "blur": blur, "tracks": len(tracks), "frames": len(images),
+            "fps": video.fps,
             "codec": codec, "boxes_per_frame": round(len(annotations) / max(len(images), 1), 2)}
     coco = {"info": info, "images": images, "annotations": annotations,
             "categories": [{"id": i + 1, "name": n} for i, n in enumerate(fd.FASHION_CLASSES)]}
