@@ -26,7 +26,7 @@ from eccentric_det.evaluation.eccentric_evaluator import EccentricEvaluator, con
 from eccentric_det.evaluation.flops import count_gflops, edge_cloud_gflops
 from eccentric_det.reports import series
 from eccentric_det.reports.pareto import (bd_rate, dataset_dicts, load_results, pareto_mask, parse_sweep, plan,
-                                             result_series, run_sweep)
+                                             result_entry, result_series, run_sweep)
 from eccentric_det.split.image_codecs import encode_image
 
 from .helpers import image_input, split_cfg
@@ -427,13 +427,14 @@ def test_sweep_checks_every_point_before_evaluating_any(tiny, tmp_path):
 
 
 def test_top1_fronts_from_classification_results(tmp_path):
-    def run(name, top1, bytes_mean, size=28):
+    def run(name, top1, bytes_mean, size=28, pixels=None):
         folder = tmp_path / name
         folder.mkdir()
         metrics = {"top1": top1, "bytes_mean": bytes_mean, "edge_gflops": 0.001, "offload_rate": 1.0}
+        images = [{"image_id": i, **({"pixels": pixels} if pixels else {})} for i in range(3)]
         (folder / "eccentric_metrics.json").write_text(json.dumps({
             "format": 1, "dataset": "fashion_mnist_test", "config": {"input_size_test": [size, size]},
-            "metrics": metrics, "images": [{"image_id": i} for i in range(3)]}))
+            "metrics": metrics, "images": images}))
         return str(folder)
 
     runs = [run("adaptive", 80.8, 51.3), run("cloud", 88.5, 552.6), run("worse", 80.0, 60.0)]
@@ -447,6 +448,22 @@ def test_top1_fronts_from_classification_results(tmp_path):
                   results=runs + [run("bigger", 90.0, 700.0, size=32)], accuracy="top1")
     with pytest.raises(ValueError, match="top1 fronts come from --results"):
         run_sweep(QUICK.format("dynamic_ecc"), parse_sweep(["jpeg=50"]), accuracy="top1")
+    # another configured size that resized every image alike (the per-image input pixels agree) compares
+    same = [run("p28", 80.0, 50.0, pixels=784), run("p_cap", 81.0, 55.0, size=40, pixels=784)]
+    assert len(run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "px"), results=same,
+                         accuracy="top1")["points"]) == 2
+    with pytest.raises(ValueError, match="not resized alike"):
+        run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "px"), accuracy="top1",
+                  results=same + [run("p_big", 82.0, 60.0, size=40, pixels=1600)])
+    # TAG=DIR: a run's series is tagged (two checkpoints' sweeps stay two curves); a path with "=" that exists stays
+    # a path
+    named = run_sweep("", {}, "fashion_mnist_test", output_dir=str(tmp_path / "named"), accuracy="top1",
+                      results=runs[:2] + ["joint model=" + runs[2]])
+    assert [p["series"] for p in named["points"]][2] == "joint model: " + result["points"][2]["series"]
+    assert len({p["series"] for p in named["points"]}) == len({p["series"] for p in result["points"]}) + 1
+    odd = tmp_path / "a=b"
+    odd.mkdir()
+    assert result_entry(str(odd)) == (None, str(odd)) and result_entry("x/y=z") == (None, "x/y=z")
 
 
 def _load_tool(name):

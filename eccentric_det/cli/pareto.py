@@ -26,10 +26,11 @@ def parse_args(argv=None):
                                                      "weights, edge_only)")
     p.add_argument("--sweep", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
                    help="; ".join(f"{k}: {v}" for k, v in SWEEP_KEYS.items()))
-    p.add_argument("--results", nargs="+", action="extend", default=[], metavar="DIR",
+    p.add_argument("--results", nargs="+", action="extend", default=[], metavar="[TAG=]DIR",
                    help="earlier --eval-only OUTPUT_DIRs (or their eccentric_metrics.json: each joins the series "
                         "of what it evaluated, e.g. Adaptive ECC, labelled by its folder) or earlier sweep --output "
-                        "folders (their points keep their series) to add")
+                        "folders (their points keep their series) to add; TAG=DIR tags DIR's series ('TAG: Adaptive "
+                        "ECC'), so that two sweeps of one kind stay two curves")
     p.add_argument("--dataset", default="", help="registered dataset (default: the config's first DATASETS.TEST)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate on the first N images only")
     p.add_argument("--output", default="output/pareto", help="folder for pareto.json, pareto.png and each point")

@@ -271,9 +271,12 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
         raise ValueError(f"{file} was evaluated on {len(ids)} images of {dataset!r}, not the {len(image_ids)} "
                          f"of this sweep: use the same --max-images (or the whole dataset) for both")
     size = data["config"]["input_size_test"]
-    if input_size is not None and list(size) != list(input_size):
-        raise ValueError(f"{file} was evaluated at test input size {size}, this sweep at {list(input_size)}: "
-                         f"bytes and FLOPs are not comparable")
+    images = data["images"]
+    pixels = {r["image_id"]: r["pixels"] for r in images} if all("pixels" in r for r in images) else None
+    if input_size is not None and not _same_input(input_size, size, pixels):
+        shown = input_size["size"] if isinstance(input_size, dict) else list(input_size)
+        raise ValueError(f"{file} was evaluated at test input size {size}, this sweep at {shown}, and its images "
+                         f"were not resized alike: bytes and FLOPs are not comparable")
     if accuracy not in data["metrics"]:
         held = [k for k in (*AP_KEYS, "top1") if k in data["metrics"]]
         raise ValueError(f"{file} holds no {accuracy} (it has {', '.join(held) or 'no accuracy'}): choose "
@@ -281,7 +284,15 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
     label = os.path.basename(os.path.dirname(os.path.abspath(file)))
     return {"series": result_series(data["config"]), "label": label, "config_file": "", "opts": [],
             "output_dir": path,
-            "metrics": data["metrics"], "image_ids": ids, "input_size": list(size)}
+            "metrics": data["metrics"], "image_ids": ids, "input_size": {"size": list(size), "pixels": pixels}}
+
+
+def _same_input(reference, size, pixels):
+    """Whether a result at test input ``size`` with per-image input ``pixels`` compares with ``reference``: a sweep's
+    [MIN_SIZE_TEST, MAX_SIZE_TEST], or an earlier result's {"size", "pixels"}. Two sizes that resize every image
+    alike (e.g. a larger MAX_SIZE_TEST on square images) compare."""
+    ref_size, ref_pixels = (reference["size"], reference["pixels"]) if isinstance(reference, dict) else (reference, None)
+    return list(size) == list(ref_size) or (pixels is not None and ref_pixels is not None and pixels == ref_pixels)
 
 
 def result_series(summary):
@@ -304,6 +315,16 @@ def result_series(summary):
     if policy == "dynamic":
         return dynamic_series(regions="region" in summary)
     return adaptive_series(variable_rate="codec_rate" in summary)
+
+
+def result_entry(entry):
+    """(tag or None, path) of one ``--results`` entry: ``DIR``, or ``TAG=DIR`` to tag its points' series
+    ("TAG: Adaptive ECC (variable rate)"), so that two sweeps of the same kind (e.g. two checkpoints' rates) stay
+    two curves."""
+    name, sep, path = entry.partition("=")
+    if not sep or os.path.exists(entry) or not name or "/" in name:
+        return None, entry
+    return name, path
 
 
 def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
@@ -360,11 +381,12 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
         for i, (point, out) in enumerate(zip(points, outs)):
             logger.info("Operating point %d/%d: %s, %s", i + 1, len(points), point.series, point.label)
             records.append(evaluate_point(point, dataset, dicts, out, opts))
-    for path in results:
+    for entry in results:
+        tag, path = result_entry(entry)
         for rec in load_sweep_or_results(path, dataset, image_ids, input_size, accuracy):
             image_ids = image_ids if image_ids is not None else rec["image_ids"]
             input_size = input_size if input_size is not None else rec["input_size"]
-            records.append(rec)
+            records.append({**rec, "series": f"{tag}: {rec['series']}"} if tag else rec)
     if bootstrap:
         for rec in records:
             interval = result_interval(rec["output_dir"], dataset, accuracy, bootstrap)
