@@ -29,3 +29,22 @@ def test_tool_help_is_clean(tool):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage:" in out.stdout
     assert "Warning" not in out.stderr, out.stderr[-2000:]
+
+
+def test_setup_logging_again_after_stdout_was_replaced_and_closed(monkeypatch, capsys):
+    import io
+    import logging
+
+    from eccentric_det.cli.logs import setup_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first)
+    setup_logging(names=("eccentric_det.test_logs",))
+    logging.getLogger("eccentric_det.test_logs").info("first run")
+    assert "first run" in first.getvalue()
+    first.close()  # a test's captured stdout, gone; Detectron2's cached setup_logger keeps its handler
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", second)
+    setup_logging(names=("eccentric_det.test_logs",))
+    logging.getLogger("eccentric_det.test_logs").info("second run")
+    assert "second run" in second.getvalue() and "Logging error" not in capsys.readouterr().err

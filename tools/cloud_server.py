@@ -16,9 +16,9 @@ import argparse
 
 import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
 
-from detectron2.utils.logger import setup_logger
 
 from eccentric_det.serving.config import get_serving_cfg
+from eccentric_det.cli.logs import setup_logging
 
 
 def get_parser():
@@ -36,7 +36,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    setup_logger(name="eccentric_det")
+    setup_logging(names=("eccentric_det",))
     opts = list(args.opts)
     if args.host:
         opts += ["SERVING.HOST", args.host]

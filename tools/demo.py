@@ -20,8 +20,7 @@ import sys
 
 import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
 
-from detectron2.utils.logger import setup_logger
-
+from eccentric_det.cli.logs import setup_logging
 from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, ensure_default_video, format_summary,
                                 run_on_images, run_on_video, setup_cfg)
 
@@ -79,7 +78,7 @@ def run(args):
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    setup_logger(name="eccentric_det")
+    setup_logging(names=("eccentric_det",))
     try:
         summary = run(args)
     except DemoError as e:

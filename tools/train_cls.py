@@ -11,10 +11,10 @@ import os
 import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit deprecation warnings)
 
 import torch
-from detectron2.utils.logger import setup_logger
 
 from eccentric_det.training.classification import main
 from eccentric_det.tasks import get_eccentric_cfg
+from eccentric_det.cli.logs import setup_logging
 
 
 def parse_args():
@@ -33,7 +33,7 @@ if __name__ == "__main__":
         torch.set_flush_denormal(True)
     cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    setup_logger(os.path.join(cfg.OUTPUT_DIR, "log.txt"), name="eccentric_det")
+    setup_logging(os.path.join(cfg.OUTPUT_DIR, "log.txt"), names=("eccentric_det",))
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     logging.getLogger("eccentric_det").info("Config %s:\n%s", args.config_file, cfg.dump())

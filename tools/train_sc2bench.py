@@ -21,7 +21,6 @@ import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit 
 
 import torch
 from detectron2.data import build_detection_train_loader
-from detectron2.utils.logger import setup_logger
 
 import eccentric_det.data  # noqa: F401  (registers the datasets)
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
@@ -29,6 +28,7 @@ from eccentric_det.baselines import Sc2benchDetector, fit_sc2bench_bottleneck, f
 from eccentric_det.checkpoint import load_model
 from eccentric_det.tasks import get_eccentric_cfg
 from eccentric_det.data import check_dataset_available
+from eccentric_det.cli.logs import setup_logging
 
 
 def parse_args(argv=None):
@@ -46,8 +46,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logger()
-    setup_logger(name="eccentric_det")
+    setup_logging()
     try:
         if min(args.iters) < 1:
             raise ValueError(f"--iters must be positive, got {args.iters}")

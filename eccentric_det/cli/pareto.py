@@ -13,11 +13,11 @@ gets its eccentric_metrics.json once evaluated (what the recipe's progress bar c
 import argparse
 import sys
 
-from detectron2.utils.logger import setup_logger
 
 from .. import data  # noqa: F401  (registers the datasets)
 from .. import modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
 from ..reports.pareto import SWEEP_KEYS, format_summary, parse_sweep, run_sweep
+from .logs import setup_logging
 
 
 def parse_args(argv=None):
@@ -52,8 +52,7 @@ def main(argv=None):
     """Run the sweep of ``argv`` (default ``sys.argv[1:]``) and print its table. Returns the exit status (2: bad
     input, said without a traceback)."""
     args = parse_args(argv)
-    setup_logger()
-    setup_logger(name="eccentric_det")
+    setup_logging()
     try:
         sweep = parse_sweep(args.sweep)
         result = run_sweep(args.config_file, sweep, args.dataset, args.max_images, args.output,

@@ -12,7 +12,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from .. import data  # noqa: F401  (registers the datasets)
 from .. import modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
@@ -22,6 +21,7 @@ from ..data import check_class_count
 from ..evaluation import build_eccentric_evaluator, check_datasets
 from ..solver import build_optimizer
 from ..training.hooks import EarlyStop, StopAtPlateau
+from .logs import setup_logging
 
 
 class Trainer(DefaultTrainer):
@@ -78,7 +78,7 @@ def setup(args):
         torch.set_flush_denormal(True)
     cfg.freeze()
     default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="eccentric_det")
+    setup_logging(cfg.OUTPUT_DIR, comm.get_rank())
     return cfg
 
 
