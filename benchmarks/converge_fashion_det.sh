@@ -93,8 +93,16 @@ case "$stage" in
     "$PY" tools/pareto.py --config-file $C/adaptive_ecc_vr.yaml --sweep rates=all edge_only "${VAL[@]}" \
       --output "$OUT/eval/joint" -- MODEL.WEIGHTS "$OUT/joint.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.DEVICE "$DEVICE"
     exit 0 ;;
-  eval_merge)  # one front of everything measured on val
-    dirs=(); for d in "$OUT"/eval/*/; do [ "$d" = "$OUT/eval/all/" ] || dirs+=("$d"); done
+  eval_merge)  # one front of everything measured on val; each split model's series tagged (frozen edge, joint,
+               # each ablation) so that two models' sweeps stay two curves
+    dirs=()
+    for d in "$OUT"/eval/*/; do
+      case "$(basename "$d")" in all*) ;; *joint*) dirs+=("joint=$d") ;; adapt|dynamic|regions) dirs+=("frozen edge=$d") ;;
+        *) dirs+=("$d") ;; esac
+    done
+    for d in "$OUT"/ablate_*/eval/; do
+      if [ -f "$d/pareto.json" ]; then dirs+=("ablation $(basename "$(dirname "$d")" | sed 's/^ablate_//')=$d"); fi
+    done
     "$PY" tools/pareto.py --dataset fashion_det_val --results "${dirs[@]}" --output "$OUT/eval/all"
     exit 0 ;;
   *) echo "unknown stage $stage (teacher edge codec adapt joint cloud_plus gates eval_codecs eval_adapt" \
