@@ -12,6 +12,8 @@
 #                  (DISTILL.FEATURE_WEIGHT 0; ROI distillation kept): whether matching the teacher's features holds the
 #                  split at the teacher's accuracy while the equal-budget cloud climbs past it
 #   joint_task     the same with no distillation at all (task and rate losses only, the edge's included)
+#   joint_decay    joint adaptation with the cloud's distillation weights decayed to 0 over the run (DISTILL.DECAY
+#                  cosine): aligned to the teacher first, free of it at the end
 # Needs $OUT/teacher.pth and $OUT/edge.pth of the main chain; writes $OUT/ablate_<ABLATION>/ (adapt.pth) and is
 # resumable like the main chain. DEVICE=cuda on a GPU.
 set -euo pipefail
@@ -43,13 +45,17 @@ case "$name" in
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     second=joint
     opts=(MODEL.ECCENTRIC.CODEC.DOWNSAMPLE 1 MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.25, 0.5, 1.0, 2.0, 4.0]") ;;
-  joint_nofeat|joint_task)  # the adaptation objective; the chain's codec (500 its) is shared, not retrained
+  joint_nofeat|joint_task|joint_decay)  # the adaptation objective; the chain's codec (500 its) is shared, not retrained
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     ln -sfn "$(realpath "$OUT/codec")" "$dir/codec"; ln -sf "$(realpath "$OUT/codec.pth")" "$dir/codec.pth"
     second=joint
-    opts=(MODEL.ECCENTRIC.DISTILL.FEATURE_WEIGHT 0.0)
-    [ "$name" = joint_task ] && opts+=(MODEL.ECCENTRIC.DISTILL.LOGIT_WEIGHT 0.0 MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
-  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task)" >&2
+    case "$name" in
+      joint_nofeat) opts=(MODEL.ECCENTRIC.DISTILL.FEATURE_WEIGHT 0.0) ;;
+      joint_task) opts=(MODEL.ECCENTRIC.DISTILL.FEATURE_WEIGHT 0.0 MODEL.ECCENTRIC.DISTILL.LOGIT_WEIGHT 0.0
+                        MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
+      joint_decay) opts=(MODEL.ECCENTRIC.DISTILL.DECAY cosine) ;;
+    esac ;;
+  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay)" >&2
      exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER 500 "${opts[@]}" "$@"

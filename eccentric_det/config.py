@@ -156,6 +156,11 @@ def add_eccentric_config(cfg):
     # the cloud train jointly (joint adaptation): the edge's early layers learn to carry what the cloud needs while
     # the edge keeps its own accuracy. Needs the edge's own detector or head; 0: the edge's losses are not used.
     E.DISTILL.EDGE_LOSS_WEIGHT = 0.0
+    # DISTILL.MODE "adapt": how the cloud's distillation weights (feature matching, logit and box distillation) go over
+    # the run: "none" (constant) or "cosine" (from their value to 0 at SOLVER.MAX_ITER by a half cosine: the cloud is
+    # aligned to the teacher first and learns from the ground truth alone at the end, instead of being held at the
+    # teacher's accuracy). The edge's own losses are not decayed.
+    E.DISTILL.DECAY = "none"
 
     E.PAYLOAD = CN()
     # What a cloud accepts. Longest side of the network input a payload may claim; 0: the model's own

@@ -77,3 +77,61 @@ def test_classification_teacher_is_frozen_as_detections():
     losses = ClsLosses(_cfg("cls_adaptive_ecc"))
     assert losses.teacher is losses.teacher and not losses.teacher.training
     assert not any(p.requires_grad for p in losses.teacher.parameters())
+
+
+@pytest.mark.parametrize("objective,config", TASKS, ids=["detection", "classification"])
+def test_distillation_decay_is_a_half_cosine_over_the_run_in_adaptation_only(objective, config):
+    decay = ("MODEL.ECCENTRIC.DISTILL.DECAY", "cosine", "SOLVER.MAX_ITER", 100)
+    obj = objective(_cfg(config, *decay))
+    scales = []
+    for it in (0, 50, 100, 150):
+        obj.iteration = it
+        scales.append(obj.distill_scale)
+    assert scales == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    kept = objective(_cfg(config, "SOLVER.MAX_ITER", 100))
+    kept.iteration = 100
+    assert kept.distill_scale == 1.0  # DISTILL.DECAY "none"
+    kd = objective(_cfg(config, *decay, "MODEL.ECCENTRIC.DISTILL.MODE", "task"))
+    kd.iteration = 100
+    assert kd.distill_scale == 1.0  # only adaptation's distillation decays
+    with pytest.raises(ValueError, match=r"DISTILL.DECAY must be one of \('none', 'cosine'\)"):
+        objective(_cfg(config, "MODEL.ECCENTRIC.DISTILL.DECAY", "linear"))
+
+
+def test_decayed_distillation_leaves_the_task_losses_and_ends_at_zero():
+    """Classification's adaptation losses at the first and the last iteration of a decayed run: the distillation terms
+    go from their full value to 0, the task loss does not move."""
+    cfg = _cfg("cls_adaptive_ecc", "MODEL.ECCENTRIC.DISTILL.DECAY", "cosine", "SOLVER.MAX_ITER", 10)
+    torch.manual_seed(0)
+    model, losses = SplitTimmClassifier(cfg), ClsLosses(cfg)
+    model.eval()  # no BatchNorm update between the two calls
+    images, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    first = losses(model, images, labels)
+    losses.iteration = 10
+    last = losses(model, images, labels)
+    assert float(first["loss_kd"]) > 0 and float(first["loss_feature_match"]) > 0
+    assert float(last["loss_kd"]) == 0 and float(last["loss_feature_match"]) == 0
+    assert float(last["loss_cls"]) == pytest.approx(float(first["loss_cls"]))
+
+
+def test_detection_decay_follows_the_trainers_iteration():
+    """EccentricRCNN's adaptation losses inside Detectron2's EventStorage: at the run's last iteration the decayed
+    distillation terms are 0 and the task and rate losses are not."""
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    from .helpers import image_input
+
+    cfg = _cfg("fashion_det_adaptive_ecc", "MODEL.ECCENTRIC.DISTILL.DECAY", "cosine", "SOLVER.MAX_ITER", 10)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    sample = image_input(128, 128)
+    sample["instances"] = Instances((128, 128), gt_boxes=Boxes(torch.tensor([[20.0, 30.0, 90.0, 100.0]])),
+                                    gt_classes=torch.tensor([3]))
+    with EventStorage(start_iter=10):
+        losses = model([sample])
+    assert float(losses["loss_feature_match"]) == 0 and float(losses["loss_kd_logits"]) == 0
+    assert float(losses["loss_cls"]) > 0 and float(losses["loss_rate"]) > 0
+    with EventStorage(start_iter=0):
+        assert float(model([sample])["loss_feature_match"]) > 0

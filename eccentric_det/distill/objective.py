@@ -7,6 +7,8 @@ Detection (:class:`eccentric_det.modeling.meta_arch.training.EccentricLosses`) a
 their own: their losses, their checks (what gives the edge its own answer), and how their teacher is built
 (:meth:`TrainingObjective.build_teacher`).
 """
+import math
+
 from .losses import rate_loss, sample_rates
 
 
@@ -37,13 +39,16 @@ class TrainingObjective:
 
     * the checks of ``DISTILL.MODE`` (one of :attr:`MODES`) and of its teacher (``DISTILL.TEACHER_CONFIG``);
     * the weights ``T`` (``TEMPERATURE``), ``w_logit``, ``w_feat``, ``w_task`` and ``w_edge`` (the edge's own
-      answer's share: all of it where it is what trains, ``task`` and ``kd``, ``EDGE_LOSS_WEIGHT`` in ``adapt``);
+      answer's share: all of it where it is what trains, ``task`` and ``kd``, ``EDGE_LOSS_WEIGHT`` in ``adapt``), and
+      ``DISTILL.DECAY``'s factor of the cloud's distillation weights at the training loop's :attr:`iteration`
+      (:attr:`distill_scale`);
     * the rate term (:meth:`sample_rates`, :meth:`rate_term`);
     * ``DISTILL.FREEZE`` (:meth:`freeze_parameters`, :meth:`keep_frozen_in_eval`);
     * the frozen teacher (:attr:`teacher`), held outside the model's state and built by :meth:`build_teacher` on
       first use (never in ``task`` mode)."""
 
     MODES = ("task", "kd", "adapt")
+    DECAYS = ("none", "cosine")
 
     def __init__(self, cfg):
         E, D = cfg.MODEL.ECCENTRIC, cfg.MODEL.ECCENTRIC.DISTILL
@@ -57,8 +62,20 @@ class TrainingObjective:
         self.w_edge = D.EDGE_LOSS_WEIGHT if D.MODE == "adapt" else 1.0
         self.rate_weight, self.rate_weights = E.CODEC.RATE_WEIGHT, tuple(E.CODEC.RATE_WEIGHTS)
         self.freeze = tuple(D.FREEZE)
+        if D.DECAY not in self.DECAYS:
+            raise ValueError(f"MODEL.ECCENTRIC.DISTILL.DECAY must be one of {self.DECAYS}, got {D.DECAY!r}")
+        self.decay, self.max_iter, self.iteration = D.DECAY, cfg.SOLVER.MAX_ITER, 0
         self._cfg = cfg
         self._teacher = None
+
+    # ------------------------------------------------------------------ DISTILL.DECAY
+    @property
+    def distill_scale(self):
+        """The factor of the cloud's distillation weights at :attr:`iteration` (set by the training loop): 1 without
+        ``DISTILL.DECAY``, else a half cosine from 1 to 0 over ``SOLVER.MAX_ITER``."""
+        if self.decay == "none" or self.mode != "adapt":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(self.iteration / max(self.max_iter, 1), 1.0)))
 
     # ------------------------------------------------------------------ teacher
     @property

@@ -98,8 +98,10 @@ class ClsLosses(TrainingObjective):
             if edge:
                 losses["edge_loss_kd"] = self.w_edge * self.w_logit * logit_kd_loss(out.edge_logits, t_logits, self.T)
             if self.mode == "adapt":
-                losses["loss_kd"] = self.w_logit * logit_kd_loss(out.logits, t_logits, self.T)
-                losses["loss_feature_match"] = self.w_feat * feature_matching_loss(out.features, t_feats, list(t_feats))
+                scale = self.distill_scale
+                losses["loss_kd"] = scale * self.w_logit * logit_kd_loss(out.logits, t_logits, self.T)
+                losses["loss_feature_match"] = scale * self.w_feat * feature_matching_loss(out.features, t_feats,
+                                                                                           list(t_feats))
         return losses
 
 
@@ -135,6 +137,7 @@ def train(cfg, model, data, losses=None, holdout=None, resume=False):
     period, max_iter = cfg.TEST.EVAL_PERIOD, cfg.SOLVER.MAX_ITER
     for it in range(start, max_iter):
         images, labels = next(stream)
+        losses.iteration = it
         loss_dict = losses(model, images.to(device), labels.to(device))
         total = sum(loss_dict.values())
         optimizer.zero_grad(set_to_none=True)

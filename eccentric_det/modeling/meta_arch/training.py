@@ -63,6 +63,8 @@ class EccentricLosses(TrainingObjective):
         return teacher_cfg(D.TEACHER_CONFIG, student=self._cfg).MODEL.FPN.OUT_CHANNELS
 
     def __call__(self, model, batched_inputs):
+        if self.decay != "none":  # DISTILL.DECAY follows the trainer's iteration
+            self.iteration = get_event_storage().iter
         images = model.preprocess_image(batched_inputs)
         gt = [x["instances"].to(model.device) for x in batched_inputs] if "instances" in batched_inputs[0] else None
         losses, teacher_out = {}, None
@@ -110,8 +112,9 @@ class EccentricLosses(TrainingObjective):
             level = model.split_backbone.split_at
             student = {level: split.x_hat, **features}
             teacher = {level: teacher_out["bottom_up"][level], **teacher_out["fpn"]}
-            losses["loss_feature_match"] = self.w_feat * feature_matching_loss(student, teacher, list(student))
-            losses.update(self._roi_kd(model.roi_heads, teacher_out["fpn"], prefix=""))
+            scale = self.distill_scale
+            losses["loss_feature_match"] = scale * self.w_feat * feature_matching_loss(student, teacher, list(student))
+            losses.update(self._scaled(self._roi_kd(model.roi_heads, teacher_out["fpn"], prefix=""), scale))
         return losses
 
     def _rate_losses(self, images, split, weights):
