@@ -20,6 +20,22 @@ def moving_frames(n=30, size=(120, 160)):
     return [np.roll(base, 2 * i, axis=1).copy() for i in range(n)]
 
 
+def load_bench(monkeypatch):
+    """benchmarks/bench_video.py's names (it imports its sibling report.py)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    return runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))
+
+
+def background_clip(tmp_path, frames=6):
+    """A short moving clip (mp4v, 10 fps) to compose videos over; its path."""
+    source = str(tmp_path / "bg.mp4")
+    writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for frame in moving_frames(frames):
+        writer.write(frame)
+    writer.release()
+    return source
+
+
 def test_h264_holds_its_bitrate_and_decodes_every_frame():
     frames = moving_frames()
     low, low_sizes = h264_round_trip(frames, 25, 64, gop=10)
@@ -57,15 +73,10 @@ def test_jpeg_frames_and_video_ap(tmp_path):
 def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     from eccentric_det.demo import compose_demo_video
 
-    source = str(tmp_path / "bg.mp4")
-    writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
-    for frame in moving_frames(6):
-        writer.write(frame)
-    writer.release()
+    source = background_clip(tmp_path)
     video = str(tmp_path / "clip.mp4")
     compose_demo_video(video, source=source, seed=3, num_tracks=2)
-    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
-    tool = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))
+    tool = load_bench(monkeypatch)
     quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
     out = tmp_path / "out"
     assert tool["main"](["--videos", video, "--ecc-config", quick.format("dynamic_ecc"), "--cloud-config",
@@ -89,13 +100,8 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
 
 
 def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_path, monkeypatch):
-    source = str(tmp_path / "bg.mp4")
-    writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
-    for frame in moving_frames(6):
-        writer.write(frame)
-    writer.release()
-    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
-    tool = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))
+    source = background_clip(tmp_path)
+    tool = load_bench(monkeypatch)
     quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
     out = tmp_path / "fit"
     assert tool["main"](["--compose", "3", "--compose-items", "train", "--source", source, "--ecc-config",
@@ -121,8 +127,7 @@ def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_pat
 
 
 def test_fit_reuse_threshold_takes_the_cheapest_within_the_loss(monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
-    fit = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))["fit_reuse_threshold"]
+    fit = load_bench(monkeypatch)["fit_reuse_threshold"]
     mean = [{"method": "ECC", "AP": 40.0, "kbps": 100.0}, {"method": "ECC, reuse 0.1", "AP": 39.8, "kbps": 90.0},
             {"method": "ECC, reuse 0.3", "AP": 39.6, "kbps": 60.0}, {"method": "ECC, reuse 0.5", "AP": 38.0, "kbps": 30.0}]
     assert fit(mean, [0.1, 0.3, 0.5], 0.5)["threshold"] == 0.3
