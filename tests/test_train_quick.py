@@ -45,6 +45,9 @@ def test_quick_schedule_trains_and_evaluates(tiny_root, tmp_path, config, expect
         assert "eccentric/bytes_mean" in final
     if config in ("fashion_det_adaptive_ecc", "fashion_det_independent_ecc"):
         assert final["eccentric/offload_rate"] == 1.0 and final["eccentric/bytes_mean"] > 0
+    log = open(tmp_path / "log.txt").read().splitlines()  # each record once (one handler per logger)
+    steps = [line for line in log if "d2.utils.events" in line and "iter:" in line]
+    assert steps and len(steps) == len(set(steps))
 
 
 def test_joint_adaptation_trains_the_edge_trunk_with_its_own_detector(tiny_root, tmp_path):

@@ -78,7 +78,7 @@ def setup(args):
         torch.set_flush_denormal(True)
     cfg.freeze()
     default_setup(cfg, args)
-    setup_logging(cfg.OUTPUT_DIR, comm.get_rank())
+    setup_logging(cfg.OUTPUT_DIR, comm.get_rank(), names=("eccentric_det",))  # default_setup set up detectron2
     return cfg
 
 
