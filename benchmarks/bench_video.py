@@ -147,14 +147,13 @@ def fit_reuse_threshold(mean, sweep, max_ap_loss):
     most ``max_ap_loss`` under ECC without reuse; 0 (no reuse) when none is."""
     rows = {r["method"]: r for r in mean}
     base = rows["ECC"]
-    candidates = [(rows[f"ECC, reuse {t:g}"]["kbps"], t) for t in sweep
-                  if rows[f"ECC, reuse {t:g}"]["AP"] >= base["AP"] - max_ap_loss]
-    threshold = min(candidates)[1] if candidates else 0.0
-    chosen = rows.get(f"ECC, reuse {threshold:g}", base)
-    return {"threshold": threshold, "max_ap_loss": max_ap_loss, "AP": chosen["AP"], "kbps": chosen["kbps"],
-            "no_reuse": {"AP": base["AP"], "kbps": base["kbps"]},
-            "sweep": [{"threshold": t, "AP": rows[f"ECC, reuse {t:g}"]["AP"], "kbps": rows[f"ECC, reuse {t:g}"]["kbps"]}
-                      for t in sweep]}
+    swept = [{"threshold": t, "AP": rows[f"ECC, reuse {t:g}"]["AP"], "kbps": rows[f"ECC, reuse {t:g}"]["kbps"]}
+             for t in sweep]
+    within = [s for s in swept if s["AP"] >= base["AP"] - max_ap_loss]
+    chosen = min(within, key=lambda s: s["kbps"]) if within else {"threshold": 0.0, "AP": base["AP"],
+                                                                   "kbps": base["kbps"]}
+    return {**chosen, "max_ap_loss": max_ap_loss, "no_reuse": {"AP": base["AP"], "kbps": base["kbps"]},
+            "sweep": swept}
 
 
 def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):

@@ -274,9 +274,8 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
     images = data["images"]
     pixels = {r["image_id"]: r["pixels"] for r in images} if all("pixels" in r for r in images) else None
     if input_size is not None and not _same_input(input_size, size, pixels):
-        shown = input_size["size"] if isinstance(input_size, dict) else list(input_size)
-        raise ValueError(f"{file} was evaluated at test input size {size}, this sweep at {shown}, and its images "
-                         f"were not resized alike: bytes and FLOPs are not comparable")
+        raise ValueError(f"{file} was evaluated at test input size {size}, this sweep at {input_size['size']}, and "
+                         f"its images were not resized alike: bytes and FLOPs are not comparable")
     if accuracy not in data["metrics"]:
         held = [k for k in (*AP_KEYS, "top1") if k in data["metrics"]]
         raise ValueError(f"{file} holds no {accuracy} (it has {', '.join(held) or 'no accuracy'}): choose "
@@ -288,11 +287,11 @@ def load_results(path, dataset, image_ids=None, input_size=None, accuracy="AP"):
 
 
 def _same_input(reference, size, pixels):
-    """Whether a result at test input ``size`` with per-image input ``pixels`` compares with ``reference``: a sweep's
-    [MIN_SIZE_TEST, MAX_SIZE_TEST], or an earlier result's {"size", "pixels"}. Two sizes that resize every image
-    alike (e.g. a larger MAX_SIZE_TEST on square images) compare."""
-    ref_size, ref_pixels = (reference["size"], reference["pixels"]) if isinstance(reference, dict) else (reference, None)
-    return list(size) == list(ref_size) or (pixels is not None and ref_pixels is not None and pixels == ref_pixels)
+    """Whether a result at test input ``size`` with per-image input ``pixels`` compares with ``reference`` ({"size":
+    [MIN_SIZE_TEST, MAX_SIZE_TEST], "pixels": per image or None}): the same size, or sizes that resized every image
+    alike (e.g. a larger MAX_SIZE_TEST on square images)."""
+    same_pixels = pixels is not None and reference["pixels"] is not None and pixels == reference["pixels"]
+    return list(size) == list(reference["size"]) or same_pixels
 
 
 def result_series(summary):
@@ -372,7 +371,7 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
     if points:
         dicts = dataset_dicts(dataset, max_images)
         image_ids = [d["image_id"] for d in dicts]
-        input_size = [base.INPUT.MIN_SIZE_TEST, base.INPUT.MAX_SIZE_TEST]
+        input_size = {"size": [base.INPUT.MIN_SIZE_TEST, base.INPUT.MAX_SIZE_TEST], "pixels": None}
         for point in points:  # every config and checkpoint is checked before hours of evaluation start
             build_point_model(point, opts)
         outs = [os.path.join(output_dir, "points", re.sub(r"[^\w.-]+", "_", f"{i:02d}_{p.series}_{p.label}"))
