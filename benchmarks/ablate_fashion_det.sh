@@ -5,7 +5,7 @@
 #   teacher_trunk  the teacher's own stem+res2 (32 channels) as the edge trunk: what the codec alone costs
 #   wide_latent    the quarter-width edge trunk with a 48-channel latent (24 in the main chain)
 #   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the main chain's: what the weak trunk costs
-#   res3           the split after res3 (edge KD at res3 first, 2,000 iterations)
+#   res3           the split after res3 (edge KD at res3 first, 2,000 iterations; the cloud's FPN from p3)
 #   joint_ds1      joint adaptation with the latent at res2's stride 4 (CODEC.DOWNSAMPLE 1; the chain's: 2, stride 8)
 #                  and rate weights 1/4 to 4: whether the small objects' AP lost to the stride-8 latent comes back
 #   joint_nofeat   joint adaptation from the chain's codec without feature matching to the teacher
@@ -37,10 +37,14 @@ case "$name" in
   near_lossless)
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     opts=(MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.0078125, 0.015625, 0.03125, 0.0625, 0.125]") ;;
-  res3)
-    opts=(MODEL.ECCENTRIC.SPLIT_AT res3)
+  res3)  # the cloud receives res3 only, so its FPN (and the edge detector's) starts at p3; the latent stays at
+         # stride 8 like the res2 chain's (CODEC.DOWNSAMPLE 1)
+    opts=(MODEL.ECCENTRIC.SPLIT_AT res3 MODEL.RESNETS.OUT_FEATURES "['res3','res4','res5']"
+          MODEL.FPN.IN_FEATURES "['res3','res4','res5']" MODEL.ANCHOR_GENERATOR.SIZES "[[32],[64],[128],[256]]"
+          MODEL.RPN.IN_FEATURES "['p3','p4','p5','p6']" MODEL.ROI_HEADS.IN_FEATURES "['p3','p4','p5']"
+          MODEL.ECCENTRIC.CODEC.DOWNSAMPLE 1)
     export SPLIT=res3
-    [ -f "$dir/edge.pth" ] || OUT="$dir" bash "$CONVERGE" edge SOLVER.MAX_ITER 2000 "$@" ;;
+    [ -f "$dir/edge.pth" ] || OUT="$dir" bash "$CONVERGE" edge SOLVER.MAX_ITER 2000 "${opts[@]}" "$@" ;;
   joint_ds1)
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     second=joint
