@@ -3,6 +3,7 @@
 # iterations, as benchmarks/converge_fashion_det.sh's codec and adapt stages, against cloud_plus' 3,500):
 #   benchmarks/ablate_fashion_det.sh ABLATION [KEY VALUE ...]
 #   teacher_trunk  the teacher's own stem+res2 (32 channels) as the edge trunk: what the codec alone costs
+#   teacher_passthrough  the teacher's stem+res2 and no codec (float32 sent as is): the adaptation, nothing lost at the split
 #   wide_latent    the quarter-width edge trunk with a 48-channel latent (24 in the main chain)
 #   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the main chain's: what the weak trunk costs
 #   res3           the split after res3 (edge KD at res3 first, 2,000 iterations; the cloud's FPN from p3)
@@ -22,6 +23,7 @@ OUT="${OUT:-output/converge}"
 CONVERGE="$PWD/benchmarks/converge_fashion_det.sh"
 name="$1"; shift
 second=adapt  # the stage after the codec's: adapt (edge frozen) or joint
+sweep=rates=all  # the val sweep: every rate level of the variable-rate codec
 dir="$OUT/ablate_$name"
 mkdir -p "$dir"
 ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/teacher.pth"
@@ -31,6 +33,16 @@ case "$name" in
       --keep backbone.bottom_up.stem backbone.bottom_up.res2  # the edge trunk: the teacher's own stem and res2
     opts=(MODEL.ECCENTRIC.EDGE.RESNETS.STEM_OUT_CHANNELS 32 MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS 32
           MODEL.ECCENTRIC.EDGE.DETECTOR False) ;;
+  teacher_passthrough)  # teacher_trunk with no codec (float32 features sent as they are): what the split's
+                        # adaptation reaches with nothing lost at the split; the teacher itself stands in for the codec stage
+    [ -f "$dir/edge.pth" ] || "${PY:-.venv/bin/python}" tools/export_checkpoint.py "$OUT/teacher.pth" "$dir/edge.pth" \
+      --keep backbone.bottom_up.stem backbone.bottom_up.res2
+    mkdir -p "$dir/codec"; ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/codec/model_final.pth"
+    ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/codec.pth"
+    opts=(MODEL.ECCENTRIC.EDGE.RESNETS.STEM_OUT_CHANNELS 32 MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS 32
+          MODEL.ECCENTRIC.EDGE.DETECTOR False MODEL.ECCENTRIC.CODEC.NAME passthrough MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[]"
+          MODEL.ECCENTRIC.CODEC.RATE 0.0)
+    sweep="weights=$dir/adapt.pth" ;;  # one point: one rate
   wide_latent)
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     opts=(MODEL.ECCENTRIC.CODEC.LATENT_CHANNELS 48) ;;
@@ -59,13 +71,13 @@ case "$name" in
                         MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
       joint_decay) opts=(MODEL.ECCENTRIC.DISTILL.DECAY cosine) ;;
     esac ;;
-  *) echo "unknown ablation $name (teacher_trunk wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay)" >&2
+  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay)" >&2
      exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER 500 "${opts[@]}" "$@"
 [ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "$@"
 # its val front beside the main chain's (merge with tools/pareto.py --results)
 [ -f "$dir/eval/pareto.json" ] || "${PY:-.venv/bin/python}" tools/pareto.py --config-file \
-  configs/FashionDet/adaptive_ecc_vr.yaml --sweep rates=all --dataset fashion_det_val --bootstrap 200 \
+  configs/FashionDet/adaptive_ecc_vr.yaml --sweep "$sweep" --dataset fashion_det_val --bootstrap 200 \
   --output "$dir/eval" -- MODEL.WEIGHTS "$dir/$second.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \
   MODEL.DEVICE "${DEVICE:-cpu}" "${opts[@]}" "$@"
