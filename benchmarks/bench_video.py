@@ -4,7 +4,8 @@
 * ECC (``--ecc-config``, e.g. Dynamic ECC: the edge step, the real payloads, the cloud in process), as configured
   and under each ``--budget-kbps`` (rate control: a leaky bucket of that rate at the video's frame rate,
   ``--buffer-s`` seconds of it), each without and/or with temporal reuse (``--reuse off|on|both``: the cloud's last
-  answer reused while the edge's latent changed less than ``--reuse-threshold``, at most ``--keyframe`` frames);
+  answer reused while the edge's latent changed less than ``--reuse-threshold``, at most ``--keyframe`` frames;
+  ``--track-iou``: also the answers for the objects the edge follows, moved as they moved);
 * the edge alone (0 bytes);
 * the cloud detector (``--cloud-config``) on an H.264 stream at each ``--h264-kbps`` (libx264 through PyAV: no
   B-frames, zero-latency tuning, a keyframe every ``--gop`` frames, VBV-capped at the bitrate), on JPEG frames at
@@ -70,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--max-ap-loss", type=float, default=0.5,
                    help="the fitted reuse threshold's largest AP loss against no reuse (default: %(default)s)")
     p.add_argument("--keyframe", type=int, default=25, help="temporal reuse's keyframe interval (frames)")
+    p.add_argument("--track-iou", type=float, default=0.0,
+                   help="the reuse rows' motion-compensated reuse: objects followed at this IoU (0: off; with "
+                        "--reuse-threshold 0, the only reuse)")
     p.add_argument("--output", default="output/bench_video")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides of both models, last")
     return p.parse_args(argv)
@@ -128,12 +132,12 @@ def run_ecc(predictor, frames, fps, **options):
     return detections, sizes, info
 
 
-def ecc_runs(budgets, reuse, threshold, keyframe, buffer_s, sweep=()):
-    """(row name, stream options) of each ECC run: as configured, then under each budget; without and/or with reuse;
-    then as configured with reuse at each threshold of ``sweep``."""
+def ecc_runs(budgets, reuse, threshold, keyframe, buffer_s, sweep=(), track_iou=0.0):
+    """(row name, stream options) of each ECC run: as configured, then under each budget; without and/or with reuse
+    (at ``threshold`` and ``track_iou``); then as configured with reuse at each threshold of ``sweep``."""
     variants = [("", {})] if reuse in ("off", "both") or sweep else []
     if reuse in ("on", "both"):
-        variants.append((", reuse", {"reuse_threshold": threshold, "keyframe": keyframe}))
+        variants.append((", reuse", {"reuse_threshold": threshold, "keyframe": keyframe, "track_iou": track_iou}))
     runs = [("ECC" + suffix, options) for suffix, options in variants]
     for b in budgets:
         runs += [(f"ECC at {b:g} kbit/s{suffix}", {"budget_kbps": b, "buffer_s": buffer_s, **options})
@@ -236,10 +240,11 @@ def main(argv=None):
     ecc = EccentricPredictor(ecc_cfg, confidence_threshold=0.0)
     edge = EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
     cloud = Cloud(args.cloud_config, args.cloud_weights, args.opts)
-    runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s, args.reuse_sweep)
+    runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s, args.reuse_sweep,
+                    args.track_iou)
     result = {"ecc_config": args.ecc_config, "cloud_config": args.cloud_config, "gop": args.gop,
               "budget_kbps": args.budget_kbps, "buffer_s": args.buffer_s, "reuse": args.reuse,
-              "reuse_threshold": args.reuse_threshold, "keyframe": args.keyframe,
+              "reuse_threshold": args.reuse_threshold, "keyframe": args.keyframe, "track_iou": args.track_iou,
               "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop, runs) for v in videos]}
     result["mean"] = mean_rows(result["videos"])
     write_json(os.path.join(args.output, "bench_video.json"), result)

@@ -128,6 +128,10 @@ def add_eccentric_config(cfg):
     E.OFFLOAD.REUSE.THRESHOLD = 0.0
     # The most frames a cached answer is reused for before the cloud sees the tile (frame) again.
     E.OFFLOAD.REUSE.KEYFRAME = 25
+    # Motion-compensated reuse (eccentric_det/split/reuse.py): the edge follows its own detections frame to frame at
+    # this IoU and answers a tile whose objects the cloud all answered within KEYFRAME frames with those answers,
+    # moved as the objects moved; 0: off. Needs the edge detector (Dynamic ECC).
+    E.OFFLOAD.REUSE.TRACK_IOU = 0.0
 
     E.DISTILL = CN()
     # Training mode: "task" (plain), "kd" (teacher -> edge detector), "adapt" (cloud consumes the edge's features).

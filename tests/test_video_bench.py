@@ -82,8 +82,9 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     assert tool["main"](["--videos", video, "--ecc-config", quick.format("dynamic_ecc"), "--cloud-config",
                          quick.format("cloud_teacher"), "--h264-kbps", "64", "256", "--jpeg", "30", "--gop", "5",
                          "--budget-kbps", "16", "--reuse", "both", "--reuse-threshold", "0.5", "--keyframe", "3",
-                         "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"]) == 0
+                         "--track-iou", "0.5", "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"]) == 0
     result = json.load(open(out / "bench_video.json"))
+    assert result["track_iou"] == 0.5 and result["reuse_threshold"] == 0.5
     rows = {r["method"]: r for r in result["videos"][0]["rows"]}
     assert set(rows) == {"ECC", "ECC, reuse", "ECC at 16 kbit/s", "ECC at 16 kbit/s, reuse", "edge only",
                          "cloud, lossless frames", "cloud on H.264 64 kbit/s", "cloud on H.264 256 kbit/s",

@@ -47,13 +47,17 @@ def get_parser():
                         "(MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD; 0: off)")
     p.add_argument("--keyframe-interval", type=int,
                    help="reuse a cached answer for at most this many frames (MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME)")
+    p.add_argument("--track-iou", type=float,
+                   help="motion-compensated reuse: follow the edge's detections at this IoU and reuse the cloud's "
+                        "answers for them, moved (MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU; 0: off)")
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
 
 
 STREAM_KEYS = {"budget_kbps": "MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS",
                "reuse_threshold": "MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD",
-               "keyframe_interval": "MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME"}
+               "keyframe_interval": "MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME",
+               "track_iou": "MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU"}
 
 
 def stream_opts(args):

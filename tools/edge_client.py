@@ -32,7 +32,8 @@ from eccentric_det.edge.stream import stream_controls
 STREAM_OPTIONS = {"budget_kbps": ("MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS", 0.0),
                   "fps": ("MODEL.ECCENTRIC.OFFLOAD.FPS", 0.0), "buffer_s": ("MODEL.ECCENTRIC.OFFLOAD.BUFFER_S", 1.0),
                   "reuse_threshold": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD", 0.0),
-                  "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25)}
+                  "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25),
+                  "track_iou": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU", 0.0)}
 
 
 def get_parser():
@@ -57,6 +58,9 @@ def get_parser():
                         "(OFFLOAD.REUSE.THRESHOLD; 0: off)")
     p.add_argument("--keyframe-interval", type=int,
                    help="reuse a cached answer for at most this many frames (OFFLOAD.REUSE.KEYFRAME; default 25)")
+    p.add_argument("--track-iou", type=float,
+                   help="motion-compensated reuse: follow the edge's detections at this IoU and reuse the cloud's "
+                        "answers for them, moved (OFFLOAD.REUSE.TRACK_IOU; 0: off)")
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
 

@@ -108,7 +108,8 @@ class EccentricPredictor:
 
     def start_stream(self, fps=None, **options):
         """A new stream (empty bucket and cache) at ``fps`` (a video's rate; the config's OFFLOAD.FPS wins when set),
-        with ``options`` (``budget_kbps``, ``buffer_s``, ``reuse_threshold``, ``keyframe``) over the config's."""
+        with ``options`` (``budget_kbps``, ``buffer_s``, ``reuse_threshold``, ``keyframe``, ``track_iou``) over the
+        config's."""
         opts = {**self.stream_options, **options}
         opts["fps"] = float(opts["fps"] or fps or 0.0)
         try:
@@ -235,9 +236,11 @@ def format_summary(s):
     if s.get("budget_kbps"):
         lines.append(f"budget       {s['budget_kbps']:g} kbit/s, bucket of {s['buffer_s']:g} s: peak fill "
                      f"{s['bucket_peak_fill']:.1%}; {s['budget_kept_frames']} frames kept on the edge for it")
-    if s.get("reuse_threshold"):
-        lines.append(f"reuse        {s['reused_frames']} frames answered (in part) from the cache (change < "
-                     f"{s['reuse_threshold']:g}, keyframe every {s['keyframe']} frames)")
+    if s.get("reuse_threshold") or s.get("track_iou"):
+        rules = ([f"change < {s['reuse_threshold']:g}"] if s.get("reuse_threshold") else []) + \
+            ([f"objects followed at IoU {s['track_iou']:g}"] if s.get("track_iou") else [])
+        lines.append(f"reuse        {s['reused_frames']} frames answered (in part) from the cache ("
+                     f"{', '.join(rules)}; keyframe every {s['keyframe']} frames)")
     if s.get("recall") is not None or s.get("precision") is not None:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         lines.append(f"accuracy     precision {fmt(s['precision'])}, recall {fmt(s['recall'])}: {s['matched']} of "
@@ -317,7 +320,8 @@ def _finish(summary, predictor, log, output, codec, summary_path):
     if stream is not None and stream.rate_control is not None:  # budget_kbps, mean_kbps, bucket_peak_fill, ...
         summary.update(stream.summary())
     if stream is not None and stream.reuse is not None:
-        summary.update(reuse_threshold=stream.reuse.threshold, keyframe=stream.reuse.keyframe)
+        summary.update(reuse_threshold=stream.reuse.threshold, keyframe=stream.reuse.keyframe,
+                       track_iou=stream.reuse.track_iou)
     if summary_path:
         with open(summary_path, "w") as f:
             json.dump(summary, f, indent=1)

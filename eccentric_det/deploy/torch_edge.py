@@ -43,12 +43,13 @@ class TorchEdge:
 
 
 def stream_options(cfg, fps=None):
-    """The stream options of ``MODEL.ECCENTRIC.OFFLOAD`` (BUDGET_KBPS, FPS, BUFFER_S, REUSE.THRESHOLD, REUSE.KEYFRAME)
-    as :func:`~eccentric_det.edge.stream.stream_controls` takes them; ``fps``: the stream's own frame rate (a
-    video's), used when FPS is 0."""
+    """The stream options of ``MODEL.ECCENTRIC.OFFLOAD`` (BUDGET_KBPS, FPS, BUFFER_S, REUSE.THRESHOLD, REUSE.KEYFRAME,
+    REUSE.TRACK_IOU) as :func:`~eccentric_det.edge.stream.stream_controls` takes them; ``fps``: the stream's own frame
+    rate (a video's), used when FPS is 0."""
     O = cfg.MODEL.ECCENTRIC.OFFLOAD
     return {"budget_kbps": float(O.BUDGET_KBPS), "fps": float(O.FPS or fps or 0.0), "buffer_s": float(O.BUFFER_S),
-            "reuse_threshold": float(O.REUSE.THRESHOLD), "keyframe": O.REUSE.KEYFRAME}
+            "reuse_threshold": float(O.REUSE.THRESHOLD), "keyframe": O.REUSE.KEYFRAME,
+            "track_iou": float(O.REUSE.TRACK_IOU)}
 
 
 def edge_client(cfg, cloud_url=None, fps=None):

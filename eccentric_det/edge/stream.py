@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..split.rate_control import RateControl, check_stream_options, tile_masks
-from ..split.regions import merge_region_detections
+from ..split.regions import in_tiles, input_scale, merge_region_detections
 from ..split.reuse import ReuseCache
 from .http import CloudUnavailable
 
@@ -56,12 +56,12 @@ class EdgeResult:
         return out
 
 
-def stream_controls(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0, keyframe=25):
+def stream_controls(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0, keyframe=25, track_iou=0.0):
     """(:class:`RateControl` or None, :class:`ReuseCache` or None) of a stream's options (0: off); ValueError naming
     the ``MODEL.ECCENTRIC.OFFLOAD`` key of a bad one."""
-    check_stream_options(budget_kbps, fps, buffer_s, reuse_threshold, keyframe)
+    check_stream_options(budget_kbps, fps, buffer_s, reuse_threshold, keyframe, track_iou)
     return (RateControl(budget_kbps, fps, buffer_s) if budget_kbps else None,
-            ReuseCache(reuse_threshold, keyframe) if reuse_threshold else None)
+            ReuseCache(reuse_threshold, keyframe, track_iou) if reuse_threshold or track_iou else None)
 
 
 @dataclass
@@ -111,18 +111,20 @@ class EdgeStream:
             return _Plan(d.payload, tiles=d.tiles)
         if rc is not None:
             rc.start_frame()
+        if reuse is not None:
+            reuse.observe(frame, index)
         threshold = rc.threshold(frame.threshold) if rc is not None and frame.policy == "dynamic" else None
         size = lambda payload: len(payload.to_bytes(self.key))  # noqa: E731
         if frame.regions:
-            base = frame.tiles_at()
-            reused = reuse.reusable_tiles(frame, index, base) if reuse else np.zeros_like(base)
+            seeds = frame.tiles_at(dilate=False)  # the tiles the gate wants (their context comes with them)
+            reused = reuse.reusable_tiles(frame, index, seeds) if reuse else np.zeros_like(seeds)
             masks = tile_masks(frame.tile_probs, frame.threshold if threshold is None else threshold, frame.dilate,
                                reused)
             if rc is not None:
-                rc.note(bool((base & ~reused).any()), frame.score)
+                rc.note(bool((seeds & ~reused).any()), frame.score)
             plan = _Plan(source="reused" if reused.any() else "edge", reused=reused)
             if not masks:
-                if (base & ~reused).any():  # the gate wanted tiles the raised threshold keeps back
+                if (seeds & ~reused).any():  # the gate wanted tiles the raised threshold keeps back
                     plan.source = "edge-budget"
                 return plan
             choice = rc.choose(frame, masks, size) if rc is not None else (None, masks[0], frame.code(None, masks[0]))
@@ -172,8 +174,9 @@ class EdgeStream:
         answer = dict(answer)
         answer.setdefault("image_size", list(frame.output_size))
         if plan.tiles is not None:  # region-level: the cloud's detections there, the cache's, the edge's elsewhere
-            if self.reuse is not None:
-                self.reuse.store_tiles(frame, index, plan.tiles, answer)
+            if self.reuse is not None:  # a reused tile sent as another's context keeps its cached answer
+                self.reuse.store_tiles(frame, index, plan.tiles & ~reused_tiles if reused_tiles is not None
+                                       else plan.tiles, answer)
             reused = reused_tiles if reused_tiles is not None else np.zeros_like(plan.tiles)
             answer = {**answer, **self._merge(frame, frame.answer, answer, plan.tiles, reused)}
         elif self.reuse is not None:
@@ -183,11 +186,16 @@ class EdgeStream:
                           plan.tiles, **common)
 
     def _merge(self, frame, edge, cloud, sent, reused):
-        """The cloud's detections in the tiles ``sent``, the cached ones in the tiles ``reused``, the edge's
+        """The cached detections in the tiles ``reused``, the cloud's in the other tiles ``sent`` (a reused tile the
+        cloud saw only as another tile's context keeps the cache's answer: the cloud saw it cut off), the edge's
         elsewhere."""
         rows = list(zip(cloud["boxes"], cloud["scores"], cloud["classes"]))
         if reused.any():
-            rows += self.reuse.cached_detections(reused)
+            if rows:
+                inside = in_tiles([r[0] for r in rows], reused, frame.tile_px,
+                                  input_scale(frame.image_size, frame.output_size))
+                rows = [r for r, i in zip(rows, inside) if not i]
+            rows += self.reuse.cached_detections(frame, reused)
         other = {"boxes": [r[0] for r in rows], "scores": [r[1] for r in rows], "classes": [r[2] for r in rows]}
         return merge_region_detections(edge, other, sent | reused, frame.tile_px, frame.image_size)
 

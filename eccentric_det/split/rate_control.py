@@ -33,7 +33,7 @@ EMA = 0.1  # weight of a frame in the running share of frames that send and in t
 _MIN_SHARE = 0.05
 
 
-def check_stream_options(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0, keyframe=25):
+def check_stream_options(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0, keyframe=25, track_iou=0.0):
     """Raise ValueError naming the config key of the first bad value (``MODEL.ECCENTRIC.OFFLOAD.*``; ``fps`` None:
     not known yet, not checked)."""
     key = "MODEL.ECCENTRIC.OFFLOAD."
@@ -48,7 +48,9 @@ def check_stream_options(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold
                              f"got {buffer_s}")
     if not reuse_threshold >= 0:
         raise ValueError(f"{key}REUSE.THRESHOLD must be at least 0 (0: no reuse), got {reuse_threshold}")
-    if reuse_threshold and not (int(keyframe) == keyframe and keyframe >= 1):
+    if not 0 <= track_iou < 1:
+        raise ValueError(f"{key}REUSE.TRACK_IOU must lie in [0, 1) (0: no motion-compensated reuse), got {track_iou}")
+    if (reuse_threshold or track_iou) and not (int(keyframe) == keyframe and keyframe >= 1):
         raise ValueError(f"{key}REUSE.KEYFRAME must be a whole number of frames, at least 1, got {keyframe}")
 
 
@@ -178,18 +180,20 @@ class RateControl:
 
 def tile_masks(probs, threshold, dilate, exclude=None):
     """The tile masks a region frame may send, most tiles first: the tiles of ``probs`` ([rows, cols]) at least
-    ``threshold``, grown by ``dilate`` tiles, then with its least likely selected tile (the gate's surest) left out,
-    and so on down to its most likely one; tiles of ``exclude`` (reused) are never sent. Empty masks are left out."""
+    ``threshold`` but those of ``exclude`` (answered from the reuse cache), grown by ``dilate`` tiles of context (a
+    reused tile is sent only as another tile's context), then with its least likely selected tile (the gate's surest)
+    left out, and so on down to its most likely one. Empty masks are left out."""
     probs = np.asarray(probs, np.float64)
-    seeds = np.argwhere(probs >= threshold)
+    wanted = probs >= threshold
+    if exclude is not None:
+        wanted &= ~np.asarray(exclude, bool)
+    seeds = np.argwhere(wanted)
     order = seeds[np.argsort(-probs[tuple(seeds.T)], kind="stable")] if len(seeds) else seeds
     out = []
     for k in range(len(order), 0, -1):
         seed = np.zeros(probs.shape, bool)
         seed[tuple(order[:k].T)] = True
         mask = dilate_tiles(seed, dilate)
-        if exclude is not None:
-            mask &= ~exclude
         if mask.any() and not (out and np.array_equal(out[-1], mask)):
             out.append(mask)
     return out
