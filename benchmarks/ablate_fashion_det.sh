@@ -4,8 +4,10 @@
 #   benchmarks/ablate_fashion_det.sh ABLATION [KEY VALUE ...]
 #   teacher_trunk  the teacher's own stem+res2 (32 channels) as the edge trunk: what the codec alone costs
 #   teacher_passthrough  the teacher's stem+res2 and no codec (float32 sent as is): the adaptation, nothing lost at the split
+#   teacher_wide_codec   teacher_trunk with the codec's layers twice as wide (CODEC.HIDDEN_CHANNELS 128)
+#   teacher_long_codec   teacher_trunk with the codec pre-trained 2,000 iterations (500 in the chain)
 #   wide_latent    the quarter-width edge trunk with a 48-channel latent (24 in the main chain)
-#   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the main chain's: what the weak trunk costs
+#   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the chain's: does the codec cap AP whatever the rate?
 #   res3           the split after res3 (edge KD at res3 first, 2,000 iterations; the cloud's FPN from p3)
 #   joint_ds1      joint adaptation with the latent at res2's stride 4 (CODEC.DOWNSAMPLE 1; the chain's: 2, stride 8)
 #                  and rate weights 1/4 to 4: whether the small objects' AP lost to the stride-8 latent comes back
@@ -24,25 +26,25 @@ CONVERGE="$PWD/benchmarks/converge_fashion_det.sh"
 name="$1"; shift
 second=adapt  # the stage after the codec's: adapt (edge frozen) or joint
 sweep=rates=all  # the val sweep: every rate level of the variable-rate codec
+codec_iters=500  # the codec's pre-training
 dir="$OUT/ablate_$name"
 mkdir -p "$dir"
 ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/teacher.pth"
 case "$name" in
-  teacher_trunk)
+  teacher_trunk|teacher_passthrough|teacher_wide_codec|teacher_long_codec)
     [ -f "$dir/edge.pth" ] || "${PY:-.venv/bin/python}" tools/export_checkpoint.py "$OUT/teacher.pth" "$dir/edge.pth" \
       --keep backbone.bottom_up.stem backbone.bottom_up.res2  # the edge trunk: the teacher's own stem and res2
     opts=(MODEL.ECCENTRIC.EDGE.RESNETS.STEM_OUT_CHANNELS 32 MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS 32
-          MODEL.ECCENTRIC.EDGE.DETECTOR False) ;;
-  teacher_passthrough)  # teacher_trunk with no codec (float32 features sent as they are): what the split's
-                        # adaptation reaches with nothing lost at the split; the teacher itself stands in for the codec stage
-    [ -f "$dir/edge.pth" ] || "${PY:-.venv/bin/python}" tools/export_checkpoint.py "$OUT/teacher.pth" "$dir/edge.pth" \
-      --keep backbone.bottom_up.stem backbone.bottom_up.res2
-    mkdir -p "$dir/codec"; ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/codec/model_final.pth"
-    ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/codec.pth"
-    opts=(MODEL.ECCENTRIC.EDGE.RESNETS.STEM_OUT_CHANNELS 32 MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS 32
-          MODEL.ECCENTRIC.EDGE.DETECTOR False MODEL.ECCENTRIC.CODEC.NAME passthrough MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[]"
-          MODEL.ECCENTRIC.CODEC.RATE 0.0)
-    sweep="weights=$dir/adapt.pth" ;;  # one point: one rate
+          MODEL.ECCENTRIC.EDGE.DETECTOR False)
+    case "$name" in
+      teacher_passthrough)  # no codec stage: the teacher itself stands in for its checkpoint
+        mkdir -p "$dir/codec"; ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/codec/model_final.pth"
+        ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/codec.pth"
+        opts+=(MODEL.ECCENTRIC.CODEC.NAME passthrough MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[]" MODEL.ECCENTRIC.CODEC.RATE 0.0)
+        sweep="weights=$dir/adapt.pth" ;;  # one point: one rate
+      teacher_wide_codec) opts+=(MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS 128) ;;
+      teacher_long_codec) codec_iters=2000 ;;
+    esac ;;
   wide_latent)
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     opts=(MODEL.ECCENTRIC.CODEC.LATENT_CHANNELS 48) ;;
@@ -71,10 +73,10 @@ case "$name" in
                         MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
       joint_decay) opts=(MODEL.ECCENTRIC.DISTILL.DECAY cosine) ;;
     esac ;;
-  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay)" >&2
+  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough teacher_wide_codec teacher_long_codec wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay)" >&2
      exit 2 ;;
 esac
-[ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER 500 "${opts[@]}" "$@"
+[ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER "$codec_iters" "${opts[@]}" "$@"
 [ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "$@"
 # its val front beside the main chain's (merge with tools/pareto.py --results)
 [ -f "$dir/eval/pareto.json" ] || "${PY:-.venv/bin/python}" tools/pareto.py --config-file \
