@@ -129,3 +129,32 @@ def test_the_stream_sends_a_moving_object_once_per_keyframe_interval():
         d = results[i].detections
         cloud = [b for b, c in zip(d["boxes"], d["classes"]) if c == 5]
         assert cloud == [pytest.approx([11 + 2 * i, 10, 41 + 2 * i, 40])]
+
+
+def test_image_level_reuses_the_whole_answer_of_followed_objects():
+    cache = ReuseCache(0.0, keyframe=5, track_iou=0.5)
+
+    def image_frame(boxes):
+        f = frame(boxes)
+        f.tile_probs, f.tile_px = None, 0  # image-level Dynamic ECC: one decision per frame
+        return f
+
+    f0 = image_frame([[10, 10, 40, 40], [60, 60, 90, 100]])
+    cache.observe(f0, 0)
+    assert cache.reusable_answer(f0, 0) is None
+    cache.store_answer(f0, 0, {"boxes": [[10, 11, 40, 41], [60, 60, 90, 100], [100, 5, 120, 20]],
+                               "scores": [0.9, 0.8, 0.2], "classes": [3, 4, 5], "image_size": [128, 128]})
+    f1 = image_frame([[13, 10, 43, 40], [60, 62, 90, 102]])
+    cache.observe(f1, 1)
+    answer = cache.reusable_answer(f1, 1)
+    # each object's answer moved with it; the unsure detection no object took stays where the cloud put it
+    got = dict(zip(answer["classes"], answer["boxes"]))
+    assert len(answer["classes"]) == 3 and got[3] == pytest.approx([13, 11, 43, 41])
+    assert got[4] == pytest.approx([60, 62, 90, 102]) and got[5] == [100, 5, 120, 20]
+    # the second object's cloud answer was not confident: the next frame goes to the cloud
+    cache = ReuseCache(0.0, keyframe=5, track_iou=0.5)
+    cache.observe(f0, 0)
+    cache.store_answer(f0, 0, {"boxes": [[10, 11, 40, 41], [60, 60, 90, 100]], "scores": [0.9, 0.4],
+                               "classes": [3, 4], "image_size": [128, 128]})
+    cache.observe(f1, 1)
+    assert cache.reusable_answer(f1, 1) is None
