@@ -155,14 +155,17 @@ def test_tile_masks_leave_out_the_least_likely_tiles_first():
     assert [m.sum() for m in masks] == [4, 3, 2, 1]
     assert masks[-1][0, 0] and masks[1].tolist() == [[True, False, True], [False, True, False]]
     assert tile_masks(probs, 0.95, 1) == []
-    # a reused tile brings no context of its own, and is sent only as another tile's context
+    # an unchanged tile is never sent; a tile answered from followed objects brings no context of its own, and is
+    # sent only as another tile's context
     probs = np.array([[0.9, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
     reused = np.zeros(probs.shape, bool)
     reused[0, 0] = True
-    masks = tile_masks(probs, 0.3, 1, reused)
+    assert all(not m[0, 0] and m[0, 1] for m in tile_masks(probs, 0.3, 1, never=reused)[:1])
+    masks = tile_masks(probs, 0.3, 1, exclude=reused)
     assert len(masks) == 1 and masks[0].tolist() == [[False, False, True, True], [False, False, True, True]]
     probs[0, 1] = 0.8
-    assert all(m[0, 0] for m in tile_masks(probs, 0.3, 1, reused))
+    assert all(m[0, 0] for m in tile_masks(probs, 0.3, 1, exclude=reused))
+    assert not any(m[0, 0] for m in tile_masks(probs, 0.3, 1, never=reused))
 
 
 def test_stream_options_are_checked_with_their_keys():
@@ -310,10 +313,8 @@ def test_region_reuse_sends_only_the_tiles_that_changed():
     assert first.source == "cloud" and len(first.tiles) == total and first.reused == 0
     assert same.source == "reused" and same.bytes == 0 and same.reused == total and not same.tiles
     assert changed.source == "cloud" and 0 < len(changed.tiles) < total
-    # the changed tiles go with one tile of context (REGION.DILATE 1), unchanged ones among it (answered from the
-    # cache all the same); the tile farthest from the changed corner is neither
-    assert 0 < changed.reused < total and len(changed.tiles) >= total - changed.reused
-    assert (96, 96, 128, 128) not in changed.tiles
+    assert changed.reused == total - len(changed.tiles)
+    assert all(x0 < 40 + 32 and y0 < 40 + 32 for x0, y0, _, _ in changed.tiles), changed.tiles  # by the changed corner
     assert len(p.cloud.bodies) == 2 and stream.reuse is not None
 
 

@@ -116,15 +116,16 @@ class EdgeStream:
         threshold = rc.threshold(frame.threshold) if rc is not None and frame.policy == "dynamic" else None
         size = lambda payload: len(payload.to_bytes(self.key))  # noqa: E731
         if frame.regions:
-            seeds = frame.tiles_at(dilate=False)  # the tiles the gate wants (their context comes with them)
-            reused = reuse.reusable_tiles(frame, index, seeds) if reuse else np.zeros_like(seeds)
+            base = frame.tiles_at()
+            reused = reuse.reusable_tiles(frame, index, base) if reuse else np.zeros_like(base)
+            tracked = reuse.tracked_tiles(reused.shape) if reuse else reused
             masks = tile_masks(frame.tile_probs, frame.threshold if threshold is None else threshold, frame.dilate,
-                               reused)
+                               tracked, reused & ~tracked)
             if rc is not None:
-                rc.note(bool((seeds & ~reused).any()), frame.score)
+                rc.note(bool((base & ~reused).any()), frame.score)
             plan = _Plan(source="reused" if reused.any() else "edge", reused=reused)
             if not masks:
-                if (seeds & ~reused).any():  # the gate wanted tiles the raised threshold keeps back
+                if (base & ~reused).any():  # the gate wanted tiles the raised threshold keeps back
                     plan.source = "edge-budget"
                 return plan
             choice = rc.choose(frame, masks, size) if rc is not None else (None, masks[0], frame.code(None, masks[0]))
@@ -191,8 +192,8 @@ class EdgeStream:
         elsewhere."""
         rows = list(zip(cloud["boxes"], cloud["scores"], cloud["classes"]))
         if reused.any():
-            if rows:
-                inside = in_tiles([r[0] for r in rows], reused, frame.tile_px,
+            if rows and (reused & sent).any():
+                inside = in_tiles([r[0] for r in rows], reused & sent, frame.tile_px,
                                   input_scale(frame.image_size, frame.output_size))
                 rows = [r for r, i in zip(rows, inside) if not i]
             rows += self.reuse.cached_detections(frame, reused)

@@ -44,11 +44,10 @@ class EdgeFrame:
         """Image-level: does the offload rule send this frame at ``threshold`` (default its own)?"""
         return should_offload(self.policy, self.score, self.threshold if threshold is None else threshold)
 
-    def tiles_at(self, threshold=None, dilate=True):
-        """Region-level: the [rows, cols] mask of tiles sent at ``threshold`` (default its own), context included
-        unless ``dilate`` is False."""
-        wanted = np.asarray(self.tile_probs) >= (self.threshold if threshold is None else threshold)
-        return dilate_tiles(wanted, self.dilate) if dilate else wanted
+    def tiles_at(self, threshold=None):
+        """Region-level: the [rows, cols] mask of tiles sent at ``threshold`` (default its own), context included."""
+        return dilate_tiles(np.asarray(self.tile_probs) >= (self.threshold if threshold is None else threshold),
+                            self.dilate)
 
     def code(self, rate=None, tiles=None):
         """The payload of this frame at ``rate`` (None: the default) in ``tiles`` (None: the whole image)."""

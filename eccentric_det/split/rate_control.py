@@ -178,11 +178,12 @@ class RateControl:
         self.bucket.add(8 * nbytes)
 
 
-def tile_masks(probs, threshold, dilate, exclude=None):
+def tile_masks(probs, threshold, dilate, exclude=None, never=None):
     """The tile masks a region frame may send, most tiles first: the tiles of ``probs`` ([rows, cols]) at least
-    ``threshold`` but those of ``exclude`` (answered from the reuse cache), grown by ``dilate`` tiles of context (a
-    reused tile is sent only as another tile's context), then with its least likely selected tile (the gate's surest)
-    left out, and so on down to its most likely one. Empty masks are left out."""
+    ``threshold`` but those of ``exclude`` (answered from the objects the edge follows: they bring no context of their
+    own), grown by ``dilate`` tiles of context, less the tiles of ``never`` (unchanged since the cloud saw them); then
+    with its least likely selected tile (the gate's surest) left out, and so on down to its most likely one. Empty
+    masks are left out."""
     probs = np.asarray(probs, np.float64)
     wanted = probs >= threshold
     if exclude is not None:
@@ -194,6 +195,8 @@ def tile_masks(probs, threshold, dilate, exclude=None):
         seed = np.zeros(probs.shape, bool)
         seed[tuple(order[:k].T)] = True
         mask = dilate_tiles(seed, dilate)
+        if never is not None:
+            mask &= ~np.asarray(never, bool)
         if mask.any() and not (out and np.array_equal(out[-1], mask)):
             out.append(mask)
     return out

@@ -285,6 +285,13 @@ class ReuseCache:
             tile = now[(slice(None),) + self._cells(frame, r, c)].clone()
             self.tiles[r, c] = (index, tile, tuple(frame.output_size), found.get((r, c), []))
 
+    def tracked_tiles(self, shape):
+        """The [rows, cols] mask of the tiles the last :meth:`reusable_tiles` answers from the objects followed."""
+        out = np.zeros(shape, bool)
+        for r, c in self._by_tracks:
+            out[r, c] = True
+        return out
+
     def cached_detections(self, frame, tiles):
         """The cached detections of the set tiles of ``tiles`` (from the last :meth:`reusable_tiles`), as (box,
         score, class) rows: the followed objects' moved by their motion, the others' as the cloud gave them."""
