@@ -76,6 +76,15 @@ def one_box_per_object(boxes, scores):
     return [list(boxes[keep[i]]) for i in out]
 
 
+def box_tiles(frame, boxes, grid):
+    """(row, col) of the tile of ``grid`` holding each box's centre (boxes at ``frame``'s output size); image level,
+    ``grid`` None: all (0, 0)."""
+    if grid is None:
+        return [(0, 0)] * len(boxes)
+    rows, cols = centre_tiles(boxes, frame.tile_px, grid, input_scale(frame.image_size, frame.output_size))
+    return list(zip(rows.tolist(), cols.tolist()))
+
+
 def _centre(box):
     return (np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64)) / 2
 
@@ -155,16 +164,12 @@ class ReuseCache:
         self.tracks = tracks + [Track(b) for j, b in enumerate(boxes) if j not in taken]  # the lost ones are dropped
 
     def _track_tiles(self, frame, grid):
-        """(row, col) of each track's box centre (image level, ``grid`` None: all (0, 0))."""
-        if grid is None:
-            return [(0, 0)] * len(self.tracks)
-        rows, cols = centre_tiles([t.box for t in self.tracks], frame.tile_px, grid,
-                                  input_scale(frame.image_size, frame.output_size))
-        return list(zip(rows.tolist(), cols.tolist()))
+        """(row, col) of each track's box centre."""
+        return box_tiles(frame, [t.box for t in self.tracks], grid)
 
     def _followed(self, index, tiles_of):
-        """The tiles whose tracks all had a cloud answer within ``keyframe`` frames (at least one track; no recent
-        orphan there)."""
+        """The tiles whose tracks may all reuse their cloud answer (:meth:`Track.reusable`; at least one track) and
+        where no confident cloud detection went to no track."""
         ok = {}
         for t, tile in zip(self.tracks, tiles_of):
             ok[tile] = ok.get(tile, True) and t.reusable(index, self.keyframe)
@@ -188,11 +193,7 @@ class ReuseCache:
             self.loose[tile] = (index, [])
         boxes, scores, classes = answer["boxes"], answer["scores"], answer["classes"]
         iou = box_iou(boxes, [self.tracks[k].box for k in here])
-        if grid is None:
-            cells = [(0, 0)] * len(boxes)
-        else:
-            r, c = centre_tiles(boxes, frame.tile_px, grid, input_scale(frame.image_size, frame.output_size))
-            cells = list(zip(r.tolist(), c.tolist()))
+        cells = box_tiles(frame, boxes, grid)
         for d in range(len(boxes)):
             best = int(np.argmax(iou[d])) if len(here) else -1
             if best >= 0 and iou[d, best] >= ATTACH_IOU:
@@ -210,11 +211,7 @@ class ReuseCache:
         boxes = edge.get("boxes", [])
         if not len(boxes):
             return rows
-        if grid is None:
-            here = np.ones(len(boxes), bool)
-        else:
-            r, c = centre_tiles(boxes, frame.tile_px, grid, input_scale(frame.image_size, frame.output_size))
-            here = np.array([(a, b) in tiles for a, b in zip(r.tolist(), c.tolist())])
+        here = np.array([cell in tiles for cell in box_tiles(frame, boxes, grid)])
         covered = (box_iou(boxes, [d[0] for d in rows]) >= ATTACH_IOU).any(axis=1)
         return rows + [(list(boxes[k]), edge["scores"][k], edge["classes"][k]) for k in np.nonzero(here & ~covered)[0]]
 
@@ -276,8 +273,7 @@ class ReuseCache:
         now = frame.signature() if self.threshold else None
         if now is None:
             return
-        scale = input_scale(frame.image_size, frame.output_size)
-        tiles = zip(*(i.tolist() for i in centre_tiles(answer["boxes"], frame.tile_px, np.shape(sent), scale)))
+        tiles = box_tiles(frame, answer["boxes"], np.shape(sent))
         found = {}
         for b, s, c, t in zip(answer["boxes"], answer["scores"], answer["classes"], tiles):
             found.setdefault(t, []).append((list(b), s, c))
