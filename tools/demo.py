@@ -34,6 +34,9 @@ def get_parser():
     p.add_argument("--output", help="a folder (or a file name) for the annotated video/images, the log and the "
                                     "summary; without it the frames are shown in a window")
     p.add_argument("--confidence-threshold", type=float, default=0.5, help="lowest score shown and logged")
+    p.add_argument("--agnostic-iou", type=float, default=0.0,
+                   help="one label per object: of boxes of any classes overlapping at this IoU, show the best "
+                        "(class-agnostic NMS; 0: off, Detectron2's per-class NMS only)")
     p.add_argument("--offload-threshold", type=float,
                    help="offload a frame when the edge's 'needs the cloud' score is at least this "
                         "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
@@ -74,7 +77,7 @@ def run(args):
         opts = opts[1:]
     cfg = setup_cfg(args.config_file, stream_opts(args) + opts)
     cloud = HttpCloud.from_environment(args.cloud_url) if args.cloud_url else None
-    predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold)
+    predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold, args.agnostic_iou)
     if args.input:
         return run_on_images(predictor, args.input, args.output)
     return run_on_video(predictor, 0 if args.webcam else video, args.output)

@@ -9,6 +9,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
@@ -25,6 +26,7 @@ from ..tasks import get_eccentric_cfg
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from .accuracy import BoxAccuracy, ground_truth_of
 from .cloud import InProcessCloud
+from .shown import shown
 from .video import DemoError, VideoSource, open_writer
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
@@ -76,14 +78,19 @@ class EccentricPredictor:
     to ``cloud`` (default: the model's own cloud half, in process), the merge).
 
     ``offload_threshold`` switches the model to the dynamic policy at that threshold (0: every
-    frame goes to the cloud, above 1: none). ``confidence_threshold`` only filters what is shown
+    frame goes to the cloud, above 1: none). ``confidence_threshold`` and ``agnostic_iou`` (one label per object:
+    class-agnostic NMS at that IoU, 0: off; :func:`~eccentric_det.demo.shown.shown`) only filter what is shown
     and logged: the edge's offload decision sees all of its detections, as it was fitted to. The budget and
     reuse come from ``MODEL.ECCENTRIC.OFFLOAD`` (BUDGET_KBPS, FPS, BUFFER_S, REUSE.*); :meth:`start_stream` starts a
     new stream (an empty bucket and cache) at a video's frame rate, with options overridden.
     """
 
-    def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5):
+    def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5, agnostic_iou=0.0):
         check_cfg(cfg)
+        try:
+            shown([], [], confidence_threshold, agnostic_iou)
+        except ValueError as e:
+            raise DemoError(str(e)) from e
         self.stream_options = stream_options(cfg)
         try:
             check_stream_options(**{**self.stream_options, "fps": self.stream_options["fps"] or None})
@@ -101,7 +108,7 @@ class EccentricPredictor:
         self.cloud = cloud if cloud is not None else InProcessCloud(self.model)
         self.inputs = InputBuilder.from_config(cfg)
         self.edge = TorchEdge(self.model, self.inputs)
-        self.confidence_threshold = confidence_threshold
+        self.confidence_threshold, self.agnostic_iou = confidence_threshold, agnostic_iou
         dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
         self.class_names = MetadataCatalog.get(dataset).get("thing_classes", None)
         self.stream = self.fps = None
@@ -131,7 +138,9 @@ class EccentricPredictor:
         r = self.stream(bgr)
         tiles = sent_tiles(r.tiles, r.tile_px, r.input_size, bgr.shape[:2]) if r.tiles is not None else []
         instances = dict_to_instances({**r.detections, "image_size": list(bgr.shape[:2])})
-        instances = instances[instances.scores >= self.confidence_threshold]
+        keep = shown(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(), self.confidence_threshold,
+                     self.agnostic_iou)
+        instances = instances[torch.as_tensor(keep, dtype=torch.long)]
         return FrameResult(instances, r.source == "cloud", r.bytes_sent, r.score, r.edge_ms, r.cloud_ms, tiles,
                            r.source, r.rate, r.reused)
 
@@ -229,7 +238,8 @@ def format_summary(s):
         f"to the {s['cloud']} cloud",
         f"time         edge {s['edge_ms_per_frame']:.1f} ms + cloud {s['cloud_ms_per_frame']:.1f} ms per frame "
         f"({s['cloud_ms_per_offloaded_frame']:.1f} ms per offloaded frame)",
-        f"detections   {s['detections_per_frame']:.2f} per frame (score >= {s['confidence_threshold']})",
+        f"detections   {s['detections_per_frame']:.2f} per frame (score >= {s['confidence_threshold']}"
+        + (f", one label per object at IoU {s['agnostic_iou']:g})" if s.get("agnostic_iou") else ")"),
     ]
     if s.get("kbps") is not None:
         lines.insert(2, f"bitrate      {s['kbps']:.1f} kbit/s at {s['fps']:g} frames/s")
@@ -315,7 +325,7 @@ def _show(vis, wait_ms):
 
 def _finish(summary, predictor, log, output, codec, summary_path):
     summary.update(cloud=predictor.cloud.name, confidence_threshold=predictor.confidence_threshold,
-                   output=output, codec=codec, log=log.path)
+                   agnostic_iou=predictor.agnostic_iou, output=output, codec=codec, log=log.path)
     stream = predictor.stream
     if stream is not None and stream.rate_control is not None:  # budget_kbps, mean_kbps, bucket_peak_fill, ...
         summary.update(stream.summary())

@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Fit what the demo shows (``tools/demo.py --confidence-threshold``, ``--agnostic-iou``) on demo runs over videos
+of Fashion-MNIST *training* items, never on the default (test-item) video:
+
+    python datasets/prepare_demo_video.py --items train --seed 12 --out output/demo_fit/train_seed12.mp4
+    python tools/demo.py --video-input output/demo_fit/train_seed12.mp4 --output output/demo_fit/run12
+    python benchmarks/fit_demo_filter.py output/demo_fit/run12 ... --output output/demo_fit/fit.json
+
+Each run folder holds a demo's ``*.summary.json`` (its log and the video's boxes). Every pair of a confidence
+threshold (at least the runs' own) and a class-agnostic NMS IoU is applied to the logged detections, and precision
+and recall are counted over all runs together (``eccentric_det.demo.accuracy``, IoU 0.5, the same class). The
+chosen pair has the highest recall among those with precision >= ``--precision`` (else the highest precision).
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+from eccentric_det.demo.accuracy import BoxAccuracy
+from eccentric_det.demo.shown import shown
+
+
+def load_run(folder):
+    """(summary, records) of the demo run in ``folder``."""
+    paths = glob.glob(os.path.join(folder, "*.summary.json"))
+    if len(paths) != 1:
+        sys.exit(f"fit_demo_filter.py: error: {folder} must hold exactly one demo *.summary.json, found {len(paths)}")
+    with open(paths[0]) as f:
+        summary = json.load(f)
+    if not summary.get("ground_truth") or not summary.get("log"):
+        sys.exit(f"fit_demo_filter.py: error: {paths[0]} has no log or no ground truth: run tools/demo.py with "
+                 "--output on a composed video (its .json beside it)")
+    with open(summary["log"]) as f:
+        return summary, [json.loads(line) for line in f]
+
+
+def count(runs, confidence, agnostic_iou):
+    """Pooled precision, recall and counts of ``runs`` filtered at ``confidence`` and ``agnostic_iou``."""
+    matched = detections = objects = 0
+    for summary, records in runs:
+        acc = BoxAccuracy(summary["ground_truth"])
+        for r in records:
+            d = r["detections"]
+            keep = shown([x["box"] for x in d], [x["score"] for x in d], confidence, agnostic_iou)
+            acc.add(r["frame"], [d[k]["box"] for k in keep], [d[k]["score"] for k in keep],
+                    [d[k]["class"] for k in keep])
+        matched, detections, objects = matched + acc.matched, detections + acc.detections, objects + acc.objects
+    return {"confidence": confidence, "agnostic_iou": agnostic_iou, "matched": matched, "detections": detections,
+            "objects": objects, "precision": matched / detections if detections else 0.0,
+            "recall": matched / objects if objects else 0.0}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="demo output folders (one run on one training-item video each)")
+    p.add_argument("--precision", type=float, default=0.8, help="the precision to reach")
+    p.add_argument("--confidence", type=float, nargs="+", default=[round(x, 2) for x in np.arange(0.5, 0.96, 0.05)])
+    p.add_argument("--agnostic-iou", type=float, nargs="+", default=[0.0, 0.5, 0.7])
+    p.add_argument("--output", required=True, help="the json written: every pair counted and the chosen one")
+    args = p.parse_args(argv)
+    runs = [load_run(folder) for folder in args.runs]
+    logged = max(s["confidence_threshold"] for s, _ in runs)
+    if min(args.confidence) < logged or any(s.get("agnostic_iou") for s, _ in runs):
+        sys.exit(f"fit_demo_filter.py: error: the runs logged detections at score >= {logged} without class-agnostic "
+                 f"NMS; fit thresholds >= {logged} only, or rerun the demo with a lower --confidence-threshold")
+    grid = [count(runs, c, a) for a in args.agnostic_iou for c in args.confidence]
+    meets = [g for g in grid if g["precision"] >= args.precision]
+    best = max(meets, key=lambda g: (g["recall"], g["precision"])) if meets else max(grid, key=lambda g: g["precision"])
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision,
+                   "chosen": best, "grid": grid}, f, indent=1)
+    print(f"chosen: --confidence-threshold {best['confidence']:g} --agnostic-iou {best['agnostic_iou']:g}: precision "
+          f"{best['precision']:.3f}, recall {best['recall']:.3f} over {len(runs)} training-item runs -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
