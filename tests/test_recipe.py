@@ -173,6 +173,25 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert f"write {out / 'report.md'}" in text
 
 
+def test_joint_trains_the_edge_in_stage_4_only_and_the_sweeps_take_that_edge(own, tmp_path, capsys):
+    """--joint: stage 4 unfreezes the edge and adds its detector's loss; a user's stage-4 override still wins; the
+    gate and the sweeps evaluate the jointly trained edge inside the adapted checkpoint (EDGE.WEIGHTS not the KD
+    edge's)."""
+    stages, _ = dry_run(capsys, _argv(own, tmp_path / "joint", "--joint", "--dry-run",
+                                      "adaptive_ecc_vr:MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT", "0.25"))
+    a = stages[4]["commands"][0]
+    assert value(a, "MODEL.ECCENTRIC.DISTILL.FREEZE") == "[]"
+    assert value(a, "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT") == "0.25"
+    assert a.count("MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT") == 1
+    for key in (1, 2, 3):
+        assert "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT" not in stages[key]["commands"][0]
+    sweep_a, sweep_b, _ = stages[6]["commands"]
+    assert value(sweep_a, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ""
+    assert value(sweep_b, "MODEL.ECCENTRIC.EDGE.WEIGHTS").endswith("offload_gate.pth")  # the gate only
+    frozen, _ = dry_run(capsys, _argv(own, tmp_path / "frozen", "--dry-run"))
+    assert "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT" not in frozen[4]["commands"][0]
+
+
 def test_max_minutes_reaches_every_training_stage_and_the_report_says_how_stages_ended(own, tmp_path, capsys):
     stages, _ = dry_run(capsys, _argv(own, tmp_path / "run", "--max-minutes", "30", "--dry-run"))
     for i in (1, 2, 3, 4):

@@ -58,6 +58,10 @@ def build_parser():
                    help=f"codec pre-training (default configs/{DEFAULT_CONFIGS['pretrain']}, shipped)")
     p.add_argument("--adapt-config", default="",
                    help=f"Adaptive ECC, variable rate (default configs/{DEFAULT_CONFIGS['adapt']}, shipped)")
+    p.add_argument("--joint", action="store_true",
+                   help="joint adaptation: stage 4 trains the edge trunk and detector with the cloud's losses and the "
+                        "edge detector's own instead of freezing them (on FashionDet +1.5 AP at 7%% fewer bytes, and "
+                        "a better edge alone: docs/own_data.md)")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training images held out of stages "
                                                               "1-4 to fit the gate on (0: fit on training images)")
     p.add_argument("--teacher-weights", default="", help="initial weights of the teacher (MODEL.WEIGHTS of stage 1)")

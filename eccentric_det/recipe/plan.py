@@ -47,6 +47,9 @@ QUICK_SWEEP = {"thresholds": (0.5,), "jpeg": (30, 90), "webp": (50,), "png": (9,
 POINT_CONFIG_MARK = "# written by tools/train_eccentric.py: the merged config of report.md's row"
 QUICK_EVAL_IMAGES = 4
 QUICK_GATE_FALLBACK_THRESHOLD = 0.5  # the unfitted gate's: offload when the best edge detection scores below 0.5
+# --joint: stage 4 trains the edge trunk and detector with the cloud (nothing frozen, the edge detector's own loss
+# at half weight), as configs/FashionDet/adaptive_ecc_vr_joint.yaml; the user's adaptive_ecc_vr: overrides come after
+JOINT_OPTS = ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]", "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT", "0.5"]
 
 
 def shipped_config(name):
@@ -87,6 +90,8 @@ class Recipe:
         self.ckpt = lambda name: os.path.join(self.dir, "checkpoints", name)  # noqa: E731
         self.stage_dir = lambda key: os.path.join(self.dir, key)  # noqa: E731
         self.opts, self.stage_opts = split_opts(args.opts)
+        if args.joint:
+            self.stage_opts["adaptive_ecc_vr"] = JOINT_OPTS + self.stage_opts.get("adaptive_ecc_vr", [])
         if not 0 <= args.holdout < 1:
             raise RecipeError(f"--holdout is the fraction of training images held out for the gate, in [0, 1); got "
                               f"{args.holdout}")
