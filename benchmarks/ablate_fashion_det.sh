@@ -17,6 +17,9 @@
 #   joint_task     the same with no distillation at all (task and rate losses only, the edge's included)
 #   joint_decay    joint adaptation with the cloud's distillation weights decayed to 0 over the run (DISTILL.DECAY
 #                  cosine): aligned to the teacher first, free of it at the end
+#   joint_wide_codec  joint adaptation (the chain's quarter-width edge trained with the cloud) with the codec's layers
+#                  twice as wide (CODEC.HIDDEN_CHANNELS 128, its own 500-iteration pre-training): the lever
+#                  teacher_wide_codec points to, on the shipped joint chain
 # Needs $OUT/teacher.pth and $OUT/edge.pth of the main chain; writes $OUT/ablate_<ABLATION>/ (adapt.pth) and is
 # resumable like the main chain. DEVICE=cuda on a GPU.
 set -euo pipefail
@@ -63,6 +66,10 @@ case "$name" in
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     second=joint
     opts=(MODEL.ECCENTRIC.CODEC.DOWNSAMPLE 1 MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[0.25, 0.5, 1.0, 2.0, 4.0]") ;;
+  joint_wide_codec)
+    ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
+    second=joint
+    opts=(MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS 128) ;;
   joint_nofeat|joint_task|joint_decay)  # the adaptation objective; the chain's codec (500 its) is shared, not retrained
     ln -sf "$(realpath "$OUT/edge.pth")" "$dir/edge.pth"
     ln -sfn "$(realpath "$OUT/codec")" "$dir/codec"; ln -sf "$(realpath "$OUT/codec.pth")" "$dir/codec.pth"
@@ -73,7 +80,7 @@ case "$name" in
                         MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
       joint_decay) opts=(MODEL.ECCENTRIC.DISTILL.DECAY cosine) ;;
     esac ;;
-  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough teacher_wide_codec teacher_long_codec wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay)" >&2
+  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough teacher_wide_codec teacher_long_codec wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay joint_wide_codec)" >&2
      exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER "$codec_iters" "${opts[@]}" "$@"
