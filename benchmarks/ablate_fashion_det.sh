@@ -6,6 +6,8 @@
 #   teacher_passthrough  the teacher's stem+res2 and no codec (float32 sent as is): the adaptation, nothing lost at the split
 #   teacher_wide_codec   teacher_trunk with the codec's layers twice as wide (CODEC.HIDDEN_CHANNELS 128)
 #   teacher_long_codec   teacher_trunk with the codec pre-trained 2,000 iterations (500 in the chain)
+#   teacher_wide_joint   teacher_wide_codec with the teacher's stem+res2 trained with the cloud in the adaptation
+#                  (DISTILL.FREEZE []; frozen in the codec's pre-training): the split trained as the cloud-only baseline is
 #   wide_latent    the quarter-width edge trunk with a 48-channel latent (24 in the main chain)
 #   near_lossless  the quarter-width edge trunk, rate weights 1/16 of the chain's: does the codec cap AP whatever the rate?
 #   res3           the split after res3 (edge KD at res3 first, 2,000 iterations; the cloud's FPN from p3)
@@ -28,13 +30,14 @@ OUT="${OUT:-output/converge}"
 CONVERGE="$PWD/benchmarks/converge_fashion_det.sh"
 name="$1"; shift
 second=adapt  # the stage after the codec's: adapt (edge frozen) or joint
+second_opts=()  # overrides of that stage only
 sweep=rates=all  # the val sweep: every rate level of the variable-rate codec
 codec_iters=500  # the codec's pre-training
 dir="$OUT/ablate_$name"
 mkdir -p "$dir"
 ln -sf "$(realpath "$OUT/teacher.pth")" "$dir/teacher.pth"
 case "$name" in
-  teacher_trunk|teacher_passthrough|teacher_wide_codec|teacher_long_codec)
+  teacher_trunk|teacher_passthrough|teacher_wide_codec|teacher_long_codec|teacher_wide_joint)
     [ -f "$dir/edge.pth" ] || "${PY:-.venv/bin/python}" tools/export_checkpoint.py "$OUT/teacher.pth" "$dir/edge.pth" \
       --keep backbone.bottom_up.stem backbone.bottom_up.res2  # the edge trunk: the teacher's own stem and res2
     opts=(MODEL.ECCENTRIC.EDGE.RESNETS.STEM_OUT_CHANNELS 32 MODEL.ECCENTRIC.EDGE.RESNETS.RES2_OUT_CHANNELS 32
@@ -46,6 +49,7 @@ case "$name" in
         opts+=(MODEL.ECCENTRIC.CODEC.NAME passthrough MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS "[]" MODEL.ECCENTRIC.CODEC.RATE 0.0)
         sweep="weights=$dir/adapt.pth" ;;  # one point: one rate
       teacher_wide_codec) opts+=(MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS 128) ;;
+      teacher_wide_joint) opts+=(MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS 128); second_opts=(MODEL.ECCENTRIC.DISTILL.FREEZE "[]") ;;
       teacher_long_codec) codec_iters=2000 ;;
     esac ;;
   wide_latent)
@@ -80,11 +84,11 @@ case "$name" in
                         MODEL.ECCENTRIC.DISTILL.BOX_WEIGHT 0.0) ;;
       joint_decay) opts=(MODEL.ECCENTRIC.DISTILL.DECAY cosine) ;;
     esac ;;
-  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough teacher_wide_codec teacher_long_codec wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay joint_wide_codec)" >&2
+  *) echo "unknown ablation $name (teacher_trunk teacher_passthrough teacher_wide_codec teacher_long_codec teacher_wide_joint wide_latent near_lossless res3 joint_ds1 joint_nofeat joint_task joint_decay joint_wide_codec)" >&2
      exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER "$codec_iters" "${opts[@]}" "$@"
-[ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "$@"
+[ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "${second_opts[@]}" "$@"
 # its val front beside the main chain's (merge with tools/pareto.py --results)
 [ -f "$dir/eval/pareto.json" ] || "${PY:-.venv/bin/python}" tools/pareto.py --config-file \
   configs/FashionDet/adaptive_ecc_vr.yaml --sweep "$sweep" --dataset fashion_det_val --bootstrap 200 \
