@@ -70,7 +70,7 @@ def dry_run(capsys, argv):
     assert rc == 0, captured.err
     stages, current = {}, None
     for line in captured.out.splitlines():
-        if line.startswith("[") and "/7] " in line:
+        if line.startswith("[") and "/8] " in line:
             current = int(line[1:line.index("/")])
             stages[current] = {"line": line, "commands": []}
         elif line.startswith("    ") and not line.strip().startswith(("#", "->", "(in-process)")) and current:
@@ -100,11 +100,11 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     train, val, _ = own
     stages, text = dry_run(capsys, _argv(own, out, "--teacher-weights", "coco_init.pth", "--dry-run",
                                          "MODEL.DEVICE", "cpu", "teacher:SOLVER.MAX_ITER", "7"))
-    assert sorted(stages) == list(range(1, 8)) and all("would run" in s["line"] for s in stages.values())
-    assert "[3/7] codec pre-training: would run" in text
+    assert sorted(stages) == list(range(1, 9)) and all("would run" in s["line"] for s in stages.values())
+    assert "[3/8] codec pre-training: would run" in text
     assert not out.exists()  # nothing written
     ck = lambda name: str(out / "checkpoints" / name)  # noqa: E731
-    teacher, edge, pre, adapt, gate, pareto = (stages[i]["commands"] for i in range(1, 7))
+    teacher, edge, pre, adapt, plus, gate, pareto = (stages[i]["commands"] for i in range(1, 8))
 
     # 1. the teacher on the user's data, from --teacher-weights; its export is what the others use
     assert [tool_of(c) for c in teacher] == ["train_net.py", "export_checkpoint.py"]
@@ -147,25 +147,37 @@ def test_dry_run_prints_every_stage_with_its_checkpoint_hand_offs(own, tmp_path,
     assert value(a, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ck("edge_kd.pth")
     assert args_of(adapt[1]) == [os.path.join(value(a, "OUTPUT_DIR"), "model_final.pth"), ck("adaptive_ecc_vr.pth")]
 
-    # 5. the gate fitted on the held-out images, never seen in training
+    # 5. the equal-budget cloud: the teacher + the iterations of stages 3 and 4 (300 + 900), at stage 4's schedule
+    c = plus[0]
+    assert value(c, "--config-file") == "configs/FashionDet/cloud_teacher.yaml" and value(c, "MODEL.WEIGHTS") == ck(
+        "teacher.pth")
+    assert value(c, "SOLVER.MAX_ITER") == str(int(value(p, "SOLVER.MAX_ITER") if "SOLVER.MAX_ITER" in p else 300)
+                                              + 900) == "1200"
+    assert (value(c, "SOLVER.BASE_LR"), value(c, "SOLVER.IMS_PER_BATCH"), value(c, "SOLVER.WARMUP_ITERS")) == (
+        "0.01", "6", "50")
+    assert value(c, "TEST.EVAL_PERIOD") == "150"  # its curve: eight points over its own run
+    assert args_of(plus[1]) == [os.path.join(value(c, "OUTPUT_DIR"), "model_final.pth"), ck("cloud_plus.pth")]
+
+    # 6. the gate fitted on the held-out images, never seen in training
     (g,) = gate
     assert tool_of(g) == "fit_offload_gate.py" and value(g, "--weights") == ck("adaptive_ecc_vr.pth")
     assert value(g, "--dataset") == f"{train}_holdout" and value(g, "--output") == ck("offload_gate.pth")
     assert value(g, "MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG") == "configs/FashionDet/cloud_teacher.yaml"
 
-    # 6. the sweeps: rates + edge-only + image codecs on the adapted model; thresholds with the fitted gate
+    # 7. the sweeps: rates + edge-only on the adapted model, image codecs for the equal-budget cloud; thresholds with
+    # the fitted gate
     sweep_a, sweep_b, merge = pareto
     assert {"rates=all", "edge_only"} <= set(sweep_a) and any(t.startswith("jpeg=") for t in sweep_a)
     assert any(t.startswith("webp=") for t in sweep_a) and value(sweep_a, "--dataset") == val
     assert value(sweep_a, "MODEL.WEIGHTS") == ck("adaptive_ecc_vr.pth")
     assert value(sweep_a, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == "" and value(sweep_a, "--cloud-weights") == ck(
-        "teacher.pth")
-    assert value(sweep_b, "--sweep").startswith("thresholds=<threshold of stage 5>,")
+        "cloud_plus.pth")
+    assert value(sweep_b, "--sweep").startswith("thresholds=<threshold of stage 6>,")
     assert value(sweep_b, "MODEL.WEIGHTS") == ck("adaptive_ecc_vr.pth")
     assert value(sweep_b, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ck("offload_gate.pth")
     assert merge[merge.index("--results") + 1:merge.index("--output")] == [value(sweep_a, "--output"),
                                                                            value(sweep_b, "--output")]
-    # the ceilings (the teacher on lossless PNG images, the edge alone) and each point's bootstrap interval of AP
+    # the ceilings (the equal-budget cloud on lossless PNG images, the edge alone) and each point's bootstrap interval of AP
     assert "png=9" in sweep_a and "edge_only" in sweep_a
     assert value(sweep_a, "--bootstrap") == value(sweep_b, "--bootstrap") == "200"
     assert "--bootstrap" not in merge  # the merge keeps the sweeps' intervals
@@ -185,7 +197,7 @@ def test_joint_trains_the_edge_in_stage_4_only_and_the_sweeps_take_that_edge(own
     assert a.count("MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT") == 1
     for key in (1, 2, 3):
         assert "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT" not in stages[key]["commands"][0]
-    sweep_a, sweep_b, _ = stages[6]["commands"]
+    sweep_a, sweep_b, _ = stages[7]["commands"]
     assert value(sweep_a, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ""
     assert value(sweep_b, "MODEL.ECCENTRIC.EDGE.WEIGHTS").endswith("offload_gate.pth")  # the gate only
     frozen, _ = dry_run(capsys, _argv(own, tmp_path / "frozen", "--dry-run"))
@@ -216,8 +228,8 @@ def test_quick_dry_run_takes_the_quick_schedules(own, tmp_path, capsys):
     assert value(stages[3]["commands"][0], "--config-file") == str(out / "configs" / "codec_pretrain_quick.yaml")
     assert value(stages[4]["commands"][0], "--config-file") == str(out / "configs" / "adaptive_ecc_vr_quick.yaml")
     assert 'MODEL.ECCENTRIC.CODEC.RATE_WEIGHTS [0.1, 1.0] MODEL.ECCENTRIC.DISTILL.MODE "reconstruct"' in text
-    assert value(stages[6]["commands"][0], "--max-images") == "4"
-    assert not any("--bootstrap" in c for c in stages[6]["commands"])  # --bootstrap 0: no intervals
+    assert value(stages[7]["commands"][0], "--max-images") == "4"
+    assert not any("--bootstrap" in c for c in stages[7]["commands"])  # --bootstrap 0: no intervals
 
 
 @pytest.mark.parametrize("case, match", [
@@ -313,7 +325,7 @@ def test_the_dry_run_estimates_a_stage_s_time_only_from_what_was_measured(own, t
             f.write(json.dumps({"iteration": i, "time": 0.5, "total_loss": 1.0}) + "\n")
     _, text = dry_run(capsys, argv[:-3] + ["--dry-run"] + argv[-3:])
     assert "    # time: about 5m50s (700 iterations x 0.50 s measured in " in text
-    assert "[2/7] edge detector (KD): would run (no stamp)\n    # time: no estimate (not measured" in text
+    assert "[2/8] edge detector (KD): would run (no stamp)\n    # time: no estimate (not measured" in text
     assert "time: about 5m50s for the stages measured here before; no estimate for edge_kd, codec_pretrain" in text
     _, text = dry_run(capsys, _argv(own, tmp_path / "fresh", "--dry-run"))
     assert "time: no estimate: nothing was measured in this output folder yet" in text
@@ -356,15 +368,15 @@ def test_the_dry_run_estimate_times_a_few_iterations_of_each_training_stage(own,
     monkeypatch.setattr(recipe.Recipe, "time_stage", lambda self, stage: (0.5, 10.0))
     _, argv = quick(40, "--dry-run", "--estimate")
     _, text = dry_run(capsys, argv)
-    assert ("[1/7] cloud teacher: would run (no stamp)\n    # time: about 30s (40 iterations x 0.50 s + 10s to "
+    assert ("[1/8] cloud teacher: would run (no stamp)\n    # time: about 30s (40 iterations x 0.50 s + 10s to "
             "start, warm up and save, timed by --estimate (5 iterations on cpu)") in text
-    assert "[6/7] evaluation and Pareto: would run (no stamp)\n    # time: not estimated" in text
-    assert "time: about 1m04s for the stages timed or measured here; no estimate for gate, pareto, report" in text
+    assert "[7/8] evaluation and Pareto: would run (no stamp)\n    # time: not estimated" in text
+    assert "time: about 1m18s for the stages timed or measured here; no estimate for gate, pareto, report" in text
     assert not out.exists()
 
 
 def test_the_gate_stage_reads_the_fit_the_tool_wrote(own, tmp_path):
-    """Stage 5 hands its result over as a file: fit_offload_gate --fit-json writes gate/fit.json (the library's
+    """Stage 6 hands its result over as a file: fit_offload_gate --fit-json writes gate/fit.json (the library's
     write_fit), which the stage completes; with --quick a fit that found nothing to fit on ("fitted": false) falls
     back to the unfitted gate."""
     from eccentric_det.calibration import NothingToFit, write_fit
@@ -469,11 +481,11 @@ def test_a_training_s_bar_is_timed_from_its_first_iteration(tmp_path, monkeypatc
         with open(metrics, "a") as f:
             f.writelines(json.dumps({"iteration": i, "time": 0.5}) + "\n" for i in iterations)
 
-    bar = ProgressBar("[1/7] cloud teacher", "it", 100)
+    bar = ProgressBar("[1/8] cloud teacher", "it", 100)
     since = time.time() - 1.0
     clock[0] += 40.0  # loading: no metrics.json yet
     bar.update(*step_progress(step, since))
-    assert str(bar.bar) == "[1/7] cloud teacher: starting (00:40)"
+    assert str(bar.bar) == "[1/8] cloud teacher: starting (00:40)"
     log(19)  # the first row: its clock starts here
     bar.update(*step_progress(step, since))
     clock[0] += 10.0
@@ -487,7 +499,7 @@ def test_a_training_s_bar_is_timed_from_its_first_iteration(tmp_path, monkeypatc
     log(19, 39, 59)  # an interrupted run that reached iteration 59 ...
     old = time.time() - 60
     os.utime(metrics, (old, old))  # ... a minute ago
-    resumed = ProgressBar("[1/7] cloud teacher", "it", 100, done=60)
+    resumed = ProgressBar("[1/8] cloud teacher", "it", 100, done=60)
     since = time.time() - 1.0
     clock[0] += 30.0
     resumed.update(*step_progress(step, since))
@@ -527,7 +539,7 @@ def test_a_stage_whose_stamp_matches_is_skipped_and_a_changed_input_reruns_it(tm
     assert set(stamp["inputs"][str(tmp_path / "in.txt")]) == {"size", "mtime_ns", "sha256"}
 
     assert execute_stage(fake_stage(tmp_path), say=lines.append) == "skipped"
-    assert lines[-1] == "[3/7] codec pre-training: skipped (outputs match)" and runs(tmp_path) == 1
+    assert lines[-1] == "[3/8] codec pre-training: skipped (outputs match)" and runs(tmp_path) == 1
     os.utime(tmp_path / "in.txt", ns=(time.time_ns(), time.time_ns() + 10 ** 9))  # touched, same content
     assert stamp_status(fake_stage(tmp_path))[0] == "skip"
 
@@ -553,7 +565,7 @@ def test_an_interrupted_stage_resumes_after_its_finished_steps(tmp_path):
                                                                 tmp_path / "runs.txt"))]),
                          Step(["python", "-c", fail, *map(str, (tmp_path / "in.txt", tmp_path / "out.txt",
                                                                 tmp_path / "runs.txt"))])])
-    with pytest.raises(RecipeError, match=r"(?s)\[1/7\] cloud teacher failed \(exit status 3\).*run the same command "
+    with pytest.raises(RecipeError, match=r"(?s)\[1/8\] cloud teacher failed \(exit status 3\).*run the same command "
                                           r"again"):
         execute_stage(stage, say=lambda _: None)
     stamp = json.load(open(tmp_path / "stage" / "stage.json"))
@@ -879,7 +891,7 @@ def test_the_teacher_load_says_it_is_the_teacher(tmp_path):
 @pytest.mark.fashion_mnist
 def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     """The whole command with --quick on a generated COCO-format dataset: every stage runs, report.md lists every
-    series with its --eval-only command; the same command again skips all seven stages."""
+    series with its --eval-only command; the same command again skips all eight stages."""
     from eccentric_det.data.fashion_det import FASHION_CLASSES, generate_fashion_det
 
     data = tmp_path / "data"
@@ -897,7 +909,7 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
     took = time.perf_counter() - start
     for i, title in enumerate(recipe.TITLES.values(), 1):
-        assert f"[{i}/7] {title}: done in" in first.stdout, first.stdout
+        assert f"[{i}/8] {title}: done in" in first.stdout, first.stdout
     report = (out / "report.md").read_text()
     result = json.load(open(out / "pareto" / "pareto.json"))
     series = {p["series"] for p in result["points"]}
@@ -961,7 +973,7 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     for i, title in enumerate(recipe.TITLES.values(), 1):
-        assert f"[{i}/7] {title}: skipped (outputs match)" in second.stdout, second.stdout
+        assert f"[{i}/8] {title}: skipped (outputs match)" in second.stdout, second.stdout
     assert {k: os.path.getmtime(out / k / "stage.json") for k in recipe.STAGES} == stamps
 
     # one later stage's override changed: that stage and those after it re-run, the earlier ones are kept
@@ -969,14 +981,14 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     changed = ["--", "adaptive_ecc_vr:SOLVER.BASE_LR", "0.002"]
     dry = subprocess.run(cmd + ["--dry-run"] + changed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    assert "[4/7] " in dry.stdout and "would run (its commands changed)" in dry.stdout, dry.stdout
+    assert "[4/8] " in dry.stdout and "would run (its commands changed)" in dry.stdout, dry.stdout
     third = subprocess.run(cmd + changed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     titles = list(recipe.TITLES.values())
     for i, title in enumerate(titles[:3], 1):
-        assert f"[{i}/7] {title}: skipped (outputs match)" in third.stdout, third.stdout
+        assert f"[{i}/8] {title}: skipped (outputs match)" in third.stdout, third.stdout
     for i, title in enumerate(titles[3:], 4):
-        assert f"[{i}/7] {title}: done in" in third.stdout, third.stdout
+        assert f"[{i}/8] {title}: done in" in third.stdout, third.stdout
     assert {k: os.path.getmtime(out / k / "stage.json") for k in recipe.STAGES[:3]} == \
         {k: stamps[k] for k in recipe.STAGES[:3]}
     assert os.path.getmtime(out / "checkpoints" / "teacher.pth") == teacher_ckpt

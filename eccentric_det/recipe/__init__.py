@@ -1,22 +1,25 @@
 """The whole ECC recipe on a dataset of your own, from COCO-format folders to a trade-off report
 (``tools/train_eccentric.py``).
 
-Seven stages, each a subprocess of the package's programs (``python -m eccentric_det.cli.<name>``, what
+Eight stages, each a subprocess of the package's programs (``python -m eccentric_det.cli.<name>``, what
 ``tools/<name>.py`` runs; so that ``--dry-run`` prints exactly what runs), each handing its exact checkpoint path to
 the next:
 
 1. ``teacher``: the cloud detector on your data (``train_net``), exported to ``checkpoints/teacher.pth``;
 2. ``edge_kd``: the edge detector distilled from that teacher, its edge exported to ``checkpoints/edge_kd.pth``;
 3. ``codec_pretrain``: the variable-rate codec pre-trained on feature reconstruction (``model_final.pth``);
-4. ``adaptive_ecc_vr``: knowledge adaptation from stage 3, exported to ``checkpoints/adaptive_ecc_vr.pth``;
-5. ``gate``: the Dynamic ECC offload gate fitted on held-out images (``fit_offload_gate``, which writes its fit to
+4. ``adaptive_ecc_vr``: knowledge adaptation from stage 3 (``--joint``: the edge trained with it), exported to
+   ``checkpoints/adaptive_ecc_vr.pth``;
+5. ``cloud_plus``: the equal-budget cloud, the teacher trained as many more iterations as stages 3 and 4 at stage 4's
+   schedule, exported to ``checkpoints/cloud_plus.pth``: the cloud-only rows' model;
+6. ``gate``: the Dynamic ECC offload gate fitted on held-out images (``fit_offload_gate``, which writes its fit to
    ``gate/fit.json``);
-6. ``pareto``: rates, thresholds, edge-only and cloud-only JPEG/WebP/PNG on the test set (``pareto``), each
+7. ``pareto``: rates, thresholds, edge-only and cloud-only JPEG/WebP/PNG on the test set (``pareto``), each
    with a bootstrap interval of its AP;
-7. ``report``: ``report.md``: the operating points with their intervals and the two ceilings (the teacher on lossless
-   PNG images, the edge alone), warnings that say when the numbers cannot be trusted and what to do, the plot, the
-   BD-rates, the recommended point for a budget (or why none is distinguishable), and each row's merged config
-   (``configs/<point>.yaml``) with the short command that reproduces it.
+8. ``report``: ``report.md``: the operating points with their intervals and the two ceilings (the equal-budget cloud
+   on lossless PNG images, the edge alone), warnings that say when the numbers cannot be trusted and what to do, the
+   plot, the BD-rates, the recommended point for a budget (or why none is distinguishable), and each row's merged
+   config (``configs/<point>.yaml``) with the short command that reproduces it.
 
 A stage is skipped when its outputs exist and its stamp (``<output>/<stage>/stage.json``: the commands, a hash of
 each merged config, and size, mtime and SHA-256 of its inputs and outputs) matches; a stage interrupted with the

@@ -63,7 +63,7 @@ def build_parser():
                         "edge detector's own instead of freezing them (on FashionDet +1.5 AP at 7%% fewer bytes, and "
                         "a better edge alone: docs/own_data.md)")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training images held out of stages "
-                                                              "1-4 to fit the gate on (0: fit on training images)")
+                                                              "1-5 to fit the gate on (0: fit on training images)")
     p.add_argument("--teacher-weights", default="", help="initial weights of the teacher (MODEL.WEIGHTS of stage 1)")
     p.add_argument("--edge-init", default="", help="initial weights of the edge (MODEL.ECCENTRIC.EDGE.WEIGHTS of "
                                                    "stage 2, e.g. ImageNet R-18 in Detectron2 names)")

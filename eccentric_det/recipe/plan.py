@@ -36,11 +36,13 @@ QUICK_VR = {"MODEL.ECCENTRIC.CODEC.NAME": "mean_scale", "MODEL.ECCENTRIC.CODEC.R
 QUICK_DERIVED = {"pretrain": ("codec_pretrain_quick.yaml", {**QUICK_VR, "MODEL.ECCENTRIC.DISTILL.MODE": "reconstruct"}),
                  "adapt": ("adaptive_ecc_vr_quick.yaml", dict(QUICK_VR))}
 STAGE_MODEL = {"teacher": "cloud", "edge_kd": "edge", "codec_pretrain": "pretrain", "adaptive_ecc_vr": "adapt",
-               "gate": "adapt", "pareto": "adapt"}  # the config (--*-config) of each stage's model
+               "cloud_plus": "cloud", "gate": "adapt", "pareto": "adapt"}  # the config (--*-config) of each stage's model
+# what the equal-budget cloud (stage 5) takes from the adaptation's merged config: its schedule
+EQUAL_BUDGET_SOLVER = ("IMS_PER_BATCH", "BASE_LR", "LR_SCHEDULER_NAME", "WARMUP_ITERS", "WARMUP_FACTOR")
 # the keys that hand a stage the checkpoints of earlier ones
 HANDOFF_WEIGHTS = ("MODEL.WEIGHTS", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS")
 
-# the points of stage 6 (besides every trained rate and edge-only); the fitted threshold joins the thresholds; PNG
+# the points of stage 7 (besides every trained rate and edge-only); the fitted threshold joins the thresholds; PNG
 # (lossless) is the cloud's ceiling: the teacher on the images as they are
 SWEEP = {"thresholds": (0.1, 0.3, 0.5, 0.7, 0.9), "jpeg": (5, 15, 30, 60, 90), "webp": (5, 30, 80), "png": (9,)}
 QUICK_SWEEP = {"thresholds": (0.5,), "jpeg": (30, 90), "webp": (50,), "png": (9,)}
@@ -126,8 +128,10 @@ class Recipe:
         self.eval_images = args.eval_images or (QUICK_EVAL_IMAGES if self.quick else None)
         self.sweep = QUICK_SWEEP if self.quick else SWEEP
         self.cfgs = {}  # stage -> merged config (after check())
+        self._equal_budget = None  # equal_budget_opts(), merged once
         self.builders = {"teacher": self.stage_teacher, "edge_kd": self.stage_edge_kd,
                          "codec_pretrain": self.stage_codec_pretrain, "adaptive_ecc_vr": self.stage_adaptive_ecc_vr,
+                         "cloud_plus": self.stage_cloud_plus,
                          "gate": self.stage_gate, "pareto": self.stage_pareto, "report": self.stage_report}
 
     # -------------------------------------------------------------------------------------- overrides
@@ -215,8 +219,30 @@ class Recipe:
         for stage, which in STAGE_MODEL.items():
             base, extra = self.merge_as[which]
             opts = self.train_opts() if stage not in ("gate", "pareto") else self.eval_opts()
+            if stage == "cloud_plus":
+                opts = opts + self.equal_budget_opts()
             out[stage] = (base, extra + opts + self.user_opts(stage))
         return out
+
+    def equal_budget_opts(self):
+        """The equal-budget cloud's solver: as many iterations as stages 3 and 4 together, at stage 4's schedule
+        (batch, learning rate, scheduler, warm-up; multi-step STEPS scaled to the longer run), so that the cloud-only
+        rows have the split's training budget."""
+        if self._equal_budget is None:
+            from ..tasks import get_eccentric_cfg
+
+            merged = {}
+            for stage in ("codec_pretrain", "adaptive_ecc_vr"):
+                base, extra = self.merge_as[STAGE_MODEL[stage]]
+                try:
+                    merged[stage] = get_eccentric_cfg(base, extra + self.train_opts() + self.user_opts(stage)).SOLVER
+                except (KeyError, ValueError, AssertionError) as e:
+                    raise RecipeError(f"stage {stage}: {e.args[0] if e.args else e}") from None
+            adapt, total = merged["adaptive_ecc_vr"], merged["codec_pretrain"].MAX_ITER + merged["adaptive_ecc_vr"].MAX_ITER
+            steps = tuple(round(s * total / adapt.MAX_ITER) for s in adapt.STEPS) if adapt.MAX_ITER else ()
+            self._equal_budget = ["SOLVER.MAX_ITER", str(total), "SOLVER.STEPS", str(steps)] + [
+                x for key in EQUAL_BUDGET_SOLVER for x in (f"SOLVER.{key}", str(adapt[key]))]
+        return self._equal_budget
 
     def identity(self):
         a = vars(self.args)
@@ -252,7 +278,7 @@ class Recipe:
 
     # -------------------------------------------------------------------------------------- stages
     def stages(self):
-        """The seven stages, built in order (stage 6 takes the threshold stage 5 wrote, when it has)."""
+        """The eight stages, built in order (stage 7 takes the threshold stage 6 wrote, when it has)."""
         return [self.stage(key) for key in STAGES]
 
     def stage(self, key):
@@ -266,7 +292,7 @@ class Recipe:
         return os.path.join(self.stage_dir("gate"), "fit.json")
 
     def threshold(self):
-        """The threshold stage 5 fitted (DIR/gate/fit.json), or None before it ran."""
+        """The threshold stage 6 fitted (DIR/gate/fit.json), or None before it ran."""
         try:
             return float(_read_json(self.fit_path())["threshold"])
         except (KeyError, TypeError, ValueError):
@@ -289,7 +315,9 @@ class Recipe:
 
     def _train_step(self, stage, which, handoff):
         out = self.stage_dir(stage)
-        opts = once([*self.train_opts(), *self.curve_opts(stage), *self.user_opts(stage), *handoff, "OUTPUT_DIR", out])
+        budget = self.equal_budget_opts() if stage == "cloud_plus" else []
+        opts = once([*self.train_opts(), *budget, *self.curve_opts(stage), *self.user_opts(stage), *handoff,
+                     "OUTPUT_DIR", out])
         return Step([*tool("train_net"), "--config-file", self.configs[which], *opts], train_dir=out,
                     max_iter=self._max_iter(stage))
 
@@ -346,6 +374,20 @@ class Recipe:
                            outputs=[self.ckpt("adaptive_ecc_vr.pth")],
                            configs=[self.stage_configs()["adaptive_ecc_vr"]], notes=self._derived_note("adapt"))
 
+    def stage_cloud_plus(self):
+        """Stage 5: the cloud-only baseline at the split's budget: the teacher trained further for as many iterations
+        as the codec's pre-training and the adaptation together, at the adaptation's schedule
+        (:meth:`equal_budget_opts`); stage 7 codes images for it."""
+        out = self.stage_dir("cloud_plus")
+        train = self._train_step("cloud_plus", "cloud", ["MODEL.WEIGHTS", self.ckpt("teacher.pth")])
+        return self._stage("cloud_plus", steps=[train, self._export(os.path.join(out, "model_final.pth"),
+                                                                    self.ckpt("cloud_plus.pth"))],
+                           inputs=[self.ckpt("teacher.pth")] + self._data(self.train_set),
+                           outputs=[self.ckpt("cloud_plus.pth")], configs=[self.stage_configs()["cloud_plus"]],
+                           notes=[f"the teacher + {self.equal_budget_opts()[1]} iterations: as many as stages 3 and 4 "
+                                  f"together, at stage 4's schedule, so that the cloud-only rows have the split's "
+                                  f"training budget"])
+
     def _derived_note(self, which):
         if self.configs[which] != os.path.join(self.dir, "configs", QUICK_DERIVED.get(which, ("",))[0]):
             return []
@@ -354,7 +396,7 @@ class Recipe:
                 + " ".join(f"{k} {json.dumps(v)}" for k, v in keys.items())]
 
     def stage_gate(self):
-        """Stage 5: tools/fit_offload_gate.py fits the gate on the held-out images and writes its fit to
+        """Stage 6: tools/fit_offload_gate.py fits the gate on the held-out images and writes its fit to
         ``gate/fit.json`` (--fit-json); the stage adds the dataset and the recall target. With --quick, a fit with
         nothing to fit on (fit.json: ``"fitted": false``) falls back to exporting the model's unfitted gate."""
         a, fit_json = self.args, self.fit_path()
@@ -407,7 +449,7 @@ class Recipe:
         values = sorted({round(float(t), 4) for t in self.sweep["thresholds"]} | (
             {round(fitted, 4)} if fitted is not None else set()))
         text = ",".join(f"{t:g}" for t in values)
-        return text if fitted is not None else f"<threshold of stage 5>,{text}"
+        return text if fitted is not None else f"<threshold of stage 6>,{text}"
 
     def stage_pareto(self):
         a, dirs, opts = self.args, self.sweep_dirs(), self.sweep_opts()
@@ -416,7 +458,7 @@ class Recipe:
         s = self.sweep
         adaptive = Step([*tool("pareto"), "--config-file", self.configs["adapt"], "--sweep", "rates=all", "edge_only",
                          *(f"{codec}=" + ",".join(map(str, s[codec])) for codec in ("jpeg", "webp", "png")),
-                         "--cloud-config", self.configs["cloud"], "--cloud-weights", self.ckpt("teacher.pth"),
+                         "--cloud-config", self.configs["cloud"], "--cloud-weights", self.ckpt("cloud_plus.pth"),
                          "--dataset", a.test, *images, "--output", dirs["adaptive"], "--", *opts["adaptive"]],
                         points_dir=dirs["adaptive"])
         dynamic = Step([*tool("pareto"), "--config-file", self.configs["adapt"], "--sweep",
@@ -427,7 +469,7 @@ class Recipe:
         out = self.stage_dir("pareto")
         return self._stage("pareto", steps=[adaptive, dynamic, merge],
                            inputs=[self.ckpt("adaptive_ecc_vr.pth"), self.ckpt("offload_gate.pth"),
-                                   self.ckpt("teacher.pth")] + self._data(a.test),
+                                   self.ckpt("teacher.pth"), self.ckpt("cloud_plus.pth")] + self._data(a.test),
                            outputs=[os.path.join(out, "pareto.json"), os.path.join(out, "pareto.png")],
                            configs=[self.stage_configs()["pareto"]])
 
@@ -453,9 +495,9 @@ class Recipe:
 
     # -------------------------------------------------------------------------------------- the report's inputs
     def point_configs(self):
-        """``[(row, point, sweep, slug, path)]`` for each point of stage 6's pareto.json that a sweep of this recipe
+        """``[(row, point, sweep, slug, path)]`` for each point of stage 7's pareto.json that a sweep of this recipe
         evaluated: its row in report.md, the point, the sweep's name, a short name from its label and where its merged
-        config goes (``configs/<slug>.yaml``). Empty before stage 6 ran."""
+        config goes (``configs/<slug>.yaml``). Empty before stage 7 ran."""
         points = (_read_json(os.path.join(self.stage_dir("pareto"), "pareto.json")) or {}).get("points", [])
         dirs = {name: os.path.abspath(d) for name, d in self.sweep_dirs().items()}
         taken, found = {os.path.splitext(name)[0] for name, _ in QUICK_DERIVED.values()}, []
@@ -531,7 +573,8 @@ class Recipe:
                 "fit": _read_json(self.fit_path()) or {}, "seconds": seconds, "stops": stops,
                 "eval_images": self.eval_images, "quick": self.quick, "bootstrap": a.bootstrap,
                 "checkpoints": {k: self.ckpt(k + ".pth") for k in ("teacher", "edge_kd", "adaptive_ecc_vr",
-                                                                     "offload_gate")},
+                                                                     "cloud_plus", "offload_gate")},
+                "equal_budget": self.equal_budget_opts()[1],
                 "command": self.command()}
 
     # -------------------------------------------------------------------------------------- run
@@ -539,7 +582,7 @@ class Recipe:
         a = self.args
         data = f"train {a.train}"
         if a.holdout:
-            data += (f" (stages 1-4 on {self.train_set}: {self.split[0]} images; gate on {self.gate_set}: "
+            data += (f" (stages 1-5 on {self.train_set}: {self.split[0]} images; gate on {self.gate_set}: "
                      f"{self.split[1]} images, --holdout {a.holdout:g})")
         return (f"ECC recipe{' (--quick)' if self.quick else ''}: {data}, test {a.test}, {a.num_classes} classes "
                 f"-> {self.dir}")
@@ -658,7 +701,7 @@ class Recipe:
         self.write_quick_configs()
         start = time.perf_counter()
         for key in STAGES:
-            stage = self.stage(key)  # built in turn: stage 6 needs stage 5's output
+            stage = self.stage(key)  # built in turn: stage 7 needs stage 6's output
             execute_stage(stage, say=say)
             if not self.args.keep_intermediate:
                 remove_intermediate(stage, say)

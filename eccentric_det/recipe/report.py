@@ -256,11 +256,16 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
     out_dir = os.path.dirname(os.path.abspath(report_md))
     lines = [f"# ECC trade-off report: {ctx.get('train', '')} -> {result.get('dataset', '')}".rstrip(), ""]
     if ctx.get("command"):  # the recipe's
-        lines += [f"{ctx['num_classes']} classes. Stages 1-4 trained on `{ctx['train_set']}`, the Dynamic ECC gate "
+        lines += [f"{ctx['num_classes']} classes. Stages 1-5 trained on `{ctx['train_set']}`, the Dynamic ECC gate "
                   f"fitted on `{ctx['gate_set']}`, every point evaluated on {result.get('images')} images of "
                   f"`{result.get('dataset')}`" + (" (--quick: a smoke test, not a measurement)" if ctx.get("quick")
                                                    else "") + ".", "",
                   f"Made by `{ctx['command']}`.", ""]
+        if ctx.get("equal_budget"):
+            lines += [f"Training budgets: every cloud-only row is the equal-budget cloud (stage 5: the teacher + "
+                      f"{ctx['equal_budget']} iterations, as many as the codec's pre-training and the adaptation "
+                      f"together, at the adaptation's schedule), so the split's rows and the cloud's have trained "
+                      f"alike.", ""]
     budget = (f"--budget-bytes {budget_bytes:g}" if budget_bytes is not None else
               f"--budget-offload {budget_offload:g}" if budget_offload is not None else "no budget given")
     if best is None:
