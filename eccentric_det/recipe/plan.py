@@ -36,7 +36,7 @@ QUICK_VR = {"MODEL.ECCENTRIC.CODEC.NAME": "mean_scale", "MODEL.ECCENTRIC.CODEC.R
 QUICK_DERIVED = {"pretrain": ("codec_pretrain_quick.yaml", {**QUICK_VR, "MODEL.ECCENTRIC.DISTILL.MODE": "reconstruct"}),
                  "adapt": ("adaptive_ecc_vr_quick.yaml", dict(QUICK_VR))}
 STAGE_MODEL = {"teacher": "cloud", "edge_kd": "edge", "codec_pretrain": "pretrain", "adaptive_ecc_vr": "adapt",
-               "cloud_plus": "cloud", "gate": "adapt", "pareto": "adapt"}  # the config (--*-config) of each stage's model
+               "cloud_plus": "cloud", "gate": "adapt", "pareto": "adapt"}  # each stage model's config (--*-config)
 # what the equal-budget cloud (stage 5) takes from the adaptation's merged config: its schedule
 EQUAL_BUDGET_SOLVER = ("IMS_PER_BATCH", "BASE_LR", "LR_SCHEDULER_NAME", "WARMUP_ITERS", "WARMUP_FACTOR")
 # the keys that hand a stage the checkpoints of earlier ones
@@ -238,7 +238,8 @@ class Recipe:
                     merged[stage] = get_eccentric_cfg(base, extra + self.train_opts() + self.user_opts(stage)).SOLVER
                 except (KeyError, ValueError, AssertionError) as e:
                     raise RecipeError(f"stage {stage}: {e.args[0] if e.args else e}") from None
-            adapt, total = merged["adaptive_ecc_vr"], merged["codec_pretrain"].MAX_ITER + merged["adaptive_ecc_vr"].MAX_ITER
+            adapt = merged["adaptive_ecc_vr"]
+            total = merged["codec_pretrain"].MAX_ITER + adapt.MAX_ITER
             steps = tuple(round(s * total / adapt.MAX_ITER) for s in adapt.STEPS) if adapt.MAX_ITER else ()
             self._equal_budget = ["SOLVER.MAX_ITER", str(total), "SOLVER.STEPS", str(steps)] + [
                 x for key in EQUAL_BUDGET_SOLVER for x in (f"SOLVER.{key}", str(adapt[key]))]
