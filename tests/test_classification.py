@@ -3,6 +3,7 @@ import json
 import os
 
 import pytest
+import timm
 import torch
 
 from eccentric_det.calibration import fit_gate
@@ -363,6 +364,18 @@ def test_shipped_configs_build(config):
     model = SplitTimmClassifier(cfg)
     assert (model.codec is None) == (cfg.MODEL.ECCENTRIC.OFFLOAD.POLICY == "never"
                                      or cfg.MODEL.ECCENTRIC.OFFLOAD_MODE == "image")
+
+
+def test_a_config_unsets_a_kwarg_of_its_base_for_another_family():
+    """The RegNet cloud's configs set Base-FashionMNIST.yaml's ResNet ``channels`` to null, which timm's create_model
+    drops (RegNet has no such argument), and the cloud half is a RegNet from its stem on."""
+    cfg = get_eccentric_cfg("Classification/fashion_mnist_regnet_adaptive_ecc_joint_stem.yaml")
+    assert cfg.MODEL.CLS.TIMM_KWARGS.channels is None
+    model = SplitTimmClassifier(cfg)
+    assert type(model.cloud_spec[0]) is str and model.cloud_spec[0] == "regnetx_002"
+    assert any(type(m).__name__ == "RegNet" for m in model.modules())
+    with pytest.raises(TypeError, match="channels"):  # what the base's value would do
+        timm.create_model("regnetx_002", channels=[32, 64, 128, 256])
 
 
 def test_codec_learns_at_its_lr_factor():

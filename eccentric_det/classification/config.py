@@ -14,7 +14,8 @@ def add_classification_config(cfg):
     C = cfg.MODEL.CLS
     # The cloud timm model (any name timm.create_model knows; built without pretrained weights).
     C.TIMM_NAME = "resnet18"
-    # Extra keyword arguments of timm.create_model for the cloud model (e.g. channels, img_size, class_token).
+    # Extra keyword arguments of timm.create_model for the cloud model (e.g. channels, img_size, class_token); timm's
+    # create_model drops one set to null, so a config can unset its base's.
     C.TIMM_KWARGS = CN(new_allowed=True)
     # The edge timm model; "" means the same model (and kwargs) as the cloud.
     C.EDGE_TIMM_NAME = ""
