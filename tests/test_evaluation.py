@@ -121,6 +121,29 @@ def test_ground_truth_gets_ap_100(tiny, tmp_path):
     assert sub["eccentric"]["AP"] == pytest.approx(100.0) and sub["eccentric"]["images"] == 2
 
 
+class NothingModel(GroundTruthModel):
+    """Detects nothing on any image."""
+
+    def forward(self, batched_inputs):
+        outputs = super().forward(batched_inputs)
+        for out in outputs:
+            out["instances"] = out["instances"][:0]
+        return outputs
+
+
+@needs_data
+def test_a_model_that_detects_nothing_scores_ap_0_not_nan(tiny, tmp_path):
+    """pycocotools scores no detections against ground truth as AP 0 (recall 0); Detectron2's COCOEvaluator skips
+    it and reports NaN, which would leave a report's row without a number."""
+    cfg = quick_cfg("cloud_teacher", "TEST.ECCENTRIC.FLOPS", False)
+    records = {d["image_id"]: {"bytes": 10, "offloaded": True, "edge_ms": 1.0, "cloud_ms": 2.0}
+               for d in DatasetCatalog.get(tiny)}
+    res = _evaluate(cfg, tiny, NothingModel(tiny, records), str(tmp_path))
+    assert np.isnan(res["bbox"]["AP"])  # Detectron2's answer
+    assert {k: res["eccentric"][k] for k in ("AP", "AP50", "AP75")} == {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    assert json.loads((tmp_path / "eccentric_metrics.json").read_text())["metrics"]["AP"] == 0.0
+
+
 class FixedGate(nn.Module):
     """The gate's "needs the cloud" probability, given per image in call order."""
 

@@ -8,6 +8,7 @@ from detectron2.utils import comm
 
 from .costs import FORMAT, cost_table, finite_json, mean_gflops, summarize
 from .flops import edge_cloud_gflops, region_cloud_gflops
+from .oracle import load_coco_gt
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ class EccentricEvaluator(DatasetEvaluator):
     real payload, header included), counts FLOPs per half on the first ``TEST.ECCENTRIC.FLOPS_IMAGES``
     images (when ``TEST.ECCENTRIC.FLOPS`` and ``model`` is given; under region-level Dynamic ECC the cloud's on
     every image, on the regions it really runs), and merges the AP of ``accuracy``
-    (a COCOEvaluator it drives, restricted to the images it saw). A model without ``eccentric``
+    (a COCOEvaluator it drives, restricted to the images it saw; a model that detects nothing on images with ground
+    truth scores AP 0, as pycocotools scores it, where Detectron2 reports NaN). A model without ``eccentric``
     records (a stock detector) counts as cloud-only on the full image, with no bytes measured.
     Writes ``output_dir/eccentric_metrics.json``."""
 
@@ -31,7 +33,7 @@ class EccentricEvaluator(DatasetEvaluator):
         self.reset()
 
     def reset(self):
-        self._records, self._gflops, self._region_cache = [], [], {}
+        self._records, self._gflops, self._region_cache, self._detections = [], [], {}, 0
         if self._accuracy is not None:
             self._accuracy.reset()
 
@@ -39,6 +41,7 @@ class EccentricEvaluator(DatasetEvaluator):
         if self._accuracy is not None:
             self._accuracy.process(inputs, outputs)
         for inp, out in zip(inputs, outputs):
+            self._detections += len(out["instances"]) if "instances" in out else 0
             rec = {"image_id": inp.get("image_id"), "pixels": int(inp["height"]) * int(inp["width"])}
             rec.update(out.get("eccentric") or {})
             self._records.append(rec)
@@ -50,6 +53,7 @@ class EccentricEvaluator(DatasetEvaluator):
     def evaluate(self):
         records = [r for part in comm.gather(self._records, dst=0) for r in part]
         gflops = [g for part in comm.gather(self._gflops, dst=0) for g in part]
+        detections = sum(comm.gather(self._detections, dst=0))
         results = {}
         if self._accuracy is not None:
             ids = [r["image_id"] for r in records] if comm.is_main_process() else None
@@ -58,6 +62,8 @@ class EccentricEvaluator(DatasetEvaluator):
         if not comm.is_main_process():
             return {}
         metrics = {k: float(results["bbox"][k]) for k in AP_KEYS if k in results.get("bbox", {})}
+        if isinstance(self._accuracy, COCOEvaluator) and not detections and records:
+            metrics.update(no_detection_ap(self._dataset_name, [r["image_id"] for r in records]))
         metrics.update(summarize(records, mean_gflops(gflops)))
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
@@ -67,6 +73,14 @@ class EccentricEvaluator(DatasetEvaluator):
                 json.dump(finite_json(saved), f, indent=1)
         logger.info("ECCENTRIC costs on %s:\n%s", self._dataset_name, cost_table(metrics))
         return {**results, "eccentric": metrics}
+
+
+def no_detection_ap(dataset_name, image_ids):
+    """AP, AP50 and AP75 of a model that detected nothing on ``image_ids``: 0 where they hold ground truth (recall 0:
+    pycocotools' own answer; Detectron2's COCOEvaluator gives NaN without running it), nothing when they hold none."""
+    if not load_coco_gt(dataset_name).getAnnIds(imgIds=image_ids, iscrowd=False):
+        return {}
+    return {k: 0.0 for k in ("AP", "AP50", "AP75")}
 
 
 def config_summary(cfg):
