@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Edge-cloud split detection on a video, a webcam or images (Detectron2's demo/demo.py conventions).
 
-    python tools/demo.py --config-file configs/FashionDet/dynamic_ecc_vr.yaml --video-input default --output output/demo
+    python tools/demo.py --config-file configs/FashionDet/dynamic_ecc_vr_joint.yaml --video-input default --output output/demo
     python tools/demo.py --config-file ... --input 'photos/*.jpg' --output output/demo_images
     python tools/demo.py --config-file ... --video-input my.mp4 --cloud-url http://cloud:8000 --offload-threshold 0.3
     python tools/demo.py --config-file ... --video-input default --output out MODEL.DEVICE cpu  # overrides last
@@ -27,7 +27,7 @@ from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, ensure
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="configs/FashionDet/dynamic_ecc_vr.yaml", metavar="FILE")
+    p.add_argument("--config-file", default="configs/FashionDet/dynamic_ecc_vr_joint.yaml", metavar="FILE")
     p.add_argument("--webcam", action="store_true", help="take frames from webcam 0")
     p.add_argument("--video-input", help="a video file, or 'default' for the embedded demo video (built on first use)")
     p.add_argument("--input", nargs="+", help="images: paths or globs, e.g. 'directory/*.jpg'")
