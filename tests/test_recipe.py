@@ -741,6 +741,13 @@ def test_every_report_row_has_an_interval_and_the_ceilings_are_rows(tmp_path):
     assert [r[1:3] for r in rows if r[1] in ("cloud-only PNG", "edge-only")] == [["edge-only", "edge-only"],
                                                                                  ["cloud-only PNG", "png 9"]]
     assert "Ceilings: *cloud-only PNG* is the cloud teacher on lossless images" in text
+    (tmp_path / "r").mkdir()  # in the recipe's report the ceiling is the equal-budget cloud of stage 5
+    write_report(str(tmp_path / "pareto.json"), str(tmp_path / "r" / "report.md"),
+                 context={"bootstrap": 200, "command": "x", "num_classes": 3, "train_set": "a", "gate_set": "b",
+                          "equal_budget": 1200})
+    recipe_text = (tmp_path / "r" / "report.md").read_text()
+    assert "Ceilings: *cloud-only PNG* is the equal-budget cloud (stage 5) on lossless images" in recipe_text
+    assert "the teacher + 1200 iterations" in recipe_text
     assert "*edge-only* is the edge detector alone" in text
     # a row without an interval among rows with one says so
     missing = [dict(p, metrics={k: v for k, v in p["metrics"].items() if k != "AP_ci95"}) if p["label"] == "rate 1"

@@ -297,8 +297,10 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
              for i, p in enumerate(points) if p is best}
     lines += points_table(points, acc, numbered=True, marks=marks)
     lines += ["", front_legend(acc) + ".", ""]
+    cloud = ("the equal-budget cloud (stage 5) on lossless images" if ctx.get("equal_budget")
+             else SERIES[CEILING])
     ceilings = [text for series, text in (
-        (CEILING, f"*{CEILING}* is {SERIES[CEILING]}: nothing lost to coding, the most an "
+        (CEILING, f"*{CEILING}* is {cloud}: nothing lost to coding, the most an "
                   f"offloading point can reach"),
         (EDGE_ALONE, f"*{EDGE_ALONE}* is {SERIES[EDGE_ALONE]}: nothing sent, what the device does without the "
                      f"cloud")) if any(p.get("series") == series for p in points)]
