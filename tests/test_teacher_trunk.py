@@ -17,11 +17,11 @@ def test_teacher_trunk_checkpoint_loads_whole_and_codes_at_every_rate():
     model = load_model(cfg)  # complete=True: every parameter and buffer of the model from the checkpoint
     teacher = torch.load("checkpoints/fashion_det/cloud_teacher.pth", map_location="cpu", weights_only=False)["model"]
     names = dict(model.named_parameters())
-    stem = [k for k in names if k.startswith("backbone.bottom_up.stem.conv1.weight")]
-    assert stem and names[stem[0]].shape[0] == teacher["backbone.bottom_up.stem.conv1.weight"].shape[0] == 32
+    key = "backbone.bottom_up.stem.conv1.weight"
+    assert names[key].shape[0] == teacher[key].shape[0] == 32
     assert not any(k.startswith("edge_detector") for k in names)  # Adaptive ECC only
     # trained with the cloud: the trunk is no longer the teacher's
-    assert not torch.equal(names[stem[0]].detach().half(), teacher["backbone.bottom_up.stem.conv1.weight"].half())
+    assert not torch.equal(names[key].detach().half(), teacher[key].half())
     inp = image_input(256, 256, seed=3)
     sent = []
     for rate in (0.0, 2.0, 4.0):
