@@ -22,6 +22,7 @@
 #   joint_wide_codec  joint adaptation (the chain's quarter-width edge trained with the cloud) with the codec's layers
 #                  twice as wide (CODEC.HIDDEN_CHANNELS 128, its own 500-iteration pre-training): the lever
 #                  teacher_wide_codec points to, on the shipped joint chain
+# ADAPT_ITERS sets the second stage's iterations (default 3,000; the budget is codec_iters + ADAPT_ITERS).
 # Needs $OUT/teacher.pth and $OUT/edge.pth of the main chain; writes $OUT/ablate_<ABLATION>/ (adapt.pth) and is
 # resumable like the main chain. DEVICE=cuda on a GPU.
 set -euo pipefail
@@ -88,7 +89,7 @@ case "$name" in
      exit 2 ;;
 esac
 [ -f "$dir/codec.pth" ] || OUT="$dir" bash "$CONVERGE" codec SOLVER.MAX_ITER "$codec_iters" "${opts[@]}" "$@"
-[ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER 3000 "${opts[@]}" "${second_opts[@]}" "$@"
+[ -f "$dir/$second.pth" ] || OUT="$dir" bash "$CONVERGE" "$second" SOLVER.MAX_ITER "${ADAPT_ITERS:-3000}" "${opts[@]}" "${second_opts[@]}" "$@"
 # its val front beside the main chain's (merge with tools/pareto.py --results)
 [ -f "$dir/eval/pareto.json" ] || "${PY:-.venv/bin/python}" tools/pareto.py --config-file \
   configs/FashionDet/adaptive_ecc_vr.yaml --sweep "$sweep" --dataset fashion_det_val --bootstrap 200 \
