@@ -203,6 +203,45 @@ def test_joint_trains_the_edge_in_stage_4_only_and_the_sweeps_take_that_edge(own
     assert "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT" not in frozen[4]["commands"][0]
 
 
+def test_teacher_trunk_builds_no_edge_detector_and_trains_the_teacher_s_layers_in_stage_4(own, tmp_path, capsys):
+    """--teacher-trunk: stages 2 and 6 run nothing (the edge is the teacher's own layers, loaded by MODEL.WEIGHTS; no
+    detector, so no gate); stages 3, 4 and 7 build the split with the teacher's ResNet as the edge and the wide codec,
+    stage 4 with nothing frozen; the sweep has no edge-only point and there is no Dynamic ECC sweep. A user's override
+    of a key the mode sets wins."""
+    out = tmp_path / "trunk"
+    stages, text = dry_run(capsys, _argv(own, out, "--teacher-trunk", "--dry-run",
+                                         "MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS", "96"))
+    assert stages[2]["commands"] == [] and stages[6]["commands"] == []
+    assert "[2/8] edge trunk: the teacher's: would run" in text and "no gate and no Dynamic ECC" in text
+    pre, adapt = stages[3]["commands"][0], stages[4]["commands"][0]
+    for c in (pre, adapt):
+        assert value(c, "MODEL.ECCENTRIC.EDGE.RESNETS.DEPTH") == "0"  # the cloud's ResNet: the teacher's layers
+        assert value(c, "MODEL.ECCENTRIC.EDGE.DETECTOR") == "False"
+        assert value(c, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == ""  # MODEL.WEIGHTS fills the trunk
+        assert value(c, "MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS") == "96"  # the user's, not the mode's 128
+        assert c.count("MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS") == 1
+    assert value(pre, "MODEL.WEIGHTS") == str(out / "checkpoints" / "teacher.pth")
+    assert value(adapt, "MODEL.ECCENTRIC.DISTILL.FREEZE") == "[]" and "MODEL.ECCENTRIC.DISTILL.FREEZE" not in pre
+    assert "MODEL.ECCENTRIC.EDGE.RESNETS.DEPTH" not in stages[5]["commands"][0]  # the cloud-only model is as it is
+    sweep, merge = stages[7]["commands"]
+    assert "edge_only" not in sweep and "rates=all" in sweep and "png=9" in sweep
+    assert value(sweep, "MODEL.ECCENTRIC.EDGE.RESNETS.DEPTH") == "0"
+    assert args_of(merge)[args_of(merge).index("--results") + 1:][:2] == [value(sweep, "--output"), "--output"]
+    assert "offload_gate" not in text and "edge_kd.pth" not in text
+    default, _ = dry_run(capsys, _argv(own, tmp_path / "default", "--dry-run"))
+    assert "MODEL.ECCENTRIC.EDGE.RESNETS.DEPTH" not in default[4]["commands"][0] and len(default[7]["commands"]) == 3
+
+
+@pytest.mark.parametrize("extra", [["--joint"], ["--edge-init", "r18.pth"],
+                                   ["--edge-config", "configs/FashionDet/edge_kd.yaml"]])
+def test_teacher_trunk_refuses_the_edge_detector_s_options(own, tmp_path, capsys, extra):
+    out = tmp_path / "refused"
+    assert TOOL.main(_argv(own, out, "--teacher-trunk", *extra)) == 2
+    err = capsys.readouterr().err
+    assert "--teacher-trunk takes the teacher's own early layers as the edge" in err and f"drop {extra[0]}" in err
+    assert not out.exists()
+
+
 def test_max_minutes_reaches_every_training_stage_and_the_report_says_how_stages_ended(own, tmp_path, capsys):
     stages, _ = dry_run(capsys, _argv(own, tmp_path / "run", "--max-minutes", "30", "--dry-run"))
     for i in (1, 2, 3, 4):
@@ -999,3 +1038,45 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
         {k: stamps[k] for k in recipe.STAGES[:3]}
     assert os.path.getmtime(out / "checkpoints" / "teacher.pth") == teacher_ckpt
     print(f"first run {took:.0f} s, second run {time.perf_counter() - start2:.1f} s")
+
+
+@pytest.mark.fashion_mnist
+def test_quick_teacher_trunk_recipe_end_to_end(tmp_path):
+    """--teacher-trunk with --quick: stages 2 and 6 run nothing, stage 4 trains the teacher's own early layers with
+    the cloud (the adapted stem is no longer the teacher's), the report has Adaptive ECC and the cloud-only rows only
+    and says why; the same command again skips every stage."""
+    import torch
+
+    from eccentric_det.data.fashion_det import FASHION_CLASSES, generate_fashion_det
+
+    data = tmp_path / "data"
+    generate_fashion_det(str(data), num_train=8, num_val=4, size=128, seed=1)
+    ann, out = data / "annotations", tmp_path / "run"
+    cmd = [sys.executable, os.path.join("tools", "train_eccentric.py"),
+           "--register", "tt_train", "coco", str(ann / "fashion_det_train.json"), str(data / "train"),
+           "--register", "tt_val", "coco", str(ann / "fashion_det_val.json"), str(data / "val"),
+           "--train", "tt_train", "--test", "tt_val", "--num-classes", str(len(FASHION_CLASSES)),
+           "--holdout", "0.25", "--quick", "--teacher-trunk", "--output", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+    assert "[2/8] edge trunk: the teacher's: done in" in first.stdout
+    assert "[6/8] no gate (--teacher-trunk): done in" in first.stdout
+    assert not list((out / "edge_kd").glob("*.log")) and not list((out / "gate").glob("*.log"))  # nothing ran
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["adaptive_ecc_vr.pth", "cloud_plus.pth",
+                                                                       "teacher.pth"]
+    result = json.load(open(out / "pareto" / "pareto.json"))
+    assert {p["series"] for p in result["points"]} == {"Adaptive ECC (variable rate)", "cloud-only JPEG",
+                                                       "cloud-only WebP", "cloud-only PNG"}
+    assert all(p["metrics"]["edge_gflops"] > 0 for p in result["points"] if p["series"].startswith("Adaptive"))
+    key = "backbone.bottom_up.stem.conv1.weight"
+    teacher, adapted = (torch.load(out / "checkpoints" / f"{n}.pth", map_location="cpu", weights_only=False)["model"]
+                        for n in ("teacher", "adaptive_ecc_vr"))
+    assert adapted[key].shape == teacher[key].shape  # the teacher's width: its own layers
+    assert not torch.equal(adapted[key].float(), teacher[key].float())  # trained with the cloud in stage 4
+    report = (out / "report.md").read_text()
+    assert "--teacher-trunk: the edge is the teacher's own early layers" in report
+    assert "No edge-only row" not in report and "offload_gate" not in report
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("skipped (outputs match)") == 8, second.stdout

@@ -31,3 +31,28 @@ def test_teacher_trunk_checkpoint_loads_whole_and_codes_at_every_rate():
         assert out["eccentric"]["offloaded"]
         sent.append(out["eccentric"]["bytes"])
     assert sent[0] > sent[1] > sent[2] > 0, sent
+
+
+def test_the_recipe_s_teacher_trunk_mode_builds_the_shipped_split_and_fills_its_edge_from_the_teacher():
+    """tools/train_eccentric.py --teacher-trunk's overrides on the default Adaptive ECC config build this split: the
+    shipped checkpoint loads whole into it. Its stage 3 passes only the teacher as MODEL.WEIGHTS (no edge checkpoint):
+    the edge trunk then holds the teacher's own stem and res2."""
+    from eccentric_det.checkpoint import load_weights
+    from eccentric_det.recipe.plan import TEACHER_TRUNK_OPTS
+    from detectron2.modeling import build_model
+
+    base = "configs/FashionDet/adaptive_ecc_vr.yaml"
+    opts = TEACHER_TRUNK_OPTS + ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]", "MODEL.DEVICE", "cpu",
+                                 "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
+    shipped = get_eccentric_cfg(CONFIG, ["MODEL.DEVICE", "cpu"]).MODEL.WEIGHTS
+    model = load_model(get_eccentric_cfg(base, opts + ["MODEL.WEIGHTS", shipped]))  # complete: every tensor
+    reference = load_model(get_eccentric_cfg(CONFIG, ["MODEL.DEVICE", "cpu"]))
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+        {k: v.shape for k, v in reference.state_dict().items()}
+    teacher_path = "checkpoints/fashion_det/cloud_teacher.pth"
+    fresh = build_model(get_eccentric_cfg(base, opts + ["MODEL.WEIGHTS", teacher_path]))
+    load_weights(fresh, get_eccentric_cfg(base, opts + ["MODEL.WEIGHTS", teacher_path]))
+    teacher = torch.load(teacher_path, map_location="cpu", weights_only=False)["model"]
+    trunk = {k: v for k, v in fresh.state_dict().items() if k.startswith(("backbone.bottom_up.stem.",
+                                                                           "backbone.bottom_up.res2."))}
+    assert trunk and all(torch.equal(v, teacher[k].to(v.dtype)) for k, v in trunk.items())

@@ -21,6 +21,10 @@ the next:
    plot, the BD-rates, the recommended point for a budget (or why none is distinguishable), and each row's merged
    config (``configs/<point>.yaml``) with the short command that reproduces it.
 
+``--teacher-trunk`` takes the teacher's own layers up to the split as the edge trunk (stage 2 runs nothing; stage 4
+trains the trunk with the cloud), with the codec twice as wide: no edge detector, so no gate (stage 6 runs nothing)
+and no edge-only or Dynamic ECC rows; Adaptive ECC against the equal-budget cloud.
+
 A stage is skipped when its outputs exist and its stamp (``<output>/<stage>/stage.json``: the commands, a hash of
 each merged config, and size, mtime and SHA-256 of its inputs and outputs) matches; a stage interrupted with the
 same commands and inputs resumes (a training through Detectron2's ``--resume``); any other stage re-runs from an

@@ -62,6 +62,10 @@ def build_parser():
                    help="joint adaptation: stage 4 trains the edge trunk and detector with the cloud's losses and the "
                         "edge detector's own instead of freezing them (on FashionDet +1.5 AP at 7%% fewer bytes, and "
                         "a better edge alone: docs/own_data.md)")
+    p.add_argument("--teacher-trunk", action="store_true",
+                   help="the teacher's own early layers as the edge trunk, trained with the cloud in stage 4, and the "
+                        "codec twice as wide: no edge detector (no edge-only row, gate or Dynamic ECC), but on "
+                        "FashionDet Adaptive ECC within 1 AP of the equal-budget cloud (docs/own_data.md)")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of the training images held out of stages "
                                                               "1-5 to fit the gate on (0: fit on training images)")
     p.add_argument("--teacher-weights", default="", help="initial weights of the teacher (MODEL.WEIGHTS of stage 1)")

@@ -78,10 +78,11 @@ class Stage:
     run: Optional[Callable] = None  # an in-process stage (the report) instead of steps
     finish: Optional[Callable] = None  # called after the steps with the stage: what it adds to the stamp
     identity_extra: dict = field(default_factory=dict)  # what else the stamp must match (the report's budget)
+    name: str = ""  # the title when the stage is not its usual one (--teacher-trunk's stage 2)
 
     @property
     def title(self):
-        return TITLES[self.key]
+        return self.name or TITLES[self.key]
 
     @property
     def label(self):

@@ -19,7 +19,7 @@ RESERVED = {"OUTPUT_DIR": "--output", "MODEL.WEIGHTS": "--teacher-weights (stage
 STAGE_OPT = re.compile(r"^(\w+):([A-Z][\w.]*)$")  # "teacher:SOLVER.MAX_ITER": an override for one stage
 IDENTITY = ("train", "test", "num_classes", "register", "cloud_config", "edge_config", "pretrain_config",
             "adapt_config", "holdout", "teacher_weights", "edge_init", "quick", "recall", "gate_images",
-            "eval_images", "bootstrap", "opts", "joint")
+            "eval_images", "bootstrap", "opts", "joint", "teacher_trunk")
 # what an output folder is the run of: another value here is another run (refused); any other change of the command
 # line re-runs the stages whose stamps it changes, and those after them
 DATA_IDENTITY = ("train", "test", "num_classes", "register", "holdout")

@@ -52,6 +52,13 @@ QUICK_GATE_FALLBACK_THRESHOLD = 0.5  # the unfitted gate's: offload when the bes
 # --joint: stage 4 trains the edge trunk and detector with the cloud (nothing frozen, the edge detector's own loss
 # at half weight), as configs/FashionDet/adaptive_ecc_vr_joint.yaml; the user's adaptive_ecc_vr: overrides come after
 JOINT_OPTS = ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]", "MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT", "0.5"]
+# --teacher-trunk: the edge trunk is the teacher's own stem..split stage (EDGE.RESNETS.DEPTH 0: the cloud's ResNet, so
+# MODEL.WEIGHTS, the teacher, fills it), with no detector of its own, and the codec's layers twice as wide; stage 4
+# trains the trunk with the cloud. As configs/FashionDet/adaptive_ecc_vr_teacher_trunk.yaml. The user's overrides come
+# after these; the edge detector, the gate and Dynamic ECC are not built.
+TEACHER_TRUNK_OPTS = ["MODEL.ECCENTRIC.EDGE.RESNETS.DEPTH", "0", "MODEL.ECCENTRIC.EDGE.DETECTOR", "False",
+                      "MODEL.ECCENTRIC.CODEC.HIDDEN_CHANNELS", "128"]
+TEACHER_TRUNK_STAGES = ("codec_pretrain", "adaptive_ecc_vr", "pareto")  # the stages of the split model
 
 
 def shipped_config(name):
@@ -92,8 +99,18 @@ class Recipe:
         self.ckpt = lambda name: os.path.join(self.dir, "checkpoints", name)  # noqa: E731
         self.stage_dir = lambda key: os.path.join(self.dir, key)  # noqa: E731
         self.opts, self.stage_opts = split_opts(args.opts)
+        self.trunk = args.teacher_trunk
+        if self.trunk and (args.joint or args.edge_config or args.edge_init):
+            given = [f for f, v in (("--joint", args.joint), ("--edge-config", args.edge_config),
+                                    ("--edge-init", args.edge_init)) if v]
+            raise RecipeError(f"--teacher-trunk takes the teacher's own early layers as the edge, so there is no edge "
+                              f"detector to train: drop {' and '.join(given)} (or drop --teacher-trunk)")
+        self.mode_opts = {}  # what --joint and --teacher-trunk set, before the user's overrides
         if args.joint:
-            self.stage_opts["adaptive_ecc_vr"] = JOINT_OPTS + self.stage_opts.get("adaptive_ecc_vr", [])
+            self.mode_opts["adaptive_ecc_vr"] = JOINT_OPTS
+        if self.trunk:
+            self.mode_opts = {s: list(TEACHER_TRUNK_OPTS) for s in TEACHER_TRUNK_STAGES}
+            self.mode_opts["adaptive_ecc_vr"] += ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]"]
         if not 0 <= args.holdout < 1:
             raise RecipeError(f"--holdout is the fraction of training images held out for the gate, in [0, 1); got "
                               f"{args.holdout}")
@@ -136,7 +153,14 @@ class Recipe:
 
     # -------------------------------------------------------------------------------------- overrides
     def user_opts(self, stage):
-        return self.opts + self.stage_opts.get(stage, [])
+        """A stage's overrides after the data's and the hand-offs' keys: the mode's (:attr:`mode_opts`), the user's
+        for every stage, the user's for this one."""
+        return self.mode_opts.get(stage, []) + self.opts + self.stage_opts.get(stage, [])
+
+    def edge_weights(self):
+        """EDGE.WEIGHTS of stages 3 and 4: the edge detector of stage 2, or nothing (--teacher-trunk: the teacher's
+        own layers, loaded by MODEL.WEIGHTS)."""
+        return "" if self.trunk else self.ckpt("edge_kd.pth")
 
     def data_opts(self):
         reg = ["DATASETS.REGISTER", json.dumps(self.entries)] if self.entries else []  # a Python literal too
@@ -217,6 +241,8 @@ class Recipe:
         """(config file, overrides) of each stage's model, as merged for the checks and the stamps."""
         out = {}
         for stage, which in STAGE_MODEL.items():
+            if self.trunk and stage in ("edge_kd", "gate"):
+                continue  # not built
             base, extra = self.merge_as[which]
             opts = self.train_opts() if stage not in ("gate", "pareto") else self.eval_opts()
             if stage == "cloud_plus":
@@ -342,6 +368,11 @@ class Recipe:
 
     def stage_edge_kd(self):
         a, out = self.args, self.stage_dir("edge_kd")
+        if self.trunk:
+            return self._stage("edge_kd", name="edge trunk: the teacher's", notes=[
+                "--teacher-trunk: the edge is the teacher's own layers up to the split (EDGE.RESNETS.DEPTH 0), loaded "
+                "from teacher.pth with the cloud in stage 3 and trained with it in stage 4; no edge detector, so "
+                "nothing runs here"])
         handoff = self.teacher_opts() + (["MODEL.ECCENTRIC.EDGE.WEIGHTS", a.edge_init] if a.edge_init else [])
         cfg = self.cfgs.get("edge_kd")
         split = cfg.MODEL.ECCENTRIC.SPLIT_AT if cfg is not None else "res2"
@@ -355,22 +386,22 @@ class Recipe:
 
     def stage_codec_pretrain(self):
         out = self.stage_dir("codec_pretrain")
-        handoff = ["MODEL.WEIGHTS", self.ckpt("teacher.pth"), "MODEL.ECCENTRIC.EDGE.WEIGHTS", self.ckpt("edge_kd.pth"),
+        handoff = ["MODEL.WEIGHTS", self.ckpt("teacher.pth"), "MODEL.ECCENTRIC.EDGE.WEIGHTS", self.edge_weights(),
                    *self.teacher_opts()]
         return self._stage("codec_pretrain", steps=[self._train_step("codec_pretrain", "pretrain", handoff)],
-                           inputs=[self.ckpt("teacher.pth"), self.ckpt("edge_kd.pth")] + self._data(self.train_set),
+                           inputs=self._local(self.ckpt("teacher.pth"), self.edge_weights()) + self._data(self.train_set),
                            outputs=[os.path.join(out, "model_final.pth")],
                            configs=[self.stage_configs()["codec_pretrain"]], notes=self._derived_note("pretrain"))
 
     def stage_adaptive_ecc_vr(self):
         out = self.stage_dir("adaptive_ecc_vr")
         pretrained = os.path.join(self.stage_dir("codec_pretrain"), "model_final.pth")
-        handoff = ["MODEL.WEIGHTS", pretrained, "MODEL.ECCENTRIC.EDGE.WEIGHTS", self.ckpt("edge_kd.pth"),
+        handoff = ["MODEL.WEIGHTS", pretrained, "MODEL.ECCENTRIC.EDGE.WEIGHTS", self.edge_weights(),
                    *self.teacher_opts()]
         return self._stage("adaptive_ecc_vr",
                            steps=[self._train_step("adaptive_ecc_vr", "adapt", handoff),
                                   self._export(os.path.join(out, "model_final.pth"), self.ckpt("adaptive_ecc_vr.pth"))],
-                           inputs=[pretrained, self.ckpt("edge_kd.pth"), self.ckpt("teacher.pth")]
+                           inputs=self._local(pretrained, self.edge_weights(), self.ckpt("teacher.pth"))
                            + self._data(self.train_set),
                            outputs=[self.ckpt("adaptive_ecc_vr.pth")],
                            configs=[self.stage_configs()["adaptive_ecc_vr"]], notes=self._derived_note("adapt"))
@@ -401,6 +432,9 @@ class Recipe:
         ``gate/fit.json`` (--fit-json); the stage adds the dataset and the recall target. With --quick, a fit with
         nothing to fit on (fit.json: ``"fitted": false``) falls back to exporting the model's unfitted gate."""
         a, fit_json = self.args, self.fit_path()
+        if self.trunk:
+            return self._stage("gate", name="no gate (--teacher-trunk)", notes=["--teacher-trunk: the edge has no detector to judge an image by, so "
+                                              "there is no gate and no Dynamic ECC: every image is offloaded"])
         gate = self.ckpt("offload_gate.pth")
         fit = Step([*tool("fit_offload_gate"), "--config-file", self.configs["adapt"], "--weights",
                     self.ckpt("adaptive_ecc_vr.pth"), "--dataset", self.gate_set, "--recall", f"{a.recall:g}",
@@ -457,19 +491,23 @@ class Recipe:
         images = ["--max-images", str(self.eval_images)] if self.eval_images else []
         images += ["--bootstrap", str(a.bootstrap)] if a.bootstrap else []  # each point's AP interval (merged as is)
         s = self.sweep
-        adaptive = Step([*tool("pareto"), "--config-file", self.configs["adapt"], "--sweep", "rates=all", "edge_only",
+        edge_only = [] if self.trunk else ["edge_only"]  # --teacher-trunk: the edge detects nothing alone
+        adaptive = Step([*tool("pareto"), "--config-file", self.configs["adapt"], "--sweep", "rates=all", *edge_only,
                          *(f"{codec}=" + ",".join(map(str, s[codec])) for codec in ("jpeg", "webp", "png")),
                          "--cloud-config", self.configs["cloud"], "--cloud-weights", self.ckpt("cloud_plus.pth"),
                          "--dataset", a.test, *images, "--output", dirs["adaptive"], "--", *opts["adaptive"]],
                         points_dir=dirs["adaptive"])
-        dynamic = Step([*tool("pareto"), "--config-file", self.configs["adapt"], "--sweep",
-                        f"thresholds={self.thresholds()}", "--dataset", a.test, *images, "--output", dirs["dynamic"],
-                        "--", *opts["dynamic"]], points_dir=dirs["dynamic"])
-        merge = Step([*tool("pareto"), "--dataset", a.test, "--results", dirs["adaptive"], dirs["dynamic"],
+        sweeps, gate = [adaptive], []
+        if not self.trunk:  # Dynamic ECC at the fitted threshold and the others, with the gate stage 6 fitted
+            sweeps.append(Step([*tool("pareto"), "--config-file", self.configs["adapt"], "--sweep",
+                                f"thresholds={self.thresholds()}", "--dataset", a.test, *images, "--output",
+                                dirs["dynamic"], "--", *opts["dynamic"]], points_dir=dirs["dynamic"]))
+            gate = [self.ckpt("offload_gate.pth")]
+        merge = Step([*tool("pareto"), "--dataset", a.test, "--results", *(step.points_dir for step in sweeps),
                       "--output", self.stage_dir("pareto")])
         out = self.stage_dir("pareto")
-        return self._stage("pareto", steps=[adaptive, dynamic, merge],
-                           inputs=[self.ckpt("adaptive_ecc_vr.pth"), self.ckpt("offload_gate.pth"),
+        return self._stage("pareto", steps=[*sweeps, merge],
+                           inputs=[self.ckpt("adaptive_ecc_vr.pth"), *gate,
                                    self.ckpt("teacher.pth"), self.ckpt("cloud_plus.pth")] + self._data(a.test),
                            outputs=[os.path.join(out, "pareto.json"), os.path.join(out, "pareto.png")],
                            configs=[self.stage_configs()["pareto"]])
@@ -489,7 +527,7 @@ class Recipe:
         def run(stage):
             write_report(pareto, report, **self.budget(), context=self.report_context(self.write_point_configs()))
 
-        return self._stage("report", inputs=[pareto, self.fit_path()],
+        return self._stage("report", inputs=[pareto] + ([] if self.trunk else [self.fit_path()]),
                            outputs=[report] + [c[-1] for c in self.point_configs()], run=run,
                            identity_extra={"budget": self.budget(), "report_format": 2,
                                            "point_opts": self.sweep_opts()})  # what the point configs merge
@@ -573,8 +611,10 @@ class Recipe:
                 "num_classes": a.num_classes, "point_configs": point_configs or {},
                 "fit": _read_json(self.fit_path()) or {}, "seconds": seconds, "stops": stops,
                 "eval_images": self.eval_images, "quick": self.quick, "bootstrap": a.bootstrap,
-                "checkpoints": {k: self.ckpt(k + ".pth") for k in ("teacher", "edge_kd", "adaptive_ecc_vr",
-                                                                     "cloud_plus", "offload_gate")},
+                "checkpoints": {k: self.ckpt(k + ".pth") for k in (
+                    ("teacher", "adaptive_ecc_vr", "cloud_plus") if self.trunk else
+                    ("teacher", "edge_kd", "adaptive_ecc_vr", "cloud_plus", "offload_gate"))},
+                "teacher_trunk": self.trunk,
                 "equal_budget": self.equal_budget_opts()[1],
                 "command": self.command()}
 
@@ -583,7 +623,8 @@ class Recipe:
         a = self.args
         data = f"train {a.train}"
         if a.holdout:
-            data += (f" (stages 1-5 on {self.train_set}: {self.split[0]} images; gate on {self.gate_set}: "
+            held = "learning curves" if self.trunk else "gate"
+            data += (f" (stages 1-5 on {self.train_set}: {self.split[0]} images; {held} on {self.gate_set}: "
                      f"{self.split[1]} images, --holdout {a.holdout:g})")
         return (f"ECC recipe{' (--quick)' if self.quick else ''}: {data}, test {a.test}, {a.num_classes} classes "
                 f"-> {self.dir}")
@@ -663,7 +704,7 @@ class Recipe:
             upstream = upstream or status != "skip"
             word = {"skip": "would be skipped", "resume": "would resume", "run": "would run"}[status]
             say(f"{stage.label}: {word} ({reason})")
-            if status != "skip":
+            if status != "skip" and (stage.steps or stage.run):  # a stage of a mode that builds nothing takes none
                 try:
                     timed = self.time_stage(stage) if self.args.estimate and stage.key in TRAINING_STAGES else None
                     seconds, how = self.estimate(stage, status, stamp, timed)
@@ -682,7 +723,8 @@ class Recipe:
                     + (f" ({', '.join(f'{k} {v:g}' for k, v in self.budget().items())})" if self.budget() else ""))
             for step in stage.steps:
                 say("    " + shlex.join(step.command))
-            say("    -> " + ", ".join(stage.outputs))
+            if stage.outputs:
+                say("    -> " + ", ".join(stage.outputs))
         if measured:
             say(f"time: about {duration(total)} for the stages "
                 + ("timed or measured here" if self.args.estimate else "measured here before")

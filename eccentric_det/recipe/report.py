@@ -147,13 +147,14 @@ MORE_IMAGES = "evaluate on more test images (a larger --test set, and no --eval-
 NOISE_SHARE = 0.75  # at least this share of the pairs of rows overlapping: the ranking is noise
 
 
-def report_warnings(result, best=None, rivals=(), bootstrap=None):
+def report_warnings(result, best=None, rivals=(), bootstrap=None, edge_alone=True):
     """Plain warnings about what pareto.json's numbers are worth, each with its fix: a missing ceiling row; the cloud
     teacher not clearly better than the edge alone (its ceiling, the teacher on lossless PNG images, below edge-only
     or its interval overlapping edge-only's); an image codec whose accuracy falls at its highest quality below a
     lower quality's by more than the interval; intervals that overlap so much that the ranking is noise; a
     recommended point (``best``, with :func:`recommendation_rivals`) that its neighbours' intervals overlap; no
-    intervals at all (``bootstrap``: the resamples the recipe asked for)."""
+    intervals at all (``bootstrap``: the resamples the recipe asked for). ``edge_alone`` False: the edge has no
+    detector (--teacher-trunk), so no edge-only row is missing."""
     acc = result.get("accuracy", "AP")
     points = [p for p in result.get("points", []) if _metric(p, acc) is not None]
     a = lambda p: _metric(p, acc)  # noqa: E731
@@ -164,7 +165,7 @@ def report_warnings(result, best=None, rivals=(), bootstrap=None):
     if cloud is None:
         out.append(f"No {CEILING} row, {SERIES[CEILING]} (the most an offloading point can reach): "
                    f"nothing here says whether the teacher learned the task; add png=9 to the sweep.")
-    if edge is None:
+    if edge is None and edge_alone:
         out.append(f"No {EDGE_ALONE} row, {SERIES[EDGE_ALONE]} (what the device does without the cloud): add "
                    f"edge_only to the sweep.")
     if cloud is not None and edge is not None:
@@ -256,8 +257,11 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
     out_dir = os.path.dirname(os.path.abspath(report_md))
     lines = [f"# ECC trade-off report: {ctx.get('train', '')} -> {result.get('dataset', '')}".rstrip(), ""]
     if ctx.get("command"):  # the recipe's
-        lines += [f"{ctx['num_classes']} classes. Stages 1-5 trained on `{ctx['train_set']}`, the Dynamic ECC gate "
-                  f"fitted on `{ctx['gate_set']}`, every point evaluated on {result.get('images')} images of "
+        trained = (f"Stages 1 and 3-5 trained on `{ctx['train_set']}` (--teacher-trunk: the edge is the teacher's own "
+                   f"early layers, trained with the cloud in stage 4; it has no detector, so there is no edge-only "
+                   f"row and no Dynamic ECC)" if ctx.get("teacher_trunk") else
+                   f"Stages 1-5 trained on `{ctx['train_set']}`, the Dynamic ECC gate fitted on `{ctx['gate_set']}`")
+        lines += [f"{ctx['num_classes']} classes. {trained}, every point evaluated on {result.get('images')} images of "
                   f"`{result.get('dataset')}`" + (" (--quick: a smoke test, not a measurement)" if ctx.get("quick")
                                                    else "") + ".", "",
                   f"Made by `{ctx['command']}`.", ""]
@@ -284,7 +288,7 @@ def write_report(pareto_json, report_md, budget_bytes=None, budget_offload=None,
                       + f": on these {result.get('images')} images the choice is noise (see the warnings).", ""]
         else:
             lines += [f"**Recommended point ({budget}): {_name(best)}**: {numbers} ({why}).", ""]
-    warnings = report_warnings(result, best, rivals, ctx.get("bootstrap"))
+    warnings = report_warnings(result, best, rivals, ctx.get("bootstrap"), not ctx.get("teacher_trunk"))
     if warnings:
         lines += ["## Warnings", ""] + [f"* {w}" for w in warnings] + [""]
     intervals = any(interval(p, acc) for p in points)
