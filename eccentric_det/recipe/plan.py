@@ -389,7 +389,8 @@ class Recipe:
         handoff = ["MODEL.WEIGHTS", self.ckpt("teacher.pth"), "MODEL.ECCENTRIC.EDGE.WEIGHTS", self.edge_weights(),
                    *self.teacher_opts()]
         return self._stage("codec_pretrain", steps=[self._train_step("codec_pretrain", "pretrain", handoff)],
-                           inputs=self._local(self.ckpt("teacher.pth"), self.edge_weights()) + self._data(self.train_set),
+                           inputs=self._local(self.ckpt("teacher.pth"), self.edge_weights())
+                           + self._data(self.train_set),
                            outputs=[os.path.join(out, "model_final.pth")],
                            configs=[self.stage_configs()["codec_pretrain"]], notes=self._derived_note("pretrain"))
 
@@ -433,8 +434,9 @@ class Recipe:
         nothing to fit on (fit.json: ``"fitted": false``) falls back to exporting the model's unfitted gate."""
         a, fit_json = self.args, self.fit_path()
         if self.trunk:
-            return self._stage("gate", name="no gate (--teacher-trunk)", notes=["--teacher-trunk: the edge has no detector to judge an image by, so "
-                                              "there is no gate and no Dynamic ECC: every image is offloaded"])
+            return self._stage("gate", name="no gate (--teacher-trunk)", notes=[
+                "--teacher-trunk: the edge has no detector to judge an image by, so there is no gate and no Dynamic "
+                "ECC: every image is offloaded"])
         gate = self.ckpt("offload_gate.pth")
         fit = Step([*tool("fit_offload_gate"), "--config-file", self.configs["adapt"], "--weights",
                     self.ckpt("adaptive_ecc_vr.pth"), "--dataset", self.gate_set, "--recall", f"{a.recall:g}",
