@@ -7,7 +7,8 @@
 # held-out training images; dynamic_ecc_vr.yaml: offload_gate_vr.pth), region-level Dynamic ECC at the config's
 # threshold (chosen on held-out training images; dynamic_region_ecc.yaml: region_gate_vr.pth), Independent ECC, JPEG
 # q90 (independent_ecc.yaml: cloud_teacher.pth + edge_kd.pth), Adaptive ECC on the teacher's trunk at rates 0-4
-# (adaptive_ecc_vr_teacher_trunk.yaml: adaptive_ecc_vr_teacher_trunk.pth). The cloud-only rows at the split's budget (cloud_plus:
+# (adaptive_ecc_vr_teacher_trunk.yaml: adaptive_ecc_vr_teacher_trunk.pth) and its equal-budget cloud (cloud_plus_4500.pth,
+# committed) on PNG, JPEG q90, WebP q80 and AVIF q80. The chain's cloud-only rows at its budget (cloud_plus:
 # the teacher + the codec's and adaptation's iterations) need its weights, which are not committed: CLOUD_PLUS=FILE
 # (default output/converge/cloud_plus.pth, from benchmarks/converge_fashion_det.sh cloud_plus) adds them when the
 # file exists. AP intervals: 95% over the images, BOOTSTRAP resamples (default 1000).
@@ -32,6 +33,8 @@ lane2() {
   $T/independent_ecc.yaml "${DEV[@]}" OUTPUT_DIR $O/independent > $O/independent.log 2>&1
   $P --config-file $C/adaptive_ecc_vr_teacher_trunk.yaml --sweep rates=all --output $O/teacher_trunk -- "${DEV[@]}" \
     > $O/teacher_trunk.log 2>&1
+  $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 jpeg=90 webp=80 avif=80 --cloud-config $C/cloud_teacher.yaml \
+    --cloud-weights $K/cloud_plus_4500.pth --output $O/cloud_plus_4500 -- "${DEV[@]}" > $O/cloud_plus_4500.log 2>&1
 }
 lane3() {  # the equal-budget cloud on PNG and across JPEG's and WebP's qualities (the README keeps the best points)
   $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 jpeg=5,10,20,30,50,70,90,95,100 webp=5,10,30,50,80,101 \
@@ -39,7 +42,7 @@ lane3() {  # the equal-budget cloud on PNG and across JPEG's and WebP's qualitie
     > $O/cloud_plus.log 2>&1
 }
 mkdir -p $O
-results=($O/teacher_png $O/adaptive $O/dynamic $O/regions $O/independent $O/teacher_trunk)
+results=($O/teacher_png $O/adaptive $O/dynamic $O/regions $O/independent $O/teacher_trunk $O/cloud_plus_4500)
 if [ -f "$CLOUD_PLUS" ]; then
   results+=($O/cloud_plus)
   { lane1; lane3; } & lane2 & wait

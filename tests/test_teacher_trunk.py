@@ -56,3 +56,15 @@ def test_the_recipe_s_teacher_trunk_mode_builds_the_shipped_split_and_fills_its_
     trunk = {k: v for k, v in fresh.state_dict().items() if k.startswith(("backbone.bottom_up.stem.",
                                                                            "backbone.bottom_up.res2."))}
     assert trunk and all(torch.equal(v, teacher[k].to(v.dtype)) for k, v in trunk.items())
+
+
+def test_the_equal_budget_cloud_checkpoint_is_the_teacher_trained_further():
+    """``cloud_plus_4500.pth``, the teacher-trunk split's cloud-only reference, loads whole into the teacher's config
+    and is not the teacher's weights."""
+    cfg = get_eccentric_cfg("configs/FashionDet/cloud_teacher.yaml",
+                            ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "checkpoints/fashion_det/cloud_plus_4500.pth"])
+    cloud = load_model(cfg).state_dict()
+    teacher = torch.load("checkpoints/fashion_det/cloud_teacher.pth", map_location="cpu", weights_only=False)["model"]
+    assert set(teacher) <= set(cloud)
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.equal(cloud[key].half(), teacher[key].half())
