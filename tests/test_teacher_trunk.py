@@ -50,8 +50,9 @@ def test_the_recipe_s_teacher_trunk_mode_builds_the_shipped_split_and_fills_its_
     assert {k: v.shape for k, v in model.state_dict().items()} == \
         {k: v.shape for k, v in reference.state_dict().items()}
     teacher_path = "checkpoints/fashion_det/cloud_teacher.pth"
-    fresh = build_model(get_eccentric_cfg(base, opts + ["MODEL.WEIGHTS", teacher_path]))
-    load_weights(fresh, get_eccentric_cfg(base, opts + ["MODEL.WEIGHTS", teacher_path]))
+    cfg = get_eccentric_cfg(base, opts + ["MODEL.WEIGHTS", teacher_path])
+    fresh = build_model(cfg)
+    load_weights(fresh, cfg)
     teacher = torch.load(teacher_path, map_location="cpu", weights_only=False)["model"]
     trunk = {k: v for k, v in fresh.state_dict().items() if k.startswith(("backbone.bottom_up.stem.",
                                                                            "backbone.bottom_up.res2."))}

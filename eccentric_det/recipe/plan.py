@@ -105,12 +105,12 @@ class Recipe:
                                     ("--edge-init", args.edge_init)) if v]
             raise RecipeError(f"--teacher-trunk takes the teacher's own early layers as the edge, so there is no edge "
                               f"detector to train: drop {' and '.join(given)} (or drop --teacher-trunk)")
-        self.mode_opts = {}  # what --joint and --teacher-trunk set, before the user's overrides
-        if args.joint:
-            self.mode_opts["adaptive_ecc_vr"] = JOINT_OPTS
+        self.mode_opts = {}  # what --joint or --teacher-trunk sets, before the user's overrides
         if self.trunk:
             self.mode_opts = {s: list(TEACHER_TRUNK_OPTS) for s in TEACHER_TRUNK_STAGES}
             self.mode_opts["adaptive_ecc_vr"] += ["MODEL.ECCENTRIC.DISTILL.FREEZE", "[]"]
+        elif args.joint:
+            self.mode_opts["adaptive_ecc_vr"] = JOINT_OPTS
         if not 0 <= args.holdout < 1:
             raise RecipeError(f"--holdout is the fraction of training images held out for the gate, in [0, 1); got "
                               f"{args.holdout}")
