@@ -1008,8 +1008,9 @@ def test_quick_recipe_end_to_end_then_skips_every_stage(tmp_path):
     again = subprocess.run([sys.executable] + command[1:], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    got = json.load(open(os.path.join(command[command.index("--output") + 1], "pareto.json")))["points"][0]["metrics"]
-    want = result["points"][row - 1]["metrics"]
+    point = json.load(open(os.path.join(command[command.index("--output") + 1], "pareto.json")))["points"][0]
+    assert point["opts"] == ["MODEL.WEIGHTS", str(out / "checkpoints" / "cloud_plus.pth")], point  # not the teacher
+    got, want = point["metrics"], result["points"][row - 1]["metrics"]
     assert got["images"] == 4 and all(got[k] == pytest.approx(want[k], abs=1e-6) for k in ("AP", "bytes_mean")), \
         (got, want)
 

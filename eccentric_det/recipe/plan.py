@@ -531,7 +531,7 @@ class Recipe:
 
         return self._stage("report", inputs=[pareto] + ([] if self.trunk else [self.fit_path()]),
                            outputs=[report] + [c[-1] for c in self.point_configs()], run=run,
-                           identity_extra={"budget": self.budget(), "report_format": 2,
+                           identity_extra={"budget": self.budget(), "report_format": 3,
                                            "point_opts": self.sweep_opts()})  # what the point configs merge
 
     # -------------------------------------------------------------------------------------- the report's inputs
@@ -557,7 +557,8 @@ class Recipe:
         """Write the merged config of every evaluated point (:meth:`point_configs`): its config file with the sweep's
         overrides and its own (the datasets it registers, its weights, its rate or threshold), OUTPUT_DIR
         ``eval/<slug>``, so that one short command reproduces the row. A cloud-only image-codec point's config names
-        itself as MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG: the model tools/pareto.py's image sweeps code images for.
+        itself and its MODEL.WEIGHTS as MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG and TEACHER_WEIGHTS: the model
+        tools/pareto.py's image sweeps code images for.
         Point configs of earlier sweeps are removed. Returns ``{point output dir (absolute): {"config", "codec",
         "output", "command"}}`` (the report's ``point_configs``; ``command``: the arguments that reproduce the row, its
         paths in the output folder as :class:`~eccentric_det.recipe.report.InOutput`)."""
@@ -571,11 +572,12 @@ class Recipe:
             m = re.match(r"^(\w+) (\d+)$", str(p.get("label", "")))
             codec = f"{m.group(1)}={m.group(2)}" if m and is_cloud_only(p.get("series", "")) else None
             config, output = InOutput(os.path.relpath(path, self.dir)), InOutput(os.path.relpath(out, self.dir))
-            if codec:
+            if codec:  # tools/pareto.py's image sweeps code images for the teacher: this file and its weights
                 cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG = path
+                cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS = cfg.MODEL.WEIGHTS
                 command = [*tool("pareto"), "--config-file", config, "--sweep", codec, "--output", output]
                 note = ("\n# (the cloud model on coded images: tools/pareto.py codes them for DISTILL.TEACHER_CONFIG, "
-                        "this file)")
+                        "this file, with DISTILL.TEACHER_WEIGHTS)")
             else:
                 command, note = [*tool("train_net"), "--eval-only", "--config-file", config], ""
             how = [os.path.join(self.dir, a) if isinstance(a, InOutput) else a for a in command]
