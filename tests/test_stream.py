@@ -371,3 +371,29 @@ def test_an_exported_edge_codes_at_the_rates_rate_control_picks(tmp_path):
     for r, body in zip(offloaded, sent):
         p = Payload.from_bytes(body, model.fingerprint())
         assert p.fields[FIELD_RATE] == bytes([round(r.rate * 32)]) and r.bytes_sent == len(body)
+
+
+def test_stream_options_one_table_for_every_tool():
+    """tools/demo.py and tools/edge_client.py take the same stream options (edge/stream.py's STREAM_OPTIONS): given
+    ones become their config keys' overrides; without a config the ones not given take the stream's defaults."""
+    import argparse
+    import importlib.util
+
+    from eccentric_det.edge.stream import STREAM_OPTIONS, add_stream_arguments, stream_defaults, stream_overrides
+
+    p = argparse.ArgumentParser()
+    add_stream_arguments(p)
+    args = p.parse_args(["--budget-kbps", "128", "--keyframe-interval", "10"])
+    assert stream_overrides(args) == ["MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS", 128.0,
+                                      "MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 10]
+    assert stream_defaults(args) == {"budget_kbps": 128.0, "fps": 0.0, "buffer_s": 1.0, "reuse_threshold": 0.0,
+                                     "keyframe": 10, "track_iou": 0.0}
+    assert stream_controls(**stream_defaults(p.parse_args([]))) == (None, None)
+    with pytest.raises(SystemExit):  # a whole number of frames
+        p.parse_args(["--keyframe-interval", "2.5"])
+    for tool in ("demo", "edge_client"):
+        spec = importlib.util.spec_from_file_location(tool, os.path.join(ROOT, "tools", f"{tool}.py"))
+        cli = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cli)
+        flags = {a.dest for a in cli.get_parser()._actions}
+        assert set(STREAM_OPTIONS) <= flags, (tool, set(STREAM_OPTIONS) - flags)

@@ -23,6 +23,7 @@ import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit 
 from eccentric_det.cli.logs import setup_logging
 from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, ensure_default_video, format_summary,
                                 run_on_images, run_on_video, setup_cfg)
+from eccentric_det.edge.stream import add_stream_arguments, stream_overrides
 
 
 def get_parser():
@@ -42,30 +43,9 @@ def get_parser():
                         "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
     p.add_argument("--cloud-url", help="a running cloud server (tools/cloud_server.py; POST {url}/v1/detect); "
                                        "default: the model's cloud half in this process")
-    p.add_argument("--budget-kbps", type=float,
-                   help="the uplink's budget in kbit/s (MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS; 0: none), at the video's "
-                        "frame rate unless OFFLOAD.FPS is set")
-    p.add_argument("--reuse-threshold", type=float,
-                   help="temporal reuse: the change below which the cloud's last answer is reused "
-                        "(MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD; 0: off)")
-    p.add_argument("--keyframe-interval", type=int,
-                   help="reuse a cached answer for at most this many frames (MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME)")
-    p.add_argument("--track-iou", type=float,
-                   help="motion-compensated reuse: follow the edge's detections at this IoU and reuse the cloud's "
-                        "answers for them, moved (MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU; 0: off)")
+    add_stream_arguments(p)
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
-
-
-STREAM_KEYS = {"budget_kbps": "MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS",
-               "reuse_threshold": "MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD",
-               "keyframe_interval": "MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME",
-               "track_iou": "MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU"}
-
-
-def stream_opts(args):
-    """The config overrides of the stream options given (before the command line's own overrides)."""
-    return [v for arg, key in STREAM_KEYS.items() if getattr(args, arg) is not None for v in (key, getattr(args, arg))]
 
 
 def run(args):
@@ -75,7 +55,7 @@ def run(args):
     opts = list(args.opts)
     if opts[:1] == ["--"]:
         opts = opts[1:]
-    cfg = setup_cfg(args.config_file, stream_opts(args) + opts)
+    cfg = setup_cfg(args.config_file, stream_overrides(args) + opts)
     cloud = HttpCloud.from_environment(args.cloud_url) if args.cloud_url else None
     predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold, args.agnostic_iou)
     if args.input:

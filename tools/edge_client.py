@@ -26,14 +26,7 @@ import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit 
 
 from eccentric_det.edge import CloudClient, EdgeClient, ExportedEdge, list_images, run_images
 from eccentric_det.edge.http import environment_credentials
-from eccentric_det.edge.stream import stream_controls
-
-# option -> (config key, default without a config)
-STREAM_OPTIONS = {"budget_kbps": ("MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS", 0.0),
-                  "fps": ("MODEL.ECCENTRIC.OFFLOAD.FPS", 0.0), "buffer_s": ("MODEL.ECCENTRIC.OFFLOAD.BUFFER_S", 1.0),
-                  "reuse_threshold": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD", 0.0),
-                  "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25),
-                  "track_iou": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU", 0.0)}
+from eccentric_det.edge.stream import add_stream_arguments, stream_controls, stream_defaults, stream_overrides
 
 
 def get_parser():
@@ -47,28 +40,9 @@ def get_parser():
     p.add_argument("--input", nargs="+", required=True, help="images, folders or quoted glob patterns")
     p.add_argument("--output", required=True, help="JSONL file of results")
     p.add_argument("--resume", action="store_true", help="continue an existing --output, skipping its images")
-    p.add_argument("--budget-kbps", type=float,
-                   help="the uplink's budget in kbit/s (0: none; default: the config's "
-                        "MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS, else none)")
-    p.add_argument("--fps", type=float, help="frames per second of the stream the images form (OFFLOAD.FPS)")
-    p.add_argument("--buffer-s", type=float,
-                   help="the leaky bucket's size in seconds of the budget (OFFLOAD.BUFFER_S; default 1)")
-    p.add_argument("--reuse-threshold", type=float,
-                   help="temporal reuse: reuse the cloud's last answer while the edge's latent changed less than this "
-                        "(OFFLOAD.REUSE.THRESHOLD; 0: off)")
-    p.add_argument("--keyframe-interval", type=int,
-                   help="reuse a cached answer for at most this many frames (OFFLOAD.REUSE.KEYFRAME; default 25)")
-    p.add_argument("--track-iou", type=float,
-                   help="motion-compensated reuse: follow the edge's detections at this IoU and reuse the cloud's "
-                        "answers for them, moved (OFFLOAD.REUSE.TRACK_IOU; 0: off)")
+    add_stream_arguments(p)
     p.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, last")
     return p
-
-
-def stream_opts(args):
-    """The config overrides of the stream options given on the command line."""
-    return [v for arg, (key, _) in STREAM_OPTIONS.items() if getattr(args, arg) is not None
-            for v in (key, getattr(args, arg))]
 
 
 def build_client(args):
@@ -77,14 +51,11 @@ def build_client(args):
         from eccentric_det.serving.config import get_serving_cfg
 
         opts = list(args.opts)
-        opts = stream_opts(args) + (opts[1:] if opts[:1] == ["--"] else opts)
+        opts = stream_overrides(args) + (opts[1:] if opts[:1] == ["--"] else opts)
         return edge_client(get_serving_cfg(args.config_file, "edge", args.weights, opts), args.cloud_url)
     if not args.cloud_url or args.opts or args.weights:
         raise SystemExit("edge_client.py: error: --edge takes --cloud-url, and neither --weights nor config overrides")
-    options = {arg: default if getattr(args, arg) is None else getattr(args, arg)
-               for arg, (_, default) in STREAM_OPTIONS.items()}
-    options["keyframe"] = options.pop("keyframe_interval")
-    rate_control, reuse = stream_controls(**options)
+    rate_control, reuse = stream_controls(**stream_defaults(args))
     token, key = environment_credentials()
     return EdgeClient(ExportedEdge(args.edge, args.backend), CloudClient(args.cloud_url, token=token), key=key,
                       rate_control=rate_control, reuse=reuse)

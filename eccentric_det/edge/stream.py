@@ -56,6 +56,45 @@ class EdgeResult:
         return out
 
 
+# a stream option (the command line's --budget-kbps ...) -> (its config key, its value without a config, its help)
+STREAM_OPTIONS = {
+    "budget_kbps": ("MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS", 0.0, "the uplink's budget in kbit/s (0: none)"),
+    "fps": ("MODEL.ECCENTRIC.OFFLOAD.FPS", 0.0, "the stream's frames per second (a budget needs one; the demo takes a video's own)"),
+    "buffer_s": ("MODEL.ECCENTRIC.OFFLOAD.BUFFER_S", 1.0, "the leaky bucket's size in seconds of the budget"),
+    "reuse_threshold": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD", 0.0,
+                        "temporal reuse: reuse the cloud's last answer while the edge's latent changed less than "
+                        "this (0: off)"),
+    "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25, "reuse a cached answer for at most this "
+                                                                       "many frames"),
+    "track_iou": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU", 0.0,
+                  "motion-compensated reuse: follow the edge's detections at this IoU and reuse the cloud's answers "
+                  "for them, moved (0: off)")}
+
+
+def add_stream_arguments(parser):
+    """Add ``--budget-kbps``, ``--fps``, ``--buffer-s``, ``--reuse-threshold``, ``--keyframe-interval`` and
+    ``--track-iou`` to an argparse ``parser`` (each, when given, overrides its config key)."""
+    for arg, (key, default, text) in STREAM_OPTIONS.items():
+        parser.add_argument("--" + arg.replace("_", "-"), type=type(default),
+                            help=f"{text} ({key}; default: the config's, else {default:g})")
+
+
+def stream_overrides(args):
+    """The config overrides (KEY VALUE ...) of the stream options given on the command line (``args`` parsed by a
+    parser of :func:`add_stream_arguments`)."""
+    return [v for arg, (key, _, _) in STREAM_OPTIONS.items() if getattr(args, arg) is not None
+            for v in (key, getattr(args, arg))]
+
+
+def stream_defaults(args):
+    """The stream options of ``args`` with the defaults of a stream without a config, as :func:`stream_controls`
+    takes them."""
+    options = {arg: default if getattr(args, arg) is None else getattr(args, arg)
+               for arg, (_, default, _) in STREAM_OPTIONS.items()}
+    options["keyframe"] = options.pop("keyframe_interval")
+    return options
+
+
 def stream_controls(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0, keyframe=25, track_iou=0.0):
     """(:class:`RateControl` or None, :class:`ReuseCache` or None) of a stream's options (0: off); ValueError naming
     the ``MODEL.ECCENTRIC.OFFLOAD`` key of a bad one."""
