@@ -1,4 +1,5 @@
 """The cloud half as a Ray Serve deployment on a local Ray instance: one replica, batched, same answers."""
+import os
 import socket
 import threading
 
@@ -30,6 +31,9 @@ def deployed(tmp_path_factory):
         port = s.getsockname()[1]
     cfg = get_serving_cfg(CFG, "cloud", halves["cloud"], OPTS + [
         "SERVING.PORT", str(port), "SERVING.MAX_WAIT_MS", "200", "SERVING.RAY.NUM_REPLICAS", "1"])
+    # Serve's proxy must answer its readiness check within 5 s of starting (RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S), and a
+    # worker process on a busy 2-core machine takes longer to start than that: the processes Ray starts inherit this
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     except Exception as e:  # noqa: BLE001  (any failure to start Ray is a reason to skip, and is named)
