@@ -161,7 +161,7 @@ def fit_reuse_threshold(mean, sweep, max_ap_loss):
 
 
 def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):
-    """The rows of one video: method, AP, AP50, kbit/s, frames."""
+    """The rows of one video: method, AP, AP50, kbit/s, frames (no edge-only row when ``edge`` is None)."""
     truth = ground_truth_of(path)
     if truth is None:
         raise FileNotFoundError(f"{path} has no boxes (.json of a composed video) beside it")
@@ -175,7 +175,8 @@ def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):
     for name, options in runs:
         detections, sizes, info = run_ecc(ecc, frames, fps, **options)
         row(name, detections, sizes, ecc.class_names, **info)
-    row("edge only", *run_ecc(edge, frames, fps)[:2], edge.class_names)
+    if edge is not None:
+        row("edge only", *run_ecc(edge, frames, fps)[:2], edge.class_names)
     row("cloud, lossless frames", cloud(frames), [0] * len(frames), cloud.class_names)
     for k in h264:
         decoded, sizes = h264_round_trip(frames, fps, k, gop)
@@ -238,7 +239,9 @@ def main(argv=None):
     videos = videos or [ensure_default_video()]
     ecc_cfg = get_eccentric_cfg(args.ecc_config, args.opts)
     ecc = EccentricPredictor(ecc_cfg, confidence_threshold=0.0)
-    edge = EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
+    # the edge-only row needs an edge that detects on its own (a teacher-trunk split has none)
+    edge = (EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
+            if ecc_cfg.MODEL.ECCENTRIC.EDGE.DETECTOR else None)
     cloud = Cloud(args.cloud_config, args.cloud_weights, args.opts)
     runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s, args.reuse_sweep,
                     args.track_iou)

@@ -100,6 +100,25 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     assert [r["method"] for r in result["mean"]] == list(rows) and (out / "bench_video.png").stat().st_size > 1000
 
 
+def test_bench_video_of_a_split_whose_edge_does_not_detect(tmp_path, monkeypatch):
+    """A split without an edge detector (Adaptive ECC, a teacher-trunk split) is benchmarked with no edge-only row:
+    there is no edge answer to measure (the demo's predictor refuses --offload-threshold for it)."""
+    from eccentric_det.demo import compose_demo_video
+
+    video = str(tmp_path / "clip.mp4")
+    compose_demo_video(video, source=background_clip(tmp_path), seed=3, num_tracks=2)
+    tool = load_bench(monkeypatch)
+    quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
+    out = tmp_path / "out"
+    assert tool["main"](["--videos", video, "--ecc-config", quick.format("adaptive_ecc"), "--cloud-config",
+                         quick.format("cloud_teacher"), "--h264-kbps", "--jpeg", "--budget-kbps", "16", "--output",
+                         str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task",
+                         "MODEL.ECCENTRIC.EDGE.DETECTOR", "False"]) == 0
+    rows = {r["method"]: r for r in json.load(open(out / "bench_video.json"))["videos"][0]["rows"]}
+    assert set(rows) == {"ECC", "ECC at 16 kbit/s", "cloud, lossless frames"}
+    assert rows["ECC"]["offload_rate"] == 1.0 and rows["ECC at 16 kbit/s"]["kbps"] < rows["ECC"]["kbps"]
+
+
 def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_path, monkeypatch):
     source = background_clip(tmp_path)
     tool = load_bench(monkeypatch)
