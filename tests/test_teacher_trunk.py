@@ -1,6 +1,7 @@
 """The shipped teacher-trunk split (``configs/FashionDet/adaptive_ecc_vr_teacher_trunk.yaml``): its checkpoint loads
 whole into its config, its edge is the teacher's own stem+res2 (32 channels, no detector), and one checkpoint codes at
 every rate, fewer bytes at higher rates, as the one-checkpoint variable-rate codec does."""
+import pytest
 import torch
 
 import eccentric_det.modeling  # noqa: F401  (registers the backbones, ROI heads, EccentricRCNN)
@@ -59,11 +60,12 @@ def test_the_recipe_s_teacher_trunk_mode_builds_the_shipped_split_and_fills_its_
     assert trunk and all(torch.equal(v, teacher[k].to(v.dtype)) for k, v in trunk.items())
 
 
-def test_the_equal_budget_cloud_checkpoint_is_the_teacher_trained_further():
-    """``cloud_plus_4500.pth``, the teacher-trunk split's cloud-only reference, loads whole into the teacher's config
-    and is not the teacher's weights."""
+@pytest.mark.parametrize("name", ["cloud_plus_4500", "cloud_teacher_8000"])
+def test_the_longer_trained_cloud_checkpoints_load_whole_and_are_not_the_teacher(name):
+    """``cloud_plus_4500.pth`` (the teacher-trunk split's cloud-only reference) and ``cloud_teacher_8000.pth`` (the
+    same cloud trained from scratch twice as long) load whole into the teacher's config and are not its weights."""
     cfg = get_eccentric_cfg("configs/FashionDet/cloud_teacher.yaml",
-                            ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "checkpoints/fashion_det/cloud_plus_4500.pth"])
+                            ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", f"checkpoints/fashion_det/{name}.pth"])
     cloud = load_model(cfg).state_dict()
     teacher = torch.load("checkpoints/fashion_det/cloud_teacher.pth", map_location="cpu", weights_only=False)["model"]
     assert set(teacher) <= set(cloud)
