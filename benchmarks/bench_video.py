@@ -113,19 +113,22 @@ class Cloud:
 def run_ecc(predictor, frames, fps, **options):
     """Per-frame detections and payload bytes of the ECC predictor on a new stream at ``fps`` with ``options``
     (:meth:`EccentricPredictor.start_stream`: budget, reuse; every detection: AP needs the low scores), and what the
-    stream did: the share of frames offloaded, kept on the edge by the budget, (partly) answered from the cache, and
+    stream did: the share of frames offloaded, kept on the edge by the budget (and of those, answered with the cloud's
+    last answer held), (partly) answered from the cache, and
     the bucket's budget and peak fill."""
     stream = predictor.start_stream(fps, **options)
-    detections, sizes, offloaded, kept, reused = [], [], 0, 0, 0
+    detections, sizes, offloaded, kept, held, reused = [], [], 0, 0, 0, 0
     for frame in frames:
         r = predictor(frame)
         inst = r.instances
         detections.append((inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy()))
         sizes.append(r.bytes)
         offloaded += r.offloaded
-        kept += r.source == "edge-budget"
+        kept += r.source in ("edge-budget", "held")
+        held += r.source == "held"
         reused += bool(r.reused)
-    info = {"offload_rate": offloaded / len(frames), "budget_kept_frames": kept, "reused_frames": reused}
+    info = {"offload_rate": offloaded / len(frames), "budget_kept_frames": kept, "held_frames": held,
+            "reused_frames": reused}
     summary = stream.summary()
     if summary:
         info.update(budget_kbps=summary["budget_kbps"], bucket_peak_fill=summary["bucket_peak_fill"])

@@ -175,13 +175,52 @@ def test_stream_options_are_checked_with_their_keys():
                         ({"reuse_threshold": -0.1}, "REUSE.THRESHOLD"),
                         ({"reuse_threshold": 0.1, "keyframe": 0}, "REUSE.KEYFRAME"),
                         ({"reuse_threshold": 0.1, "keyframe": 2.5}, "REUSE.KEYFRAME"),
-                        ({"track_iou": 1.0}, "REUSE.TRACK_IOU"), ({"track_iou": 0.5, "keyframe": 0}, "REUSE.KEYFRAME")):
+                        ({"track_iou": 1.0}, "REUSE.TRACK_IOU"), ({"track_iou": 0.5, "keyframe": 0}, "REUSE.KEYFRAME"),
+                        ({"budget_kbps": 64, "fps": 25, "keyframe": 0}, "REUSE.KEYFRAME")):
         with pytest.raises(ValueError, match=f"MODEL.ECCENTRIC.OFFLOAD.{key}"):
             stream_controls(**kwargs)
     check_stream_options(budget_kbps=64, fps=None)  # a video's frame rate, not known yet
     assert stream_controls() == (None, None)
     rc, reuse = stream_controls(64, 25, 1.0, 0.1, 10)
-    assert rc.bucket.capacity == 64000 and rc.bucket.drain == 2560 and reuse.keyframe == 10
+    assert rc.bucket.capacity == 64000 and rc.bucket.drain == 2560 and reuse.keyframe == 10 and rc.hold_frames == 10
+
+
+class Numbering(Recorder):
+    """A cloud whose n-th answer is one box scored n, so that an answer tells which payload it was for."""
+
+    def __call__(self, body, output_size):
+        super().__call__(body, output_size)
+        n = len(self.bodies)
+        return {"boxes": [[0.0, 0.0, n, n]], "scores": [float(n)], "classes": [n % 3],
+                "image_size": list(output_size), "cloud_ms": 1.0}
+
+
+def test_an_edge_without_a_detector_holds_the_clouds_last_answer_while_the_budget_keeps_frames_back(codec):
+    frames = varied_frames(120, seed=3, busy=(1.2, 3.0))
+    edge = CodecEdge(codec)  # policy "always", no detector of its own: frame.answer is None
+    coarsest = len(edge.analyse(frames[0]).code(2.0).to_bytes()) * 8
+    for hold in (3, 0):
+        cloud = Numbering()
+        rc, _ = stream_controls(budget_kbps=coarsest * 10 / 3 / 1000, fps=10.0, buffer_s=0.5, keyframe=max(hold, 1))
+        rc.hold_frames = hold  # 0: kept-back frames answer nothing, as before holding
+        stream = EdgeStream(edge, cloud, None, rc)
+        results, fills = run(stream, frames)
+        assert all(fill <= cap + 1e-6 for fill, cap in fills)
+        sources = [r.source for r in results]
+        assert sources.count("cloud") == len(cloud.bodies) and 0 < len(cloud.bodies) < len(frames) / 2
+        last = None  # (frame index, answer number) of the cloud's last answer
+        for i, r in enumerate(results):
+            if r.source == "cloud":
+                last = (i, r.detections["scores"][0])
+                continue
+            assert r.bytes_sent == 0 and r.cloud_ms == 0.0
+            if last is not None and i - last[0] <= hold:  # its scores fading with its age
+                assert r.source == "held", (i, last, r)
+                assert r.detections["scores"] == pytest.approx([last[1] * (1 - (i - last[0]) / (hold + 1))])
+                assert r.detections["boxes"] == [[0.0, 0.0, last[1], last[1]]]
+            else:  # nothing sent yet, or the last answer is older than the hold: an empty answer, never a stale one
+                assert r.source == "edge-budget" and r.detections["boxes"] == [], (i, last, r)
+        assert ("held" in sources) == (hold > 0) and "edge-budget" in sources
 
 
 def test_a_bad_budget_is_one_clear_error_in_each_tool(tmp_path):

@@ -13,8 +13,9 @@ pairs. ``--budget-kbps`` holds the uplink to a budget at ``--fps`` (the images a
 order: per frame the edge picks the codec's rate level and what it sends so that a leaky bucket of that rate never
 overflows, ``MODEL.ECCENTRIC.OFFLOAD.BUDGET_KBPS``); ``--reuse-threshold`` answers frames whose content has not
 changed since the cloud saw them from the edge's cache (``MODEL.ECCENTRIC.OFFLOAD.REUSE``); both work with an
-exported edge too. Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback"|"edge-budget"|"reused", "boxes",
-"scores", "classes", ...}``,
+exported edge too. Each line: ``{"image", "source": "cloud"|"edge"|"edge-fallback"|"edge-budget"|"reused"|"held",
+"boxes", "scores", "classes", ...}`` ("held": a frame the budget kept back on an edge without a detector, answered
+with the cloud's last answer, at most ``REUSE.KEYFRAME`` frames old),
 written (and flushed) as each image finishes: ``--resume`` skips the images already in the file, so a
 restarted run loses nothing and duplicates nothing. Set ECCENTRIC_TOKEN if the server wants a token, and
 ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed payloads.

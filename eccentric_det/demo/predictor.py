@@ -198,7 +198,7 @@ class RunLog:
         self.frames += 1
         self.offloaded += result.offloaded
         self.reused_frames += bool(result.reused)
-        self.budget_kept_frames += result.source == "edge-budget"
+        self.budget_kept_frames += result.source in ("edge-budget", "held")
         self.bytes += result.bytes
         self.detections += len(detections)
         self.edge_ms += result.edge_ms
@@ -291,11 +291,12 @@ def draw_frame(bgr, result, log, predictor):
         cv2.rectangle(vis, (x0, y0), (x1, y1), color, max(1, int(2 * scale)))
         label_y = y0 - 3 if y0 > line else y0 + line  # inside the box at the top edge of the frame
         _text(vis, f"{predictor.class_name(k)} {score:.0%}", (x0, label_y), scale * 0.8, _BLACK, color)
-    reused = result.source == "reused"
+    reused = result.source in ("reused", "held")
     badge, color = ("CLOUD", _ORANGE) if result.offloaded else ("CACHE", _BLUE) if reused else ("EDGE", _GREEN)
     x = _text(vis, badge, (4, line), scale * 1.2, _WHITE, color)
-    sent = (f"sent {human_bytes(result.bytes)}" if result.offloaded else "0 B sent: the cloud's last answer" if reused
-            else "0 B sent: answered on the edge" + (" (budget)" if result.source == "edge-budget" else ""))
+    budget = " (budget)" if result.source in ("edge-budget", "held") else ""
+    sent = (f"sent {human_bytes(result.bytes)}" if result.offloaded
+            else ("0 B sent: the cloud's last answer" if reused else "0 B sent: answered on the edge") + budget)
     if result.tiles:
         sent += f" ({len(result.tiles)} tiles" + (f", {result.reused} from the cache)" if result.reused else ")")
     _text(vis, sent, (x + 6, line), scale, _WHITE, _BLACK)

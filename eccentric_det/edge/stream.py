@@ -22,8 +22,9 @@ from .http import CloudUnavailable
 
 logger = logging.getLogger(__name__)
 # who answered: the cloud; the edge (its gate kept the frame); the edge because the cloud was unreachable; the edge
-# because the budget had no room for the frame; the cache (nothing sent: the content had not changed)
-SOURCES = ("cloud", "edge", "edge-fallback", "edge-budget", "reused")
+# because the budget had no room for the frame; the cache (nothing sent: the content had not changed); the cloud's
+# last answer, held because the budget had no room and the edge has no detector of its own
+SOURCES = ("cloud", "edge", "edge-fallback", "edge-budget", "reused", "held")
 
 
 @dataclass
@@ -64,8 +65,9 @@ STREAM_OPTIONS = {
     "reuse_threshold": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.THRESHOLD", 0.0,
                         "temporal reuse: reuse the cloud's last answer while the edge's latent changed less than "
                         "this (0: off)"),
-    "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25, "reuse a cached answer for at most this "
-                                                                       "many frames"),
+    "keyframe_interval": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.KEYFRAME", 25,
+                          "reuse a cached answer, or hold the cloud's last one under a budget, for at most this many "
+                          "frames"),
     "track_iou": ("MODEL.ECCENTRIC.OFFLOAD.REUSE.TRACK_IOU", 0.0,
                   "motion-compensated reuse: follow the edge's detections at this IoU and reuse the cloud's answers "
                   "for them, moved (0: off)")}
@@ -99,7 +101,7 @@ def stream_controls(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold=0.0,
     """(:class:`RateControl` or None, :class:`ReuseCache` or None) of a stream's options (0: off); ValueError naming
     the ``MODEL.ECCENTRIC.OFFLOAD`` key of a bad one."""
     check_stream_options(budget_kbps, fps, buffer_s, reuse_threshold, keyframe, track_iou)
-    return (RateControl(budget_kbps, fps, buffer_s) if budget_kbps else None,
+    return (RateControl(budget_kbps, fps, buffer_s, hold_frames=int(keyframe)) if budget_kbps else None,
             ReuseCache(reuse_threshold, keyframe, track_iou) if reuse_threshold or track_iou else None)
 
 
@@ -128,6 +130,7 @@ class EdgeStream:
         self.edge, self.send, self.key = edge, send, key
         self.rate_control, self.reuse = rate_control, reuse
         self.frames = 0
+        self._held = None  # (frame index, the cloud's answer) to hold while the budget keeps frames back
 
     def summary(self):
         """The rate control's budget, mean kbit/s and bucket fill (empty without a budget)."""
@@ -198,6 +201,9 @@ class EdgeStream:
             if reused_tiles is not None:
                 detections = self._merge(frame, detections, _empty(frame), np.zeros_like(reused_tiles), reused_tiles)
             elif detections is None:  # no detector of its own (policy "always") and no room in the budget
+                held = self._held_answer(index)
+                if held is not None:
+                    return EdgeResult(held, "held", 0, frame.score, frame.ms, 0.0, **common)
                 detections = _empty(frame)
             return EdgeResult(detections, plan.source, 0, frame.score, frame.ms, 0.0, **common)
         body = plan.payload.to_bytes(self.key)
@@ -219,11 +225,24 @@ class EdgeStream:
                                        else plan.tiles, answer)
             reused = reused_tiles if reused_tiles is not None else np.zeros_like(plan.tiles)
             answer = {**answer, **self._merge(frame, frame.answer, answer, plan.tiles, reused)}
-        elif self.reuse is not None:
-            self.reuse.store_answer(frame, index, {k: answer[k] for k in ("boxes", "scores", "classes", "image_size")
-                                                   if k in answer})
+        else:
+            kept = {k: answer[k] for k in ("boxes", "scores", "classes", "image_size") if k in answer}
+            if self.reuse is not None:
+                self.reuse.store_answer(frame, index, kept)
+            if self.rate_control is not None and frame.answer is None:
+                self._held = (index, kept)
         return EdgeResult(answer, "cloud", len(body), frame.score, frame.ms, answer.get("cloud_ms", 0.0), plan.rate,
                           plan.tiles, **common)
+
+    def _held_answer(self, index):
+        """The cloud's last answer if it is at most the rate control's ``hold_frames`` frames old, else None; its
+        scores fade with its age (``1 - age / (hold_frames + 1)``), so that a stale box ranks below a fresh one."""
+        hold = self.rate_control.hold_frames
+        if self._held is None or index - self._held[0] > hold:
+            return None
+        at, answer = self._held
+        fade = 1.0 - (index - at) / (hold + 1)
+        return {**answer, "scores": [float(s) * fade for s in answer["scores"]]}
 
     def _merge(self, frame, edge, cloud, sent, reused):
         """The cached detections in the tiles ``reused``, the cloud's in the other tiles ``sent`` (a reused tile the

@@ -18,6 +18,10 @@ of it at half the mean, the whole bucket at twice the mean); otherwise it stays 
 than half full, the offload threshold rises with its fill (to 1 when full), so the frames and tiles with the highest
 scores keep their place and the others stay on the edge.
 
+A frame kept back gets the edge detector's answer; an edge without one holds the cloud's last answer, if it is at
+most ``hold_frames`` old (``REUSE.KEYFRAME``, the staleness bound reuse has too; its scores fading with its age),
+else it answers nothing.
+
 Over a clip of T seconds the mean bitrate can exceed the budget by at most what the bucket holds at the end
 (``BUFFER_S`` / T of the budget; about a quarter of that when the content keeps the bucket near its target).
 """
@@ -50,7 +54,7 @@ def check_stream_options(budget_kbps=0.0, fps=0.0, buffer_s=1.0, reuse_threshold
         raise ValueError(f"{key}REUSE.THRESHOLD must be at least 0 (0: no reuse), got {reuse_threshold}")
     if not 0 <= track_iou < 1:
         raise ValueError(f"{key}REUSE.TRACK_IOU must lie in [0, 1) (0: no motion-compensated reuse), got {track_iou}")
-    if (reuse_threshold or track_iou) and not (int(keyframe) == keyframe and keyframe >= 1):
+    if (reuse_threshold or track_iou or budget_kbps) and not (int(keyframe) == keyframe and keyframe >= 1):
         raise ValueError(f"{key}REUSE.KEYFRAME must be a whole number of frames, at least 1, got {keyframe}")
 
 
@@ -96,8 +100,11 @@ class RateControl:
     """What one frame sends under the budget (see the module docstring). ``size(payload) -> bytes`` counts a
     payload as it will cross the network (header and trailer included)."""
 
-    def __init__(self, kbps, fps, buffer_s=1.0):
+    def __init__(self, kbps, fps, buffer_s=1.0, hold_frames=0):
         self.bucket = LeakyBucket(kbps, fps, buffer_s)
+        # a frame kept back on an edge without a detector of its own gets the cloud's answer from at most this many
+        # frames before (0: an empty answer)
+        self.hold_frames = hold_frames
         self.share, self.mean_score = 1.0, None
 
     def start_frame(self):
