@@ -1,4 +1,4 @@
-"""The shipped teacher-trunk split (``configs/FashionDet/adaptive_ecc_vr_teacher_trunk.yaml``): its checkpoint loads
+"""The shipped teacher-trunk splits (``configs/FashionDet/adaptive_ecc_vr_teacher_trunk*.yaml``): a checkpoint loads
 whole into its config, its edge is the teacher's own stem+res2 (32 channels, no detector), and one checkpoint codes at
 every rate, fewer bytes at higher rates, as the one-checkpoint variable-rate codec does."""
 import pytest
@@ -11,12 +11,16 @@ from eccentric_det.tasks import get_eccentric_cfg
 from .helpers import image_input
 
 CONFIG = "configs/FashionDet/adaptive_ecc_vr_teacher_trunk.yaml"
+K = "checkpoints/fashion_det/"
 
 
-def test_teacher_trunk_checkpoint_loads_whole_and_codes_at_every_rate():
-    cfg = get_eccentric_cfg(CONFIG, ["MODEL.DEVICE", "cpu"])
+@pytest.mark.parametrize("config,teacher_path", [(CONFIG, K + "cloud_teacher.pth")])
+def test_teacher_trunk_checkpoint_loads_whole_and_codes_at_every_rate(config, teacher_path):
+    """Both shipped teacher-trunk splits: on the 4,000- and on the 8,000-iteration teacher (its DISTILL.TEACHER_WEIGHTS)."""
+    cfg = get_eccentric_cfg(config, ["MODEL.DEVICE", "cpu"])
+    assert cfg.MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS.endswith(teacher_path)
     model = load_model(cfg)  # complete=True: every parameter and buffer of the model from the checkpoint
-    teacher = torch.load("checkpoints/fashion_det/cloud_teacher.pth", map_location="cpu", weights_only=False)["model"]
+    teacher = torch.load(teacher_path, map_location="cpu", weights_only=False)["model"]
     names = dict(model.named_parameters())
     key = "backbone.bottom_up.stem.conv1.weight"
     assert names[key].shape[0] == teacher[key].shape[0] == 32
@@ -60,14 +64,16 @@ def test_the_recipe_s_teacher_trunk_mode_builds_the_shipped_split_and_fills_its_
     assert trunk and all(torch.equal(v, teacher[k].to(v.dtype)) for k, v in trunk.items())
 
 
-@pytest.mark.parametrize("name", ["cloud_plus_4500", "cloud_teacher_8000"])
-def test_the_longer_trained_cloud_checkpoints_load_whole_and_are_not_the_teacher(name):
-    """``cloud_plus_4500.pth`` (the teacher-trunk split's cloud-only reference) and ``cloud_teacher_8000.pth`` (the
-    same cloud trained from scratch twice as long) load whole into the teacher's config and are not its weights."""
+@pytest.mark.parametrize("name,teacher", [("cloud_plus_4500", "cloud_teacher"), ("cloud_teacher_8000", "cloud_teacher"),
+                                          ("cloud_8000_plus_4500", "cloud_teacher_8000")])
+def test_the_longer_trained_cloud_checkpoints_load_whole_and_are_not_the_teacher(name, teacher):
+    """``cloud_plus_4500.pth`` and ``cloud_8000_plus_4500.pth`` (the teacher-trunk splits' cloud-only references: their
+    teacher + 4,500 iterations) and ``cloud_teacher_8000.pth`` (the cloud trained from scratch twice as long) load
+    whole into the teacher's config and are not the weights they started from."""
     cfg = get_eccentric_cfg("configs/FashionDet/cloud_teacher.yaml",
-                            ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", f"checkpoints/fashion_det/{name}.pth"])
+                            ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", f"{K}{name}.pth"])
     cloud = load_model(cfg).state_dict()
-    teacher = torch.load("checkpoints/fashion_det/cloud_teacher.pth", map_location="cpu", weights_only=False)["model"]
+    teacher = torch.load(f"{K}{teacher}.pth", map_location="cpu", weights_only=False)["model"]
     assert set(teacher) <= set(cloud)
     key = "roi_heads.box_predictor.cls_score.weight"
     assert not torch.equal(cloud[key].half(), teacher[key].half())
