@@ -8,7 +8,9 @@
 # threshold (chosen on held-out training images; dynamic_region_ecc.yaml: region_gate_vr.pth), Independent ECC, JPEG
 # q90 (independent_ecc.yaml: cloud_teacher.pth + edge_kd.pth), Adaptive ECC on the teacher's trunk at rates 0-4
 # (adaptive_ecc_vr_teacher_trunk.yaml: adaptive_ecc_vr_teacher_trunk.pth) and its equal-budget cloud (cloud_plus_4500.pth,
-# committed) on PNG, JPEG q90, WebP q80 and AVIF q80. The chain's cloud-only rows at its budget (cloud_plus:
+# committed) on PNG, JPEG q90, WebP q80 and AVIF q80; the same split and cloud rebuilt on the teacher trained 8,000
+# iterations (adaptive_ecc_vr_teacher_trunk_8000.yaml; cloud_8000_plus_4500.pth), and that teacher on PNG
+# (cloud_teacher_8000.pth). The chain's cloud-only rows at its budget (cloud_plus:
 # the teacher + the codec's and adaptation's iterations) need its weights, which are not committed: CLOUD_PLUS=FILE
 # (default output/converge/cloud_plus.pth, from benchmarks/converge_fashion_det.sh cloud_plus) adds them when the
 # file exists. AP intervals: 95% over the images, BOOTSTRAP resamples (default 1000).
@@ -26,6 +28,13 @@ lane1() {
     > $O/adaptive.log 2>&1
   $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 --cloud-config $C/cloud_teacher.yaml \
     --cloud-weights $K/cloud_teacher.pth --output $O/teacher_png -- "${DEV[@]}" > $O/teacher_png.log 2>&1
+  $P --config-file $C/adaptive_ecc_vr_teacher_trunk_8000.yaml --sweep rates=all --output $O/teacher_trunk_8000 -- \
+    "${DEV[@]}" > $O/teacher_trunk_8000.log 2>&1
+  $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 --cloud-config $C/cloud_teacher.yaml \
+    --cloud-weights $K/cloud_teacher_8000.pth --output $O/teacher_8000_png -- "${DEV[@]}" > $O/teacher_8000_png.log 2>&1
+  $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 jpeg=90 webp=80 avif=80 --cloud-config $C/cloud_teacher.yaml \
+    --cloud-weights $K/cloud_8000_plus_4500.pth --output $O/cloud_8000_plus_4500 -- "${DEV[@]}" \
+    > $O/cloud_8000_plus_4500.log 2>&1
 }
 lane2() {
   $T/dynamic_ecc_vr.yaml "${DEV[@]}" OUTPUT_DIR $O/dynamic > $O/dynamic.log 2>&1
@@ -42,7 +51,8 @@ lane3() {  # the equal-budget cloud on PNG and across JPEG's and WebP's qualitie
     > $O/cloud_plus.log 2>&1
 }
 mkdir -p $O
-results=($O/teacher_png $O/adaptive $O/dynamic $O/regions $O/independent $O/teacher_trunk $O/cloud_plus_4500)
+results=($O/teacher_png $O/adaptive $O/dynamic $O/regions $O/independent $O/teacher_trunk $O/cloud_plus_4500
+         $O/teacher_trunk_8000 $O/teacher_8000_png $O/cloud_8000_plus_4500)
 if [ -f "$CLOUD_PLUS" ]; then
   results+=($O/cloud_plus)
   { lane1; lane3; } & lane2 & wait

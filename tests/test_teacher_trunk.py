@@ -14,7 +14,8 @@ CONFIG = "configs/FashionDet/adaptive_ecc_vr_teacher_trunk.yaml"
 K = "checkpoints/fashion_det/"
 
 
-@pytest.mark.parametrize("config,teacher_path", [(CONFIG, K + "cloud_teacher.pth")])
+@pytest.mark.parametrize("config,teacher_path", [(CONFIG, K + "cloud_teacher.pth"),
+                                                 (CONFIG.replace(".yaml", "_8000.yaml"), K + "cloud_teacher_8000.pth")])
 def test_teacher_trunk_checkpoint_loads_whole_and_codes_at_every_rate(config, teacher_path):
     """Both shipped teacher-trunk splits: on the 4,000- and on the 8,000-iteration teacher (its DISTILL.TEACHER_WEIGHTS)."""
     cfg = get_eccentric_cfg(config, ["MODEL.DEVICE", "cpu"])
