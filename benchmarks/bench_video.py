@@ -42,6 +42,7 @@ from eccentric_det.checkpoint import load_model
 from eccentric_det.data.datasets import class_names_of
 from eccentric_det.demo import EccentricPredictor, compose_demo_video, ensure_default_video
 from eccentric_det.demo.accuracy import ground_truth_of
+from eccentric_det.edge.stream import BUDGET_KEPT
 from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, read_frames, video_ap
 from eccentric_det.inputs import InputBuilder
 from eccentric_det.tasks import get_eccentric_cfg
@@ -124,7 +125,7 @@ def run_ecc(predictor, frames, fps, **options):
         detections.append((inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy()))
         sizes.append(r.bytes)
         offloaded += r.offloaded
-        kept += r.source in ("edge-budget", "held")
+        kept += r.source in BUDGET_KEPT
         held += r.source == "held"
         reused += bool(r.reused)
     info = {"offload_rate": offloaded / len(frames), "budget_kept_frames": kept, "held_frames": held,

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_model
 from ..deploy.torch_edge import TorchEdge, stream_options
-from ..edge.stream import EdgeStream, stream_controls
+from ..edge.stream import BUDGET_KEPT, EdgeStream, stream_controls
 from ..inputs import InputBuilder
 from ..serving.detections import dict_to_instances, instances_to_dict
 from ..split.rate_control import check_stream_options
@@ -198,7 +198,7 @@ class RunLog:
         self.frames += 1
         self.offloaded += result.offloaded
         self.reused_frames += bool(result.reused)
-        self.budget_kept_frames += result.source in ("edge-budget", "held")
+        self.budget_kept_frames += result.source in BUDGET_KEPT
         self.bytes += result.bytes
         self.detections += len(detections)
         self.edge_ms += result.edge_ms
@@ -294,7 +294,7 @@ def draw_frame(bgr, result, log, predictor):
     reused = result.source in ("reused", "held")
     badge, color = ("CLOUD", _ORANGE) if result.offloaded else ("CACHE", _BLUE) if reused else ("EDGE", _GREEN)
     x = _text(vis, badge, (4, line), scale * 1.2, _WHITE, color)
-    budget = " (budget)" if result.source in ("edge-budget", "held") else ""
+    budget = " (budget)" if result.source in BUDGET_KEPT else ""
     sent = (f"sent {human_bytes(result.bytes)}" if result.offloaded
             else ("0 B sent: the cloud's last answer" if reused else "0 B sent: answered on the edge") + budget)
     if result.tiles:

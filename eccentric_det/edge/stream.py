@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 # because the budget had no room for the frame; the cache (nothing sent: the content had not changed); the cloud's
 # last answer, held because the budget had no room and the edge has no detector of its own
 SOURCES = ("cloud", "edge", "edge-fallback", "edge-budget", "reused", "held")
+BUDGET_KEPT = ("edge-budget", "held")  # the sources of a frame the budget kept back
 
 
 @dataclass
