@@ -9,7 +9,7 @@ import torch
 from eccentric_det.calibration import fit_gate
 from eccentric_det.classification import SplitTimmClassifier, load_weights, save_weights, timm_to_split
 from eccentric_det.classification.checkpoint import edge_state, load_state, read_state
-from eccentric_det.classification.data import ClsData, load_cls_dataset, random_crops
+from eccentric_det.classification.data import ClsData, load_cls_dataset, random_crops, random_erasing
 from eccentric_det.classification.split_model import create_timm, encode_png
 from eccentric_det.training.classification import ClsLosses, classifier_gflops, evaluate, load_initial_weights, main, train
 from eccentric_det.codec import KIND_IMAGE, Payload, PayloadError
@@ -220,8 +220,24 @@ def test_random_crops_shift_each_image_within_the_padding():
     assert len(set(zip(ys.tolist(), xs.tolist()))) > 15
 
 
+def test_random_erasing_fills_one_rectangle_of_the_drawn_size_in_about_the_drawn_fraction_of_images():
+    images = torch.zeros(2000, 1, 28, 28, dtype=torch.uint8)
+    out = random_erasing(images, 0.5, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8 and images.eq(0).all()  # the input is kept
+    changed = out[:, 0] != 0
+    erased = changed.flatten(1).any(1)
+    assert 0.45 < erased.float().mean() < 0.55
+    for m in changed[erased][:200]:  # each erased region fits in one rectangle of 2-40% of the image
+        ys, xs = m.nonzero().T
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert box <= 0.4 * 28 * 28 + 2 * 28 and box >= 0.02 * 28 * 28 - 2 * 28
+        assert m.sum() > 0.9 * box  # filled (a random pixel is 0 one time in 256)
+    assert out[:, 0][changed].float().mean().sub(127.5).abs() < 5  # uniform values
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights_and_curve(tmp_path):
-    opts = ["SOLVER.MAX_ITER", 6, "SOLVER.CHECKPOINT_PERIOD", 3, "TEST.EVAL_PERIOD", 3, "DATA_CLS.CROP_PADDING", 1]
+    opts = ["SOLVER.MAX_ITER", 6, "SOLVER.CHECKPOINT_PERIOD", 3, "TEST.EVAL_PERIOD", 3, "DATA_CLS.CROP_PADDING", 1,
+            "DATA_CLS.ERASE_PROB", 0.5]
     holdout = _tiny_set(20, seed=1)
     cfg, whole = _cfg("cloud_teacher", *opts, "OUTPUT_DIR", str(tmp_path / "whole"))
     train(cfg, whole, _tiny_set(), holdout=holdout)

@@ -58,6 +58,9 @@ def add_classification_config(cfg):
     D.FLIP = False
     # Augment training images by random crops of the image zero-padded by this many pixels per side; 0: none.
     D.CROP_PADDING = 0
+    # Augment this fraction of the training images by random erasing (one rectangle of random pixels, 2-40% of
+    # the image; eccentric_det.classification.data.random_erasing); 0: none.
+    D.ERASE_PROB = 0.0
     # Batch size of evaluation on the cloud and of gate calibration (the edge runs one image at a time).
     D.TEST_BATCH_SIZE = 256
     return cfg

@@ -4,6 +4,7 @@ Dataset names (``DATASETS.TRAIN`` / ``DATASETS.TEST``): ``fashion_mnist_{train,t
 Debian package ``dataset-fashion-mnist``; ``cifar10_{train,test}`` read torchvision's standard layout
 (``ROOT/cifar-10-batches-py``, the python batches from the dataset's authors).
 """
+import math
 import os
 from dataclasses import dataclass
 from typing import List
@@ -82,9 +83,10 @@ def test_data(cfg):
     return data.slice(0, cfg.DATA_CLS.TEST_LIMIT or None)
 
 
-def batches(data, batch_size, generator, flip=False, crop_padding=0):
-    """Endless shuffled batches ``(images, labels)``, optionally with random horizontal flips and random crops of
-    the image zero-padded by ``crop_padding`` pixels on each side (the image's own size)."""
+def batches(data, batch_size, generator, flip=False, crop_padding=0, erase_prob=0.0):
+    """Endless shuffled batches ``(images, labels)``, optionally with random horizontal flips, random crops of
+    the image zero-padded by ``crop_padding`` pixels on each side (the image's own size) and, for a fraction
+    ``erase_prob`` of the images, one rectangle of random pixels (:func:`random_erasing`)."""
     while True:
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, max(len(order) - batch_size, 0) + 1, batch_size):  # drop the last partial batch
@@ -95,6 +97,8 @@ def batches(data, batch_size, generator, flip=False, crop_padding=0):
                 images[mask] = images[mask].flip(-1)
             if crop_padding:
                 images = random_crops(images, crop_padding, generator)
+            if erase_prob:
+                images = random_erasing(images, erase_prob, generator)
             yield images, data.labels[idx]
 
 
@@ -108,3 +112,24 @@ def random_crops(images, padding, generator):
     out = padded.gather(2, rows)
     cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, images.shape[1], h, w)
     return out.gather(3, cols)
+
+
+def random_erasing(images, prob, generator, area=(0.02, 0.4), aspect=(0.3, 3.3)):
+    """Random erasing (Zhong et al., AAAI 2020) of uint8 ``images`` [N, C, H, W]: each image, with probability
+    ``prob``, gets one rectangle of ``area`` (a fraction of the image) and ``aspect`` (height / width) drawn
+    uniformly (the aspect on a log scale) at a uniform position, filled with uniform random pixel values."""
+    n, c, h, w = images.shape
+    u = torch.rand(5, n, generator=generator)
+    s = (area[0] + (area[1] - area[0]) * u[0]) * h * w
+    r = torch.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * u[1])
+    eh = torch.sqrt(s * r).round().clamp(1, h).long()
+    ew = torch.sqrt(s / r).round().clamp(1, w).long()
+    top = (u[2] * (h - eh + 1)).long()
+    left = (u[3] * (w - ew + 1)).long()
+    rows = torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :]
+    inside = (((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
+              & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :])
+    inside &= (u[4] < prob)[:, None, None]
+    noise = torch.randint(0, 256, images.shape, generator=generator, dtype=torch.uint8)
+    return torch.where(inside[:, None], noise, images)

@@ -128,7 +128,7 @@ def train(cfg, model, data, losses=None, holdout=None, resume=False):
         start, curve = state["iter"], state["curve"]
         logger.info("Resumed from %s at iteration %d", state_path, start)
     stream = batches(data, cfg.SOLVER.IMS_PER_BATCH, gen, flip=cfg.DATA_CLS.FLIP,
-                     crop_padding=cfg.DATA_CLS.CROP_PADDING)
+                     crop_padding=cfg.DATA_CLS.CROP_PADDING, erase_prob=cfg.DATA_CLS.ERASE_PROB)
     for _ in range(start):  # a resumed run draws the batches it trained on again: the same data order after them
         next(stream)
     model.train()
