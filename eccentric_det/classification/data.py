@@ -118,7 +118,7 @@ def random_erasing(images, prob, generator, area=(0.02, 0.4), aspect=(0.3, 3.3))
     """Random erasing (Zhong et al., AAAI 2020) of uint8 ``images`` [N, C, H, W]: each image, with probability
     ``prob``, gets one rectangle of ``area`` (a fraction of the image) and ``aspect`` (height / width) drawn
     uniformly (the aspect on a log scale) at a uniform position, filled with uniform random pixel values."""
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     u = torch.rand(5, n, generator=generator)
     s = (area[0] + (area[1] - area[0]) * u[0]) * h * w
     r = torch.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * u[1])
