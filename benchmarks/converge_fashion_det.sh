@@ -19,7 +19,7 @@ HOLDOUT="[['fashion_det_train_fit','subset','fashion_det_train','train',0.1],['f
 CURVE=(DATASETS.REGISTER "$HOLDOUT" DATASETS.TRAIN "('fashion_det_train_fit',)" DATASETS.TEST "('fashion_det_train_holdout',)"
        MODEL.DEVICE "$DEVICE")
 stage="$1"; shift
-T="$OUT/teacher.pth"; E="$OUT/edge.pth"; A="$OUT/adapt.pth"
+T="$OUT/teacher.pth"; E="$OUT/edge.pth"; A="${ADAPTED:-$OUT/adapt.pth}"  # ADAPTED=$OUT/joint.pth: gates over the joint model
 REG=(DATASETS.REGISTER "$HOLDOUT" MODEL.DEVICE "$DEVICE")
 VAL=(--dataset fashion_det_val --bootstrap "${BOOTSTRAP:-200}")
 C=configs/FashionDet
@@ -52,14 +52,15 @@ case "$stage" in
       MODEL.WEIGHTS "$T" SOLVER.BASE_LR 0.01 SOLVER.WARMUP_ITERS 50 SOLVER.MAX_ITER 4000 TEST.EVAL_PERIOD 500 \
       SOLVER.CHECKPOINT_PERIOD 500 OUTPUT_DIR "$OUT/cloud_plus" "$@" ;;
   gates)  # the image-level gate (recall 0.9) and the region gate fitted on the held-out split; the region threshold
-           # the cheapest whose held-out AP stays within 1 of sending every tile at <= 1/2 its bytes and cloud GFLOPs
+           # the cheapest whose held-out AP stays within 1 of sending every tile at <= 1/2 its bytes and cloud GFLOPs.
+           # KEY VALUE overrides go to the gate fits (a model that holds its own edge: MODEL.ECCENTRIC.EDGE.WEIGHTS "")
     mkdir -p "$OUT/gates"
     "$PY" tools/fit_offload_gate.py --config-file $C/dynamic_ecc_vr.yaml --weights "$A" --dataset \
       fashion_det_train_holdout --max-images 1000 --recall 0.9 --output "$OUT/offload_gate.pth" \
-      --fit-json "$OUT/gates/offload_gate.json" "${REG[@]}" > "$OUT/gates/offload_gate.log" 2>&1
+      --fit-json "$OUT/gates/offload_gate.json" "${REG[@]}" "$@" > "$OUT/gates/offload_gate.log" 2>&1
     "$PY" tools/fit_offload_gate.py --regions --config-file $C/dynamic_region_ecc.yaml --weights "$A" --dataset \
       fashion_det_train_holdout --max-images 1000 --recall 0.9 --output "$OUT/region_gate.pth" \
-      --fit-json "$OUT/gates/region_gate.json" "${REG[@]}" > "$OUT/gates/region_gate.log" 2>&1
+      --fit-json "$OUT/gates/region_gate.json" "${REG[@]}" "$@" > "$OUT/gates/region_gate.log" 2>&1
     "$PY" tools/pareto.py --config-file $C/dynamic_region_ecc.yaml --dataset fashion_det_train_holdout \
       --sweep thresholds=0,0.4,0.5,0.6,0.7,0.8 --output "$OUT/gates/holdout_regions" -- "${REG[@]}" \
       MODEL.WEIGHTS "$A" MODEL.ECCENTRIC.EDGE.WEIGHTS "$OUT/region_gate.pth"
