@@ -7,9 +7,10 @@
   answer reused while the edge's latent changed less than ``--reuse-threshold``, at most ``--keyframe`` frames;
   ``--track-iou``: also the answers for the objects the edge follows, moved as they moved);
 * the edge alone (0 bytes);
-* the cloud detector (``--cloud-config``) on an H.264 stream at each ``--h264-kbps`` (libx264 through PyAV: no
-  B-frames, zero-latency tuning, a keyframe every ``--gop`` frames, VBV-capped at the bitrate), on JPEG frames at
-  each ``--jpeg`` quality, and on the lossless frames (its ceiling).
+* the cloud detector (``--cloud-config`` and ``--cloud-weights``; default: the ECC config's distillation teacher,
+  the cloud its split is held against; a cloud without weights is refused) on an H.264 stream at each
+  ``--h264-kbps`` (libx264 through PyAV: no B-frames, zero-latency tuning, a keyframe every ``--gop`` frames,
+  VBV-capped at the bitrate), on JPEG frames at each ``--jpeg`` quality, and on the lossless frames (its ceiling).
 
 The videos are composed (Fashion-MNIST *test* items over real footage, boxes known: ``datasets/prepare_demo_video.py``);
 ``--compose SEED`` builds one per seed over ``--source``, else ``--videos`` lists composed videos (each with its .json).
@@ -56,8 +57,10 @@ def parse_args(argv=None):
     p.add_argument("--compose-items", choices=("t10k", "train"), default="t10k",
                    help="Fashion-MNIST split of --compose's items: t10k (to measure on) or train (to fit on)")
     p.add_argument("--ecc-config", default="configs/FashionDet/dynamic_ecc_vr.yaml")
-    p.add_argument("--cloud-config", default="configs/FashionDet/cloud_teacher.yaml")
-    p.add_argument("--cloud-weights", default="", help="default: the cloud config's MODEL.WEIGHTS")
+    p.add_argument("--cloud-config", default="",
+                   help="the cloud detector (default: the ECC config's MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG)")
+    p.add_argument("--cloud-weights", default="", help="its weights (default: the cloud config's MODEL.WEIGHTS; "
+                   "without --cloud-config, the ECC config's DISTILL.TEACHER_WEIGHTS)")
     p.add_argument("--h264-kbps", nargs="*", type=float, default=[32, 64, 128, 256, 512])
     p.add_argument("--gop", type=int, default=25, help="H.264 keyframe interval (frames)")
     p.add_argument("--jpeg", nargs="*", type=int, default=[10, 30, 50, 90])
@@ -94,13 +97,28 @@ def reuse_threshold(value):
                                          f"'threshold' ({e}); fit one with --reuse-sweep on training videos") from e
 
 
+def cloud_of(ecc_cfg, config, weights):
+    """The cloud detector's config and weights: as given, else the ECC config's distillation teacher (the cloud its
+    split is held against, as tools/pareto.py takes it)."""
+    if not config:
+        D = ecc_cfg.MODEL.ECCENTRIC.DISTILL
+        config, weights = D.TEACHER_CONFIG, weights or D.TEACHER_WEIGHTS
+    if not config:
+        raise ValueError("the ECC config names no cloud (MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG is empty): give "
+                         "--cloud-config and --cloud-weights")
+    return config, weights
+
+
 class Cloud:
     """The cloud detector on whole frames (BGR), as a server would run it on decoded images."""
 
     def __init__(self, config, weights, opts):
         cfg = get_eccentric_cfg(config, list(opts) + (["MODEL.WEIGHTS", weights] if weights else []))
+        if not cfg.MODEL.WEIGHTS:
+            raise ValueError(f"the cloud {config} has no weights (MODEL.WEIGHTS is empty): its rows would measure a "
+                             f"random detector; give --cloud-weights, e.g. checkpoints/fashion_det/cloud_teacher.pth")
         self.model, self.inputs = load_model(cfg).eval(), InputBuilder.from_config(cfg)
-        self.class_names = class_names_of(cfg)
+        self.class_names, self.weights = class_names_of(cfg), cfg.MODEL.WEIGHTS
 
     @torch.no_grad()
     def __call__(self, frames):
@@ -246,11 +264,12 @@ def main(argv=None):
     # the edge-only row needs an edge that detects on its own (a teacher-trunk split has none)
     edge = (EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
             if ecc_cfg.MODEL.ECCENTRIC.EDGE.DETECTOR else None)
-    cloud = Cloud(args.cloud_config, args.cloud_weights, args.opts)
+    cloud_config, cloud_weights = cloud_of(ecc_cfg, args.cloud_config, args.cloud_weights)
+    cloud = Cloud(cloud_config, cloud_weights, args.opts)
     runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s, args.reuse_sweep,
                     args.track_iou)
-    result = {"ecc_config": args.ecc_config, "cloud_config": args.cloud_config, "gop": args.gop,
-              "budget_kbps": args.budget_kbps, "buffer_s": args.buffer_s, "reuse": args.reuse,
+    result = {"ecc_config": args.ecc_config, "cloud_config": cloud_config, "cloud_weights": cloud.weights,
+              "gop": args.gop, "budget_kbps": args.budget_kbps, "buffer_s": args.buffer_s, "reuse": args.reuse,
               "reuse_threshold": args.reuse_threshold, "keyframe": args.keyframe, "track_iou": args.track_iou,
               "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop, runs) for v in videos]}
     result["mean"] = mean_rows(result["videos"])

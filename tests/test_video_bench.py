@@ -7,6 +7,7 @@ import runpy
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, video_ap
 
@@ -24,6 +25,21 @@ def load_bench(monkeypatch):
     """benchmarks/bench_video.py's names (it imports its sibling report.py)."""
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     return runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_video.py"))
+
+
+QUICK = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
+
+
+def quick_cloud_weights(tmp_path):
+    """The quick cloud's (random) weights saved as a checkpoint: the benchmark refuses a cloud without weights."""
+    from detectron2.modeling import build_model
+
+    from eccentric_det.tasks import get_eccentric_cfg
+
+    path = str(tmp_path / "cloud.pth")
+    torch.manual_seed(0)
+    torch.save({"model": build_model(get_eccentric_cfg(QUICK.format("cloud_teacher"))).state_dict()}, path)
+    return path
 
 
 def background_clip(tmp_path, frames=6):
@@ -77,14 +93,15 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     video = str(tmp_path / "clip.mp4")
     compose_demo_video(video, source=source, seed=3, num_tracks=2)
     tool = load_bench(monkeypatch)
-    quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
     out = tmp_path / "out"
-    assert tool["main"](["--videos", video, "--ecc-config", quick.format("dynamic_ecc"), "--cloud-config",
-                         quick.format("cloud_teacher"), "--h264-kbps", "64", "256", "--jpeg", "30", "--gop", "5",
+    assert tool["main"](["--videos", video, "--ecc-config", QUICK.format("dynamic_ecc"), "--cloud-config",
+                         QUICK.format("cloud_teacher"), "--cloud-weights", quick_cloud_weights(tmp_path),
+                         "--h264-kbps", "64", "256", "--jpeg", "30", "--gop", "5",
                          "--budget-kbps", "16", "--reuse", "both", "--reuse-threshold", "0.5", "--keyframe", "3",
                          "--track-iou", "0.5", "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"]) == 0
     result = json.load(open(out / "bench_video.json"))
     assert result["track_iou"] == 0.5 and result["reuse_threshold"] == 0.5
+    assert result["cloud_weights"] == str(tmp_path / "cloud.pth")  # which cloud the H.264 and JPEG rows measured
     rows = {r["method"]: r for r in result["videos"][0]["rows"]}
     assert set(rows) == {"ECC", "ECC, reuse", "ECC at 16 kbit/s", "ECC at 16 kbit/s, reuse", "edge only",
                          "cloud, lossless frames", "cloud on H.264 64 kbit/s", "cloud on H.264 256 kbit/s",
@@ -108,10 +125,10 @@ def test_bench_video_of_a_split_whose_edge_does_not_detect(tmp_path, monkeypatch
     video = str(tmp_path / "clip.mp4")
     compose_demo_video(video, source=background_clip(tmp_path), seed=3, num_tracks=2)
     tool = load_bench(monkeypatch)
-    quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
     out = tmp_path / "out"
-    assert tool["main"](["--videos", video, "--ecc-config", quick.format("adaptive_ecc"), "--cloud-config",
-                         quick.format("cloud_teacher"), "--h264-kbps", "--jpeg", "--budget-kbps", "16", "--output",
+    assert tool["main"](["--videos", video, "--ecc-config", QUICK.format("adaptive_ecc"), "--cloud-config",
+                         QUICK.format("cloud_teacher"), "--cloud-weights", quick_cloud_weights(tmp_path),
+                         "--h264-kbps", "--jpeg", "--budget-kbps", "16", "--output",
                          str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task",
                          "MODEL.ECCENTRIC.EDGE.DETECTOR", "False"]) == 0
     rows = {r["method"]: r for r in json.load(open(out / "bench_video.json"))["videos"][0]["rows"]}
@@ -122,12 +139,12 @@ def test_bench_video_of_a_split_whose_edge_does_not_detect(tmp_path, monkeypatch
 def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_path, monkeypatch):
     source = background_clip(tmp_path)
     tool = load_bench(monkeypatch)
-    quick = "configs/quick_schedules/fashion_det_{}_instant_test.yaml"
     out = tmp_path / "fit"
     assert tool["main"](["--compose", "3", "--compose-items", "train", "--source", source, "--ecc-config",
-                         quick.format("dynamic_ecc"), "--cloud-config", quick.format("cloud_teacher"), "--h264-kbps",
-                         "--jpeg", "--reuse-sweep", "0.2", "100", "--keyframe", "3", "--max-ap-loss", "0.5",
-                         "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task",
+                         QUICK.format("dynamic_ecc"), "--cloud-config", QUICK.format("cloud_teacher"),
+                         "--cloud-weights", quick_cloud_weights(tmp_path), "--h264-kbps", "--jpeg", "--reuse-sweep",
+                         "0.2", "100", "--keyframe", "3", "--max-ap-loss", "0.5", "--output", str(out),
+                         "MODEL.ECCENTRIC.DISTILL.MODE", "task",
                          "MODEL.ECCENTRIC.OFFLOAD.THRESHOLD", "-1"]) == 0
     result = json.load(open(out / "bench_video.json"))
     video = result["videos"][0]["video"]
@@ -144,6 +161,25 @@ def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_pat
     assert tool["reuse_threshold"]("0.25") == 0.25
     with pytest.raises(Exception, match="--reuse-sweep"):
         tool["reuse_threshold"](str(tmp_path / "missing.json"))
+
+
+def test_the_cloud_defaults_to_the_ecc_configs_teacher_and_is_refused_without_weights(tmp_path, monkeypatch):
+    """Without --cloud-config the cloud is the ECC config's distillation teacher (config and weights, as tools/pareto.py
+    takes it); a cloud that names no weights is refused before any video is read: its rows would measure a random
+    detector."""
+    tool = load_bench(monkeypatch)
+    ecc = tool["get_eccentric_cfg"]("configs/FashionDet/dynamic_ecc_vr.yaml")
+    D = ecc.MODEL.ECCENTRIC.DISTILL
+    assert tool["cloud_of"](ecc, "", "") == (D.TEACHER_CONFIG, D.TEACHER_WEIGHTS) and D.TEACHER_WEIGHTS
+    assert tool["cloud_of"](ecc, "", "mine.pth") == (D.TEACHER_CONFIG, "mine.pth")
+    assert tool["cloud_of"](ecc, "my_cloud.yaml", "") == ("my_cloud.yaml", "")  # the config's own MODEL.WEIGHTS
+    with pytest.raises(ValueError, match="--cloud-weights"):
+        tool["Cloud"](QUICK.format("cloud_teacher"), "", [])
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="random detector"):  # the quick ECC config's teacher has no weights
+        tool["main"](["--videos", str(tmp_path / "never_read.mp4"), "--ecc-config", QUICK.format("adaptive_ecc"),
+                      "--h264-kbps", "--jpeg", "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"])
+    assert not out.exists()
 
 
 def test_fit_reuse_threshold_takes_the_cheapest_within_the_loss(monkeypatch):
