@@ -74,7 +74,9 @@ def parse_args(argv=None):
                    help="also run ECC (as configured) with reuse at each threshold, and fit one (reuse_threshold.json)")
     p.add_argument("--max-ap-loss", type=float, default=0.5,
                    help="the fitted reuse threshold's largest AP loss against no reuse (default: %(default)s)")
-    p.add_argument("--keyframe", type=int, default=25, help="temporal reuse's keyframe interval (frames)")
+    p.add_argument("--keyframe", type=int, default=25,
+                   help="temporal reuse's keyframe interval, and how long a budget holds the cloud's last answer "
+                        "(frames)")
     p.add_argument("--track-iou", type=float, default=0.0,
                    help="the reuse rows' motion-compensated reuse: objects followed at this IoU (0: off; with "
                         "--reuse-threshold 0, the only reuse)")
@@ -155,14 +157,16 @@ def run_ecc(predictor, frames, fps, **options):
 
 
 def ecc_runs(budgets, reuse, threshold, keyframe, buffer_s, sweep=(), track_iou=0.0):
-    """(row name, stream options) of each ECC run: as configured, then under each budget; without and/or with reuse
-    (at ``threshold`` and ``track_iou``); then as configured with reuse at each threshold of ``sweep``."""
+    """(row name, stream options) of each ECC run: as configured, then under each budget (the cloud's last answer held
+    at most ``keyframe`` frames); without and/or with reuse (at ``threshold`` and ``track_iou``); then as configured
+    with reuse at each threshold of ``sweep``."""
     variants = [("", {})] if reuse in ("off", "both") or sweep else []
     if reuse in ("on", "both"):
         variants.append((", reuse", {"reuse_threshold": threshold, "keyframe": keyframe, "track_iou": track_iou}))
     runs = [("ECC" + suffix, options) for suffix, options in variants]
     for b in budgets:
-        runs += [(f"ECC at {b:g} kbit/s{suffix}", {"budget_kbps": b, "buffer_s": buffer_s, **options})
+        runs += [(f"ECC at {b:g} kbit/s{suffix}", {"budget_kbps": b, "buffer_s": buffer_s, "keyframe": keyframe,
+                                                   **options})
                  for suffix, options in variants]
     runs += [(f"ECC, reuse {t:g}", {"reuse_threshold": t, "keyframe": keyframe}) for t in sweep]
     return runs

@@ -189,3 +189,13 @@ def test_fit_reuse_threshold_takes_the_cheapest_within_the_loss(monkeypatch):
     assert fit(mean, [0.1, 0.3, 0.5], 0.5)["threshold"] == 0.3
     assert fit(mean, [0.1, 0.3, 0.5], 0.1)["threshold"] == 0.0  # none within 0.1 AP: no reuse
     assert fit(mean, [0.1, 0.3, 0.5], 3.0)["threshold"] == 0.5
+
+
+def test_keyframe_bounds_both_reuse_and_the_budgets_hold(monkeypatch):
+    """--keyframe reaches every run that uses it: reuse's staleness bound and how long a budget holds the cloud's
+    last answer (the budget rows once took the config's REUSE.KEYFRAME whatever --keyframe said)."""
+    runs = dict(load_bench(monkeypatch)["ecc_runs"]([64], "both", 0.2, 5, 1.0))
+    assert set(runs) == {"ECC", "ECC, reuse", "ECC at 64 kbit/s", "ECC at 64 kbit/s, reuse"}
+    assert "keyframe" not in runs["ECC"]  # no budget, no reuse: the config's stream as it is
+    assert runs["ECC at 64 kbit/s"] == {"budget_kbps": 64, "buffer_s": 1.0, "keyframe": 5}
+    assert runs["ECC at 64 kbit/s, reuse"]["keyframe"] == runs["ECC, reuse"]["keyframe"] == 5
