@@ -9,8 +9,10 @@
 # q90 (independent_ecc.yaml: cloud_teacher.pth + edge_kd.pth), Adaptive ECC on the teacher's trunk at rates 0-4
 # (adaptive_ecc_vr_teacher_trunk.yaml: adaptive_ecc_vr_teacher_trunk.pth) and its equal-budget cloud (cloud_plus_4500.pth,
 # committed) on PNG, JPEG q90, WebP q80 and AVIF q80; the same split and cloud rebuilt on the teacher trained 8,000
-# iterations (adaptive_ecc_vr_teacher_trunk_8000.yaml; cloud_8000_plus_4500.pth), and that teacher on PNG
-# (cloud_teacher_8000.pth). The chain's cloud-only rows at its budget (cloud_plus:
+# iterations (adaptive_ecc_vr_teacher_trunk_8000.yaml; cloud_8000_plus_4500.pth), that teacher on PNG
+# (cloud_teacher_8000.pth), and the quarter-width chain rebuilt on it: Adaptive ECC at rates 0-4 and its edge alone
+# (adaptive_ecc_vr_joint_8000.yaml), Dynamic ECC and region-level Dynamic ECC over it (dynamic_ecc_vr_joint_8000.yaml,
+# dynamic_region_ecc_joint_8000.yaml). The chain's cloud-only rows at its budget (cloud_plus:
 # the teacher + the codec's and adaptation's iterations) need its weights, which are not committed: CLOUD_PLUS=FILE
 # (default output/converge/cloud_plus.pth, from benchmarks/converge_fashion_det.sh cloud_plus) adds them when the
 # file exists. AP intervals: 95% over the images, BOOTSTRAP resamples (default 1000).
@@ -44,6 +46,10 @@ lane2() {
     > $O/teacher_trunk.log 2>&1
   $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 jpeg=90 webp=80 avif=80 --cloud-config $C/cloud_teacher.yaml \
     --cloud-weights $K/cloud_plus_4500.pth --output $O/cloud_plus_4500 -- "${DEV[@]}" > $O/cloud_plus_4500.log 2>&1
+  $P --config-file $C/adaptive_ecc_vr_joint_8000.yaml --sweep rates=all edge_only --output $O/joint_8000 -- \
+    "${DEV[@]}" > $O/joint_8000.log 2>&1
+  $T/dynamic_ecc_vr_joint_8000.yaml "${DEV[@]}" OUTPUT_DIR $O/dynamic_joint_8000 > $O/dynamic_joint_8000.log 2>&1
+  $T/dynamic_region_ecc_joint_8000.yaml "${DEV[@]}" OUTPUT_DIR $O/regions_joint_8000 > $O/regions_joint_8000.log 2>&1
 }
 lane3() {  # the equal-budget cloud on PNG and across JPEG's and WebP's qualities (the README keeps the best points)
   $P --config-file $C/adaptive_ecc_vr.yaml --sweep png=9 jpeg=5,10,20,30,50,70,90,95,100 webp=5,10,30,50,80,101 \
@@ -52,7 +58,8 @@ lane3() {  # the equal-budget cloud on PNG and across JPEG's and WebP's qualitie
 }
 mkdir -p $O
 results=($O/teacher_png $O/adaptive $O/dynamic $O/regions $O/independent $O/teacher_trunk $O/cloud_plus_4500
-         $O/teacher_trunk_8000 $O/teacher_8000_png $O/cloud_8000_plus_4500)
+         $O/teacher_trunk_8000 $O/teacher_8000_png $O/cloud_8000_plus_4500 $O/joint_8000 $O/dynamic_joint_8000
+         $O/regions_joint_8000)
 if [ -f "$CLOUD_PLUS" ]; then
   results+=($O/cloud_plus)
   { lane1; lane3; } & lane2 & wait
