@@ -53,16 +53,14 @@ case "$stage" in
       SOLVER.CHECKPOINT_PERIOD 500 OUTPUT_DIR "$OUT/cloud_plus" "$@" ;;
   gates)  # the image-level gate (recall 0.9) and the region gate fitted on the held-out split; the region threshold
            # the cheapest whose held-out AP stays within 1 of sending every tile at <= 1/2 its bytes and cloud GFLOPs.
-           # The edge is the one $A holds (the exported model is whole), not the config's EDGE.WEIGHTS.
+           # (tools/fit_offload_gate.py fits on the edge $A holds); KEY VALUE overrides go to the gate fits
     mkdir -p "$OUT/gates"
     "$PY" tools/fit_offload_gate.py --config-file $C/dynamic_ecc_vr.yaml --weights "$A" --dataset \
       fashion_det_train_holdout --max-images 1000 --recall 0.9 --output "$OUT/offload_gate.pth" \
-      --fit-json "$OUT/gates/offload_gate.json" "${REG[@]}" MODEL.ECCENTRIC.EDGE.WEIGHTS "" "$@" \
-      > "$OUT/gates/offload_gate.log" 2>&1
+      --fit-json "$OUT/gates/offload_gate.json" "${REG[@]}" "$@" > "$OUT/gates/offload_gate.log" 2>&1
     "$PY" tools/fit_offload_gate.py --regions --config-file $C/dynamic_region_ecc.yaml --weights "$A" --dataset \
       fashion_det_train_holdout --max-images 1000 --recall 0.9 --output "$OUT/region_gate.pth" \
-      --fit-json "$OUT/gates/region_gate.json" "${REG[@]}" MODEL.ECCENTRIC.EDGE.WEIGHTS "" "$@" \
-      > "$OUT/gates/region_gate.log" 2>&1
+      --fit-json "$OUT/gates/region_gate.json" "${REG[@]}" "$@" > "$OUT/gates/region_gate.log" 2>&1
     "$PY" tools/pareto.py --config-file $C/dynamic_region_ecc.yaml --dataset fashion_det_train_holdout \
       --sweep thresholds=0,0.4,0.5,0.6,0.7,0.8 --output "$OUT/gates/holdout_regions" -- "${REG[@]}" \
       MODEL.WEIGHTS "$A" MODEL.ECCENTRIC.EDGE.WEIGHTS "$OUT/region_gate.pth"
