@@ -255,6 +255,9 @@ def mean_rows(videos):
 
 def main(argv=None):
     args = parse_args(argv)
+    ecc_cfg = get_eccentric_cfg(args.ecc_config, args.opts)
+    cloud_config, cloud_weights = cloud_of(ecc_cfg, args.cloud_config, args.cloud_weights)
+    cloud = Cloud(cloud_config, cloud_weights, args.opts)  # first: a cloud it refuses costs no video composed
     videos = list(args.videos)
     for seed in args.compose:
         prefix = "train_" if args.compose_items == "train" else ""
@@ -263,13 +266,10 @@ def main(argv=None):
         compose_demo_video(path, source=args.source, seed=seed, items=args.compose_items)
         videos.append(path)
     videos = videos or [ensure_default_video()]
-    ecc_cfg = get_eccentric_cfg(args.ecc_config, args.opts)
     ecc = EccentricPredictor(ecc_cfg, confidence_threshold=0.0)
     # the edge-only row needs an edge that detects on its own (a teacher-trunk split has none)
     edge = (EccentricPredictor(ecc_cfg, offload_threshold=1.01, confidence_threshold=0.0)
             if ecc_cfg.MODEL.ECCENTRIC.EDGE.DETECTOR else None)
-    cloud_config, cloud_weights = cloud_of(ecc_cfg, args.cloud_config, args.cloud_weights)
-    cloud = Cloud(cloud_config, cloud_weights, args.opts)
     runs = ecc_runs(args.budget_kbps, args.reuse, args.reuse_threshold, args.keyframe, args.buffer_s, args.reuse_sweep,
                     args.track_iou)
     result = {"ecc_config": args.ecc_config, "cloud_config": cloud_config, "cloud_weights": cloud.weights,

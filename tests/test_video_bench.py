@@ -165,8 +165,8 @@ def test_reuse_threshold_is_fitted_on_training_item_videos_and_read_back(tmp_pat
 
 def test_the_cloud_defaults_to_the_ecc_configs_teacher_and_is_refused_without_weights(tmp_path, monkeypatch):
     """Without --cloud-config the cloud is the ECC config's distillation teacher (config and weights, as tools/pareto.py
-    takes it); a cloud that names no weights is refused before any video is read: its rows would measure a random
-    detector."""
+    takes it); a cloud that names no weights is refused before any video is composed or read: its rows would measure a
+    random detector."""
     tool = load_bench(monkeypatch)
     ecc = tool["get_eccentric_cfg"]("configs/FashionDet/dynamic_ecc_vr.yaml")
     D = ecc.MODEL.ECCENTRIC.DISTILL
@@ -177,8 +177,9 @@ def test_the_cloud_defaults_to_the_ecc_configs_teacher_and_is_refused_without_we
         tool["Cloud"](QUICK.format("cloud_teacher"), "", [])
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="random detector"):  # the quick ECC config's teacher has no weights
-        tool["main"](["--videos", str(tmp_path / "never_read.mp4"), "--ecc-config", QUICK.format("adaptive_ecc"),
-                      "--h264-kbps", "--jpeg", "--output", str(out), "MODEL.ECCENTRIC.DISTILL.MODE", "task"])
+        tool["main"](["--videos", str(tmp_path / "never_read.mp4"), "--compose", "3", "--ecc-config",
+                      QUICK.format("adaptive_ecc"), "--h264-kbps", "--jpeg", "--output", str(out),
+                      "MODEL.ECCENTRIC.DISTILL.MODE", "task"])
     assert not out.exists()
 
 
