@@ -5,6 +5,9 @@
 # STAGE: teacher | edge | joint | cloud_plus | dynamic | codecs | pareto | joint_stem | dynamic_stem | pareto_stem |
 # all (in that order); adaptive (the frozen-edge variant of joint) on its own. The *_stem stages: the same joint
 # adaptation split after the edge's stem (stride 2), its Dynamic ECC and its front with the image codecs.
+# KEY VALUE overrides go to every stage's training and evaluation (e.g. MODEL.CLS.IMAGE_SIZE 56 for a whole chain
+# at 56x56). OUT=DIR trains another chain beside the committed one: every stage's OUTPUT_DIR and checkpoint under
+# DIR, each stage on the ones before it there, the teacher for distillation as its OUTPUT_DIR/config.yaml records it.
 # Resumable (--resume from OUTPUT_DIR/last_checkpoint.pth). CPU: one core (OMP_NUM_THREADS=1);
 # GPU: DEVICE=cuda benchmarks/converge_fashion_mnist.sh all
 set -euo pipefail
@@ -12,25 +15,31 @@ cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 DEV=(MODEL.DEVICE "${DEVICE:-cpu}")
-T=configs/Classification; C=checkpoints/classification; O=output/classification
+T=configs/Classification; C="${OUT:-checkpoints/classification}"; O="${OUT:-output/classification}"
+EXTRA=("${@:2}")
+TEACHER=(MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS "$C/fashion_mnist_cloud_teacher.pth")
+[ -z "${OUT:-}" ] || TEACHER+=(MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG "$O/fashion_mnist_cloud_teacher/config.yaml")
+SPLIT=(MODEL.WEIGHTS "$C/fashion_mnist_cloud_teacher.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "$C/fashion_mnist_edge_kd.pth"
+       "${TEACHER[@]}")  # a split's starting point: the teacher's cloud, the KD edge
 train() {  # config name, checkpoint name, overrides... (a finished run, OUTPUT_DIR/model_final.pth, is kept)
   local name="$1" ckpt="$2"; shift 2
-  [ -f "$O/$name/model_final.pth" ] || "$PY" tools/train_cls.py --resume --config-file "$T/$name.yaml" "${DEV[@]}" "$@"
+  [ -f "$O/$name/model_final.pth" ] || "$PY" tools/train_cls.py --resume --config-file "$T/$name.yaml" "${DEV[@]}" \
+    OUTPUT_DIR "$O/$name" "$@" "${EXTRA[@]}"
   cp "$O/$name/model_final.pth" "$C/$ckpt.pth"  # already float16 (classification's save_weights)
 }
 evaluate() {  # config name, output folder, overrides...
   local name="$1" out="$2"; shift 2
-  "$PY" tools/train_cls.py --eval-only --config-file "$T/$name.yaml" "${DEV[@]}" OUTPUT_DIR "$out" "$@"
+  "$PY" tools/train_cls.py --eval-only --config-file "$T/$name.yaml" "${DEV[@]}" OUTPUT_DIR "$out" "$@" "${EXTRA[@]}"
 }
 stage() {
   case "$1" in
     teacher) train fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher ;;
-    edge) train fashion_mnist_edge_kd fashion_mnist_edge_kd ;;
-    adaptive) train fashion_mnist_adaptive_ecc fashion_mnist_adaptive_ecc ;;
-    joint) train fashion_mnist_adaptive_ecc_joint fashion_mnist_adaptive_ecc_joint ;;
-    cloud_plus) train fashion_mnist_cloud_teacher_plus fashion_mnist_cloud_teacher_plus ;;
+    edge) train fashion_mnist_edge_kd fashion_mnist_edge_kd "${TEACHER[@]}" ;;
+    adaptive) train fashion_mnist_adaptive_ecc fashion_mnist_adaptive_ecc "${SPLIT[@]}" ;;
+    joint) train fashion_mnist_adaptive_ecc_joint fashion_mnist_adaptive_ecc_joint "${SPLIT[@]}" ;;
+    cloud_plus) train fashion_mnist_cloud_teacher_plus fashion_mnist_cloud_teacher_plus MODEL.WEIGHTS "$C/fashion_mnist_cloud_teacher.pth" ;;
     dynamic)
-      evaluate fashion_mnist_dynamic_ecc_joint "$O/eval/dynamic_joint"
+      evaluate fashion_mnist_dynamic_ecc_joint "$O/eval/dynamic_joint" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc_joint.pth"
       evaluate fashion_mnist_adaptive_ecc_joint "$O/eval/adaptive_joint" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc_joint.pth" \
         MODEL.ECCENTRIC.EDGE.WEIGHTS "" MODEL.ECCENTRIC.OFFLOAD.POLICY always
       evaluate fashion_mnist_adaptive_ecc_joint "$O/eval/edge_joint" MODEL.WEIGHTS "$C/fashion_mnist_adaptive_ecc_joint.pth" \
@@ -49,10 +58,10 @@ stage() {
       for q in 10 30 60 90; do
         evaluate fashion_mnist_cloud_teacher "$O/eval/$w/avif_$q" MODEL.WEIGHTS "$C/$w.pth" MODEL.CLS.IMAGE_CODEC avif MODEL.CLS.IMAGE_QUALITY $q
       done ;;
-    joint_stem) train fashion_mnist_adaptive_ecc_joint_stem fashion_mnist_adaptive_ecc_joint_stem ;;
+    joint_stem) train fashion_mnist_adaptive_ecc_joint_stem fashion_mnist_adaptive_ecc_joint_stem "${SPLIT[@]}" ;;
     dynamic_stem)
       w=fashion_mnist_adaptive_ecc_joint_stem
-      evaluate fashion_mnist_dynamic_ecc_joint_stem "$O/eval/stem_dynamic"
+      evaluate fashion_mnist_dynamic_ecc_joint_stem "$O/eval/stem_dynamic" MODEL.WEIGHTS "$C/$w.pth"
       evaluate $w "$O/eval/stem_always" MODEL.WEIGHTS "$C/$w.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \
         MODEL.ECCENTRIC.OFFLOAD.POLICY always
       evaluate $w "$O/eval/stem_never" MODEL.WEIGHTS "$C/$w.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \

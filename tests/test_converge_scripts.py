@@ -1,0 +1,98 @@
+"""The training recipes in benchmarks/ (shell): their overrides reach every stage and OUT keeps another chain apart
+from the committed checkpoints. Run with a stand-in for Python that records each command and writes what a finished
+training leaves (OUTPUT_DIR/model_final.pth and config.yaml)."""
+import ast
+import os
+import stat
+import subprocess
+import sys
+
+from eccentric_det.tasks import get_eccentric_cfg
+from eccentric_det.training.classification import build_cls_teacher
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SCRIPT = os.path.join(ROOT, "benchmarks", "converge_fashion_mnist.sh")
+FAKE_PY = """#!{python}
+import os, sys
+args = sys.argv[1:]
+with open({log!r}, "a") as f:
+    f.write(repr(args) + "\\n")
+out = [args[i + 1] for i, a in enumerate(args) if a == "OUTPUT_DIR"][-1]
+os.makedirs(out, exist_ok=True)
+open(os.path.join(out, "config.yaml"), "w").write("# merged config\\n")
+if "--eval-only" not in args:
+    open(os.path.join(out, "model_final.pth"), "wb").write(b"weights")
+"""
+
+
+def _run(tmp_path, *args, out=None):
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PY.format(python=sys.executable, log=str(log)))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "PY": str(fake)}
+    env.pop("OUT", None)
+    if out is not None:
+        env["OUT"] = str(out)
+    r = subprocess.run(["bash", SCRIPT, *args], env=env, capture_output=True, text=True)
+    calls = [ast.literal_eval(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return r, calls
+
+
+def _value(call, key):
+    """The last value of an override KEY in one recorded command (the one yacs keeps)."""
+    return [call[i + 1] for i, a in enumerate(call) if a == key][-1]
+
+
+def test_out_chains_each_stage_on_the_last_and_overrides_reach_every_stage(tmp_path):
+    out = tmp_path / "chain56"
+    committed = os.path.join(ROOT, "checkpoints", "classification", "fashion_mnist_cloud_teacher.pth")
+    before = os.path.getmtime(committed)
+    for stage in ("teacher", "edge", "joint"):
+        r, calls = _run(tmp_path, stage, "MODEL.CLS.IMAGE_SIZE", "56", out=out)
+        assert r.returncode == 0, r.stderr
+    teacher, edge, joint = calls
+    for call in calls:
+        assert _value(call, "MODEL.CLS.IMAGE_SIZE") == "56" and call[-2:] == ["MODEL.CLS.IMAGE_SIZE", "56"]
+        assert _value(call, "OUTPUT_DIR").startswith(str(out))
+    assert "configs/Classification/fashion_mnist_cloud_teacher.yaml" in teacher
+    t_weights = str(out / "fashion_mnist_cloud_teacher.pth")
+    t_config = str(out / "fashion_mnist_cloud_teacher" / "config.yaml")
+    for call in (edge, joint):  # distilled from this chain's teacher, built as it was trained
+        assert _value(call, "MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS") == t_weights
+        assert _value(call, "MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG") == t_config
+    assert _value(joint, "MODEL.WEIGHTS") == t_weights
+    assert _value(joint, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == str(out / "fashion_mnist_edge_kd.pth")
+    assert sorted(p.name for p in out.glob("*.pth")) == [
+        "fashion_mnist_adaptive_ecc_joint.pth", "fashion_mnist_cloud_teacher.pth", "fashion_mnist_edge_kd.pth"]
+    assert os.path.getmtime(committed) == before  # the committed chain untouched
+
+
+def test_a_finished_stage_is_kept_and_evaluation_gets_the_overrides(tmp_path):
+    out = tmp_path / "chain"
+    _run(tmp_path, "teacher", out=out)
+    r, calls = _run(tmp_path, "teacher", "SOLVER.MAX_ITER", "5", out=out)
+    assert r.returncode == 0 and len(calls) == 1  # the second run found model_final.pth and trained nothing
+    (out / "fashion_mnist_adaptive_ecc_joint.pth").write_bytes(b"w")
+    r, calls = _run(tmp_path, "dynamic", "MODEL.CLS.IMAGE_SIZE", "56", out=out)
+    evals = calls[1:]
+    assert r.returncode == 0 and len(evals) == 4 and all("--eval-only" in c for c in evals)
+    assert all(_value(c, "MODEL.CLS.IMAGE_SIZE") == "56" for c in evals)
+    assert _value(evals[0], "MODEL.WEIGHTS") == str(out / "fashion_mnist_adaptive_ecc_joint.pth")
+
+
+def test_an_unknown_stage_names_the_stages(tmp_path):
+    r, calls = _run(tmp_path, "teachr", out=tmp_path / "x")
+    assert r.returncode == 2 and "unknown stage teachr" in r.stderr and "joint_stem" in r.stderr and not calls
+
+
+def test_a_teacher_loads_from_the_config_its_training_wrote(tmp_path):
+    """OUT's chain builds its distillation teacher from OUTPUT_DIR/config.yaml (as tools/train_cls.py dumps it),
+    overrides included: a 56x56 teacher is not rebuilt at the shipped config's 28x28."""
+    cfg = get_eccentric_cfg("Classification/fashion_mnist_cloud_teacher.yaml", ["MODEL.CLS.IMAGE_SIZE", 56])
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg.dump())
+    teacher = build_cls_teacher(str(path), "")
+    assert teacher.normalizer.image_size == (56, 56)
+    shipped = build_cls_teacher("Classification/fashion_mnist_cloud_teacher.yaml", "")
+    assert shipped.normalizer.image_size == (28, 28)
