@@ -2,7 +2,7 @@
 # Train FashionDet's models to a plateau, one stage at a time, each with its learning curve on the held-out
 # tenth of the training images (fashion_det_train_holdout; the stage trains on fashion_det_train_fit).
 #   benchmarks/converge_fashion_det.sh STAGE [KEY VALUE ...]
-# STAGE, in order: teacher, edge, codec, adapt (and joint), cloud_plus (the equal-budget cloud-only baseline);
+# STAGE, in order: teacher, edge, codec, adapt (and joint), cloud_plus (the equal-budget cloud-only baseline), sc2bench;
 # then gates (both gates and the region threshold, chosen on the held-out split) and the val measurements
 # eval_codecs, eval_adapt, eval_dynamic (after gates), eval_independent, eval_joint (each its own lane) and eval_merge (pareto.json with 95% intervals).
 # Each training stage's final weights are exported (fp16) to $OUT/<stage>.pth for the next stage.
@@ -47,6 +47,13 @@ case "$stage" in
   joint)  # the same with the edge trunk and detector trained jointly (DISTILL.EDGE_LOSS_WEIGHT)
     train adaptive_ecc_vr joint 3000 MODEL.WEIGHTS "$OUT/codec/model_final.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "$E" \
       MODEL.ECCENTRIC.DISTILL.EDGE_LOSS_WEIGHT 0.5 MODEL.ECCENTRIC.DISTILL.FREEZE "[]" "$@" ;;
+  sc2bench)  # sc2bench's entropic student from the teacher at the split's budget (500 distillation + 3,000 detection
+             # iterations, batch 6), stage 2's curve on the held-out split; LAMBDA: its rate weight (default 0.5)
+    lam="${LAMBDA:-0.5}"
+    "$PY" tools/train_sc2bench.py --config-file configs/FashionDet/cloud_teacher.yaml --rate-weight "$lam" \
+      --stage1-lr 5e-3 --iters 500 3000 --eval-period 500 --curve-dir "$OUT/sc2bench_$lam" \
+      --output "$OUT/sc2bench_$lam.pth" "${CURVE[@]}" MODEL.WEIGHTS "$T" SOLVER.BASE_LR 0.01 SOLVER.WARMUP_ITERS 50 "$@"
+    exit 0 ;;
   cloud_plus)  # the cloud-only baseline at the split's budget: the teacher + the codec's and adaptation's iterations
     "$PY" tools/train_net.py --resume --config-file configs/FashionDet/cloud_teacher.yaml "${CURVE[@]}" \
       MODEL.WEIGHTS "$T" SOLVER.BASE_LR 0.01 SOLVER.WARMUP_ITERS 50 SOLVER.MAX_ITER 4000 TEST.EVAL_PERIOD 500 \
@@ -106,7 +113,7 @@ case "$stage" in
     done
     "$PY" tools/pareto.py --dataset fashion_det_val --results "${dirs[@]}" --output "$OUT/eval/all"
     exit 0 ;;
-  *) echo "unknown stage $stage (teacher edge codec adapt joint cloud_plus gates eval_codecs eval_adapt" \
+  *) echo "unknown stage $stage (teacher edge codec adapt joint cloud_plus sc2bench gates eval_codecs eval_adapt" \
           "eval_dynamic eval_independent eval_joint eval_merge)" >&2; exit 2 ;;
 esac
 "$PY" tools/export_checkpoint.py "$OUT/$stage/model_final.pth" "$OUT/$stage.pth"

@@ -235,7 +235,18 @@ def test_sc2bench_baseline_trains_both_stages_and_round_trips(tiny, tmp_path):
     losses = fit_sc2bench_bottleneck(model, iter([batch] * 2), 2)
     assert set(losses) == {"distill", "bpp"} and losses["bpp"] > 0
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    losses = fit_sc2bench_detector(model, iter([batch] * 2), 2, cfg)
+    seen = []  # the learning-curve callback: every eval_period and after the last, the model in eval mode
+
+    def evaluate(m, iteration):
+        seen.append((iteration, any(x.training for x in m.modules()), len(m([image_input(96, 96)])[0]["instances"])))
+
+    modes = []  # the ROI heads' mode at each call: training steps, then the callback's, then training again
+    hook = model.detector.roi_heads.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    losses = fit_sc2bench_detector(model, iter([batch] * 3), 3, cfg, evaluate, eval_period=2)
+    hook.remove()
+    assert [(i, training) for i, training, _ in seen] == [(2, False), (3, False)]
+    assert modes == [True, True, False, True, False]
+    assert model.detector.training is False and model.bottleneck.decoder.training is False  # as stage 2 leaves them
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}
     assert all(np.isfinite(v) for v in losses.values())
     after = model.state_dict()

@@ -159,11 +159,13 @@ def fit_sc2bench_bottleneck(model, batches, iterations, rate_weight=0.01, lr=1e-
     return {k: float(v.detach()) for k, v in losses.items()}
 
 
-def fit_sc2bench_detector(model, batches, iterations, cfg):
+def fit_sc2bench_detector(model, batches, iterations, cfg, evaluate=None, eval_period=0):
     """Stage 2 of the entropic student: the encoder and entropy model stay frozen (the edge is fixed);
     the decoder and the detector after res2 learn the detection losses on the quantised latent, as
     sc2bench's bottleneck feeds its decoder once its tables are built. Optimiser and schedule are
-    ``cfg.SOLVER``'s (Detectron2's), over ``iterations``. Returns the last losses."""
+    ``cfg.SOLVER``'s (Detectron2's), over ``iterations``. ``evaluate(model, iteration)``, if given, is called
+    every ``eval_period`` iterations and after the last (a learning curve on held-out images), the model in
+    eval mode; each module's mode is restored after it. Returns the last losses."""
     bn, det = model.bottleneck, model.detector
     build_tables(bn)
     bn.encoder.requires_grad_(False)
@@ -188,8 +190,21 @@ def fit_sc2bench_detector(model, batches, iterations, cfg):
             opt.step()
             scheduler.step()
             _log_progress("stage 2 (detector fine-tuning)", it, iterations, losses)
+            if evaluate is not None and ((eval_period > 0 and (it + 1) % eval_period == 0) or it + 1 == iterations):
+                _in_eval_mode(model, evaluate, it + 1)
     trainable.eval()
     return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _in_eval_mode(model, evaluate, iteration):
+    """``evaluate(model, iteration)`` with the whole model in eval mode, each module's own mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        evaluate(model, iteration)
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _log_progress(stage, it, iterations, losses, period=20):
