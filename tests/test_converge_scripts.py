@@ -96,3 +96,26 @@ def test_a_teacher_loads_from_the_config_its_training_wrote(tmp_path):
     assert teacher.normalizer.image_size == (56, 56)
     shipped = build_cls_teacher("Classification/fashion_mnist_cloud_teacher.yaml", "")
     assert shipped.normalizer.image_size == (28, 28)
+
+
+def test_the_detection_recipes_sc2bench_stage_trains_at_the_splits_budget_with_a_held_out_curve(tmp_path):
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nopen({str(log)!r}, 'a').write(repr(sys.argv[1:]) + '\\n')\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "t8k"
+    env = {**os.environ, "PY": str(fake), "OUT": str(out), "LAMBDA": "0.05"}
+    script = os.path.join(ROOT, "benchmarks", "converge_fashion_det.sh")
+    r = subprocess.run(["bash", script, "sc2bench", "SOLVER.IMS_PER_BATCH", "4"], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    (call,) = [ast.literal_eval(line) for line in log.read_text().splitlines()]  # no export step after it
+    assert call[0] == "tools/train_sc2bench.py" and call[call.index("--iters") + 1:call.index("--iters") + 3] == [
+        "500", "3000"]  # codec pre-training's and adaptation's iterations
+    assert _value(call, "--rate-weight") == "0.05" and _value(call, "--eval-period") == "500"
+    assert _value(call, "--curve-dir") == str(out / "sc2bench_0.05")
+    assert _value(call, "--output") == str(out / "sc2bench_0.05.pth")
+    assert _value(call, "MODEL.WEIGHTS") == str(out / "teacher.pth")
+    assert _value(call, "DATASETS.TEST") == "('fashion_det_train_holdout',)"
+    assert _value(call, "DATASETS.TRAIN") == "('fashion_det_train_fit',)"
+    assert call[-2:] == ["SOLVER.IMS_PER_BATCH", "4"]
