@@ -40,5 +40,7 @@ def test_plot_curves_tool(tmp_path, monkeypatch, capsys):
     assert runs["det"]["points"][:2] == [[100, 5], [200, 15]] and len(runs["det"]["points"]) == 8
     assert runs["det"]["plateau"]["flat"] is True and runs["cls"]["plateau"]["flat"] is False
     assert (tmp_path / "curves" / "both.png").stat().st_size > 1000
+    assert tool["main"](["--run", f"det={det}", "--run", f"cls={cls}", "--output", out]) == 0  # repeated: both kept
+    assert sorted(json.load(open(out + ".json"))) == ["cls", "det"]
     assert tool["main"](["--run", f"x={tmp_path / 'nothing'}", "--output", out]) == 2
     assert "neither curve.json nor metrics.json" in capsys.readouterr().err

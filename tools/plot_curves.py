@@ -36,7 +36,8 @@ def read_run(folder, metric):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", nargs="+", required=True, metavar="LABEL=DIR", help="training runs to plot")
+    p.add_argument("--run", nargs="+", action="extend", required=True, metavar="LABEL=DIR",
+                   help="training runs to plot (--run A B or --run A --run B)")
     p.add_argument("--metric", default="bbox/AP", help="Detectron2 metric of metrics.json runs")
     p.add_argument("--title", default="")
     p.add_argument("--output", required=True, help="path without extension: OUTPUT.json and OUTPUT.png")

@@ -5,13 +5,13 @@ sc2bench's learned bottleneck for ResNet replaces the cloud detector's stem and 
 its entropic student: stage 1 distils the teacher's res2 feature at a rate weight, stage 2 freezes the
 encoder and entropy model and fine-tunes the decoder and the detector on the detection losses.
 Give it the budget of the split model it is compared with (data: the config's DATASETS.TRAIN; on FashionDet:
-the converged teacher and the codec's + adaptation's iterations, the budget of benchmarks/converge_fashion_det.sh's
-codec and adapt stages; no sc2bench checkpoint is committed until it is retrained on the converged teacher):
+the teacher and the codec's + adaptation's iterations; `benchmarks/converge_fashion_det.sh sc2bench` runs exactly
+that, with the learning curve on the held-out split):
 
     python tools/train_sc2bench.py --config-file configs/FashionDet/cloud_teacher.yaml --rate-weight 0.5 \\
         --stage1-lr 5e-3 --iters 500 3000 --output output/sc2bench/lambda0.5.pth \\
-        MODEL.WEIGHTS checkpoints/fashion_det/cloud_teacher.pth SOLVER.BASE_LR 0.01 SOLVER.WARMUP_ITERS 50
-    python tools/pareto.py --config-file configs/FashionDet/adaptive_ecc_vr.yaml \\
+        MODEL.WEIGHTS checkpoints/fashion_det/cloud_teacher_8000.pth SOLVER.BASE_LR 0.01 SOLVER.WARMUP_ITERS 50
+    python tools/pareto.py --config-file configs/FashionDet/adaptive_ecc_vr_joint_8000.yaml \\
         --sweep sc2bench=output/sc2bench/lambda0.5.pth
 """
 import argparse
