@@ -188,7 +188,7 @@ def edge_confidence(model, data, batch_size=256):
     scores, correct = [], []
     for start in range(0, len(data), batch_size):
         images, labels = data.images[start:start + batch_size], data.labels[start:start + batch_size]
-        logits = model.edge_half(model.normalizer(images))[1].cpu()
+        logits = model.edge_half(model.edge_normalizer(images))[1].cpu()
         scores.append(softmax_uncertainty(logits))
         correct.append(logits.argmax(1) == labels)
     return torch.cat(scores).numpy(), torch.cat(correct).numpy()

@@ -138,6 +138,36 @@ def test_bad_splits_are_refused():
         _split("resnet18", RESNET, 2, offload_mode="image", policy="dynamic")
 
 
+def test_a_small_edge_feeds_a_larger_cloud_when_their_grids_match():
+    """EDGE_IMAGE_SIZE: the edge runs at its own input size (its stride-2 stem at 16x16) and feeds a cloud at 32x32
+    from its stride-4 feature, both 8x8; the edge's FLOPs are counted at its size, the unsplit cloud's at the
+    cloud's, the exported edge's manifest takes the edge's size; a split whose grids differ is refused."""
+    kw = dict(edge_name="mobilenetv3_small_050", edge_kwargs={}, codec="factorized")
+    small = _split("resnet18", RESNET, 1, edge_split_index=0, edge_image_size=(16, 16), **kw).eval()
+    same = _split("resnet18", RESNET, 1, edge_split_index=1, **kw).eval()
+    assert small.edge_normalizer.image_size == (16, 16) and small.normalizer.image_size == (SIZE, SIZE)
+    assert same.edge_normalizer is same.normalizer
+    images = _images(2)
+    with torch.no_grad():
+        feat = small.edge_half(small.edge_normalizer(images))[0]
+        want = small.edge_half.model.forward_intermediates(
+            torch.nn.functional.interpolate(small.normalizer(images), size=(16, 16), mode="bilinear"), indices=[0],
+            intermediates_only=True)[0]
+        assert feat.shape[-2:] == (8, 8) == small.cloud_half.feature_shape[1:] and torch.allclose(feat, want, atol=1e-4)
+        payloads = small.edge(images)
+        assert [p.image_size for p in payloads] == [(SIZE, SIZE)] * 2  # the image as it came, for the cloud
+        logits = small.cloud([p.to_bytes() for p in payloads])
+        assert logits.shape == (2, 10) and torch.allclose(logits, small(images).logits, atol=0.05)
+    g_small, g_same = classifier_gflops(small), classifier_gflops(same)
+    assert g_small["cloud_only"] == g_same["cloud_only"] and g_small["cloud"] == g_same["cloud"]
+    assert g_small["edge"] < g_same["edge"]
+    assert small.edge_export()[1]["input"]["image_size"] == [16, 16]
+    with pytest.raises(ValueError, match="EDGE_IMAGE_SIZE"):  # stride 2 at 32 is 16x16, the cloud's 8x8
+        _split("resnet18", RESNET, 1, edge_split_index=0, **kw)
+    with pytest.raises(ValueError, match="different grids"):
+        _split("resnet18", RESNET, 1, edge_split_index=1, edge_image_size=(16, 16), **kw)
+
+
 def test_payload_round_trip_and_bad_payloads():
     model = _split("resnet18", RESNET, 2, codec="factorized").eval()
     payload = model.edge(_images(1))[0]

@@ -290,16 +290,34 @@ def test_exported_classification_edge(config, opts, tmp_path):
     cfg = get_eccentric_cfg(config, opts + ["MODEL.DEVICE", "cpu"])
     model = SplitTimmClassifier(cfg)
     load_initial_weights(cfg, model)
-    model.eval()
-    edge = ExportedEdge(str(tmp_path), "onnx")
+    _assert_edge_matches(model.eval(), ExportedEdge(str(tmp_path), "onnx"), manifest)
+
+
+def _assert_edge_matches(model, edge, manifest):
+    """The exported edge's scores and payload bytes are the model's, on random 28x28 images."""
     rng = np.random.default_rng(0)
     for _ in range(4):
-        img = torch.from_numpy(rng.integers(0, 256, (cfg.MODEL.CLS.IN_CHANS, 28, 28)).astype(np.float32))
+        img = torch.from_numpy(rng.integers(0, 256, (model.in_chans, 28, 28)).astype(np.float32))
         want, got = model.edge_step([img], force_offload=True)[0], edge.step(img)
         assert got.score == pytest.approx(want.score, abs=1e-5)
         assert (got.payload is None) == (manifest["policy"] == "dynamic" and want.score < model.threshold)
         if got.payload is not None:
             assert got.payload.to_bytes() == want.payload.to_bytes()
+
+
+def test_exported_classification_edge_at_its_own_input_size(tmp_path):
+    """MODEL.CLS.EDGE_IMAGE_SIZE: the exported edge resizes to the edge's size (28), not the cloud's (56)."""
+    from eccentric_det.classification import SplitTimmClassifier, save_weights
+    from eccentric_det.tasks import get_eccentric_cfg
+
+    config = "configs/Classification/fashion_mnist_adaptive_ecc_joint_stem.yaml"
+    opts = ["MODEL.CLS.IMAGE_SIZE", 56, "MODEL.CLS.EDGE_IMAGE_SIZE", 28, "MODEL.CLS.SPLIT_INDEX", 1,
+            "MODEL.CLS.EDGE_SPLIT_INDEX", 0, "MODEL.ECCENTRIC.EDGE.WEIGHTS", ""]
+    model = SplitTimmClassifier(get_eccentric_cfg(config, opts + ["MODEL.WEIGHTS", ""])).eval()
+    opts += ["MODEL.WEIGHTS", save_weights(model, str(tmp_path / "split.pth"), half_precision=False)]
+    manifest = export_from_config(config, str(tmp_path / "edge"), opts)
+    assert manifest["input"]["image_size"] == [28, 28]
+    _assert_edge_matches(model, ExportedEdge(str(tmp_path / "edge"), "onnx"), manifest)
 
 
 def test_edge_client_runs_the_exported_edge(detection, monkeypatch):

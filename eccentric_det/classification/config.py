@@ -35,6 +35,9 @@ def add_classification_config(cfg):
     C.IN_CHANS = 3
     # Side of the square network input; images of another size are resized (bilinear) before the network.
     C.IMAGE_SIZE = 224
+    # Side of the edge model's square input; 0 means IMAGE_SIZE. A cheap edge at a smaller size may feed a cloud at a
+    # larger one when both split features have the same grid (side / stride): e.g. 28 at stride 2 under 56 at stride 4.
+    C.EDGE_IMAGE_SIZE = 0
     # Per-channel mean of the 0-255 input (RGB order), subtracted before the network.
     C.PIXEL_MEAN = [123.675, 116.28, 103.53]
     # Per-channel std of the 0-255 input, divided out after the mean.

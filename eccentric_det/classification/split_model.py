@@ -128,11 +128,14 @@ class SplitTimmClassifier(SplitModel, nn.Module):
     """See the module docstring. ``offload_mode`` "image" is the cloud-only baseline: the edge sends the image coded
     as ``image_codec`` (name, quality: PNG at level 9 by default; JPEG, WebP) and the cloud runs the whole cloud
     model. ``policy``: "always" offload, "never" (the edge's own head
-    answers) or "dynamic" (offload when 1 - the edge's max softmax is at least ``threshold``)."""
+    answers) or "dynamic" (offload when 1 - the edge's max softmax is at least ``threshold``). ``image_size`` is the
+    cloud model's input, ``edge_image_size`` the edge model's (None: the same); images are resized to each, so a cheap
+    edge at a small size can feed a cloud at a larger one when both split features have the same grid."""
 
     @configurable
     def __init__(self, *, cloud_name, edge_name="", split_index=2, edge_split_index=-1, num_classes=10, in_chans=3,
-                 image_size=(224, 224), pixel_mean=(123.675, 116.28, 103.53), pixel_std=(58.395, 57.12, 57.375),
+                 image_size=(224, 224), edge_image_size=None, pixel_mean=(123.675, 116.28, 103.53),
+                 pixel_std=(58.395, 57.12, 57.375),
                  codec=None, offload_mode="features", policy="always", threshold=0.5, half="both",
                  cloud_kwargs=None, edge_kwargs=None, payload_limits=None, image_codec=("png", 9)):
         super().__init__()
@@ -147,7 +150,10 @@ class SplitTimmClassifier(SplitModel, nn.Module):
         self.image_codec, self.image_channels, self.rgb = tuple(image_codec), in_chans, True  # image payloads
         self.payload_limits = payload_limits or PayloadLimits(2048, 2048)
         self.cloud_spec = (cloud_name, num_classes, in_chans, cloud_kwargs)  # to count the unsplit model's FLOPs
-        self.normalizer = ImageNormalizer(pixel_mean, pixel_std, image_size)
+        self.normalizer = ImageNormalizer(pixel_mean, pixel_std, image_size)  # the cloud's input
+        edge_size = tuple(edge_image_size or image_size)
+        self.edge_normalizer = self.normalizer if edge_size == self.image_size else \
+            ImageNormalizer(pixel_mean, pixel_std, edge_size)
         input_shape = (in_chans, *self.image_size)
         if not edge_name:
             edge_name, edge_kwargs = cloud_name, cloud_kwargs
@@ -165,10 +171,12 @@ class SplitTimmClassifier(SplitModel, nn.Module):
             cloud_model = create_timm(cloud_name, num_classes, in_chans, cloud_kwargs, cloud_device)
         if features and uses_cloud:
             edge_info, cloud_info = feature_info(edge_model), feature_info(cloud_model)
-            if edge_info.reduction(edge_index) != cloud_info.reduction(split_index):
-                raise ValueError(f"the edge's split feature {edge_index} (stride {edge_info.reduction(edge_index)}) "
-                                 f"and the cloud's {split_index} (stride {cloud_info.reduction(split_index)}) differ: "
-                                 f"set MODEL.CLS.EDGE_SPLIT_INDEX to a feature of the same stride")
+            edge_stride, cloud_stride = edge_info.reduction(edge_index), cloud_info.reduction(split_index)
+            if any(e * cloud_stride != c * edge_stride for e, c in zip(edge_size, self.image_size)):
+                raise ValueError(f"the edge's split feature {edge_index} (stride {edge_stride} of its {edge_size} "
+                                 f"input) and the cloud's {split_index} (stride {cloud_stride} of {self.image_size}) "
+                                 f"have different grids: set MODEL.CLS.EDGE_SPLIT_INDEX (or MODEL.CLS.EDGE_IMAGE_SIZE) "
+                                 f"so that input size / stride is the same on both")
             codec = dict(codec or {})
             self.codec = build_codec(codec.pop("name", "factorized"), edge_info.channels(edge_index),
                                      cloud_info.channels(split_index), half=half, **codec)
@@ -184,6 +192,7 @@ class SplitTimmClassifier(SplitModel, nn.Module):
             "cloud_name": C.TIMM_NAME, "edge_name": C.EDGE_TIMM_NAME, "split_index": C.SPLIT_INDEX,
             "edge_split_index": C.EDGE_SPLIT_INDEX, "num_classes": C.NUM_CLASSES, "in_chans": C.IN_CHANS,
             "image_size": (C.IMAGE_SIZE, C.IMAGE_SIZE),
+            "edge_image_size": (C.EDGE_IMAGE_SIZE, C.EDGE_IMAGE_SIZE) if C.EDGE_IMAGE_SIZE else None,
             "pixel_mean": C.PIXEL_MEAN, "pixel_std": C.PIXEL_STD,
             "codec": {"name": E.CODEC.NAME, "latent_channels": E.CODEC.LATENT_CHANNELS,
                       "hidden_channels": E.CODEC.HIDDEN_CHANNELS, "downsample": E.CODEC.DOWNSAMPLE,
@@ -216,7 +225,7 @@ class SplitTimmClassifier(SplitModel, nn.Module):
     def edge_export(self):
         """(module holding the edge's parameters, manifest, traceable own answer or None) for
         :func:`eccentric_det.deploy.export.export_edge`."""
-        n = self.normalizer
+        n = self.edge_normalizer
         manifest = {"task": "classification", "policy": self.policy, "threshold": self.threshold,
                     "input": {"pixel_mean": n.mean.flatten().tolist(), "pixel_std": n.std.flatten().tolist(),
                               "image_size": list(n.image_size)}}
@@ -224,7 +233,7 @@ class SplitTimmClassifier(SplitModel, nn.Module):
 
     def edge_input(self, image):
         size = tuple(image.shape[-2:])
-        return (self.normalizer(image[None]) if self.edge_half is not None else None), size, size, image
+        return (self.edge_normalizer(image[None]) if self.edge_half is not None else None), size, size, image
 
     def edge_answer(self, x, logits, image_size, output_size):
         """The edge's own logits [K] and 1 - their max softmax."""
@@ -244,10 +253,10 @@ class SplitTimmClassifier(SplitModel, nn.Module):
     def forward(self, images, run_cloud=True, rate=None):
         """Images [B, C, H, W] (0-255) -> :class:`ClsOutput`; ``run_cloud=False`` stops after the edge; ``rate``:
         a variable-rate codec's level (a number, or one per image)."""
-        x = self.normalizer(images)
         if self.edge_half is None:
-            final, logits = self.cloud_half(x)
+            final, logits = self.cloud_half(self.normalizer(images))
             return ClsOutput(logits, None, {}, {"final": final})
+        x = self.edge_normalizer(images)
         if self.cloud_half is None or not run_cloud:
             return ClsOutput(None, self.edge_half(x)[1], {}, {})
         out = run_split(*self.split_parts(), x, rate=rate)

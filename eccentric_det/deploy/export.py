@@ -124,7 +124,7 @@ def export_from_config(config_file, output_dir, opts=(), image=None):
         model = SplitTimmClassifier(cfg)
         load_initial_weights(cfg, model)
         C = cfg.MODEL.CLS
-        sample = torch.zeros(C.IN_CHANS, C.IMAGE_SIZE, C.IMAGE_SIZE) if image is None else \
+        sample = torch.zeros(C.IN_CHANS, *model.edge_normalizer.image_size) if image is None else \
             torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)).copy())
         return export_edge(model, output_dir, sample)
     cfg = get_serving_cfg(config_file, "edge", opts=list(opts) + ["MODEL.DEVICE", "cpu"])

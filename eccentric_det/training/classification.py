@@ -187,9 +187,10 @@ def classifier_gflops(model):
     ``edge`` (all the edge runs for an offloaded image), ``encoder`` (the part of it that runs only when
     offloading), ``cloud`` (the cloud's work for an offloaded image) and ``cloud_only`` (the unsplit cloud model)."""
     model.eval()
-    x = model.normalizer(torch.zeros(1, model.in_chans, *model.image_size))
+    image = torch.zeros(1, model.in_chans, *model.image_size)
+    x_cloud, x = model.normalizer(image), model.edge_normalizer(image)
     full = create_timm(*model.cloud_spec).to(x.device).eval()
-    g = {"edge": 0.0, "encoder": 0.0, "cloud": 0.0, "cloud_only": count_gflops(full, (x,))}
+    g = {"edge": 0.0, "encoder": 0.0, "cloud": 0.0, "cloud_only": count_gflops(full, (x_cloud,))}
     if model.edge_half is None:
         g["cloud"] = g["cloud_only"]
     elif model.codec is None:
@@ -206,7 +207,8 @@ def config_summary(cfg):
     C, E = cfg.MODEL.CLS, cfg.MODEL.ECCENTRIC
     return {"task": "classification", "weights": cfg.MODEL.WEIGHTS, "edge_weights": E.EDGE.WEIGHTS,
             "timm_name": C.TIMM_NAME, "edge_timm_name": C.EDGE_TIMM_NAME or C.TIMM_NAME, "split_index": C.SPLIT_INDEX,
-            "input_size_test": [C.IMAGE_SIZE, C.IMAGE_SIZE], "offload_mode": E.OFFLOAD_MODE,
+            "input_size_test": [C.IMAGE_SIZE, C.IMAGE_SIZE], "edge_input_size": [C.EDGE_IMAGE_SIZE or C.IMAGE_SIZE] * 2,
+            "offload_mode": E.OFFLOAD_MODE,
             "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD, "codec": E.CODEC.NAME,
             "image_codec": [C.IMAGE_CODEC, C.IMAGE_QUALITY]}
 
