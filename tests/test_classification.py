@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from eccentric_det.calibration import fit_gate
+from eccentric_det.calibration import edge_confidence, fit_gate
 from eccentric_det.classification import SplitTimmClassifier, load_weights, save_weights, timm_to_split
 from eccentric_det.classification.checkpoint import edge_state, load_state, read_state
 from eccentric_det.classification.data import ClsData, load_cls_dataset, random_crops, random_erasing
@@ -141,10 +141,12 @@ def test_bad_splits_are_refused():
 def test_a_small_edge_feeds_a_larger_cloud_when_their_grids_match():
     """EDGE_IMAGE_SIZE: the edge runs at its own input size (its stride-2 stem at 16x16) and feeds a cloud at 32x32
     from its stride-4 feature, both 8x8; the edge's FLOPs are counted at its size, the unsplit cloud's at the
-    cloud's, the exported edge's manifest takes the edge's size; a split whose grids differ is refused."""
+    cloud's, the gate scores what the edge answers, the exported manifest takes the edge's size; a split whose grids
+    differ is refused."""
     kw = dict(edge_name="mobilenetv3_small_050", edge_kwargs={}, codec="factorized")
-    small = _split("resnet18", RESNET, 1, edge_split_index=0, edge_image_size=(16, 16), **kw).eval()
-    same = _split("resnet18", RESNET, 1, edge_split_index=1, **kw).eval()
+    small = _split("resnet18", RESNET, 1, edge_split_index=0, edge_image_size=(16, 16), policy="dynamic",
+                   **kw).eval()
+    same = _split("resnet18", RESNET, 1, edge_split_index=1, policy="dynamic", **kw).eval()
     assert small.edge_normalizer.image_size == (16, 16) and small.normalizer.image_size == (SIZE, SIZE)
     assert same.edge_normalizer is same.normalizer
     images = _images(2)
@@ -157,7 +159,11 @@ def test_a_small_edge_feeds_a_larger_cloud_when_their_grids_match():
         payloads = small.edge(images)
         assert [p.image_size for p in payloads] == [(SIZE, SIZE)] * 2  # the image as it came, for the cloud
         logits = small.cloud([p.to_bytes() for p in payloads])
-        assert logits.shape == (2, 10) and torch.allclose(logits, small(images).logits, atol=0.05)
+        out = small(images)  # the training path: the edge at its size too
+        assert out.features["split"].shape[-2:] == (8, 8)
+        assert logits.shape == (2, 10) and torch.allclose(logits, out.logits, atol=0.01)
+    scores, _ = edge_confidence(small, ClsData("two", images.to(torch.uint8), torch.zeros(2, dtype=torch.long), []))
+    assert scores.tolist() == pytest.approx([d.score for d in small.edge_step(images)], abs=1e-6)  # the gate's input
     g_small, g_same = classifier_gflops(small), classifier_gflops(same)
     assert g_small["cloud_only"] == g_same["cloud_only"] and g_small["cloud"] == g_same["cloud"]
     assert g_small["edge"] < g_same["edge"]
