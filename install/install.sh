@@ -16,7 +16,7 @@ PYTHON="${PYTHON:-python3}"
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 D2_SDIST_SHA256=5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
 STAMP="$VENV/.eccentric-install"
-HASH="$(cat "$HERE"/requirements.txt "$HERE"/requirements-lock.txt "$HERE"/install.sh "$ROOT"/setup.py | sha256sum | cut -d' ' -f1)"
+HASH="$(cat "$HERE"/requirements.txt "$HERE"/requirements-lock.txt "$HERE"/install.sh "$ROOT"/setup.py "$ROOT"/eccentric_det/codec/_rans.c | sha256sum | cut -d' ' -f1)"
 
 install_data() {
   if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then

@@ -1,17 +1,12 @@
-"""The edge's entropy encoder: CompressAI's rANS encoder over tables exported from CompressAI's entropy models.
+"""The edge's entropy encoder: rANS strings in CompressAI's format over tables exported from CompressAI's entropy models.
 
-It calls CompressAI's own C++ encoder (the ``compressai.ans`` extension), loaded on its own: importing the
-``compressai`` package loads its datasets, models and their dependencies (torch_geometric, scipy, dynamo),
-seconds and hundreds of MB an edge device does not need. Symbols and CDF indexes are built exactly as
-``EntropyBottleneck.compress`` and ``GaussianConditional.build_indexes`` build them, so the strings are
-CompressAI's, byte for byte (``tests/test_codec.py``). Both the PyTorch edge (:class:`FeatureCodec`) and the
-exported edge (:mod:`eccentric_det.edge`) code through this module.
+The strings are written by this package's own encoder (``_rans.c``, built at install), which takes the symbols, CDF
+indexes and tables as int32 arrays: CompressAI's C++ encoder takes Python lists, and converting them cost two thirds
+of its call. Symbols and CDF indexes are built exactly as ``EntropyBottleneck.compress`` and
+``GaussianConditional.build_indexes`` build them, so the strings are CompressAI's, byte for byte
+(``tests/test_codec.py``). Both the PyTorch edge (:class:`FeatureCodec`) and the exported edge
+(:mod:`eccentric_det.edge`) code through this module.
 """
-import glob
-import importlib.machinery
-import importlib.util
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -19,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import _rans
 from .payload import FIELD_SCALE_INDEXES, FIELD_TILES
 from .shapes import RATE_STEPS
 from .scale_indexes import encode_exceptions, near_boundary
@@ -45,30 +41,15 @@ class CoderTables:
     medians: Optional[torch.Tensor] = None  # float32 [C] (EntropyBottleneck)
     scale_table: Optional[torch.Tensor] = None  # float32 [num_cdfs] (GaussianConditional)
     scale_bound: float = 0.0
-    _lists: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+    _arrays: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
     _index_lut: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
 
-    def lists(self):
-        """(cdf, cdf_length, offset) as the Python lists the rANS encoder takes, converted once; each CDF cut to its
-        length (the encoder reads no further: the same strings, a fraction of the conversion per call)."""
-        if self._lists is None:
-            lengths = self.cdf_length.tolist()
-            cdf = [row[:n] for row, n in zip(self.cdf.tolist(), lengths)]
-            self._lists = cdf, lengths, self.offset.tolist()
-        return self._lists
-
-    def used_lists(self, indexes):
-        """:meth:`lists` with the CDFs that no element of ``indexes`` (an int array) selects replaced by a 3-entry
-        CDF: the encoder reads only the CDFs it is given indexes of, so the strings are the same, and the C++ call
-        converts only the rows in use (a small latent uses few of the gaussian table's 64 x ~425 entries)."""
-        cdf, lengths, offsets = self.lists()
-        if indexes.size >= 4 * sum(lengths):  # a large latent: nearly every row in use, not worth the count
-            return cdf, lengths, offsets
-        used = np.bincount(indexes, minlength=len(cdf)) > 0
-        if used.all():
-            return cdf, lengths, offsets
-        return ([row if u else _SPARE_CDF for row, u in zip(cdf, used)],
-                [n if u else len(_SPARE_CDF) for n, u in zip(lengths, used)], offsets)
+    def arrays(self):
+        """(cdf, cdf_length, offset) as the contiguous int32 arrays the rANS encoder takes, converted once."""
+        if self._arrays is None:
+            self._arrays = tuple(np.ascontiguousarray(t.numpy(), dtype=np.int32)
+                                 for t in (self.cdf, self.cdf_length, self.offset))
+        return self._arrays
 
     def index_lut(self):
         """The lookup table of :func:`scale_indexes_near` (built once): for every float32 bit pattern's top
@@ -108,24 +89,13 @@ class CoderTables:
         return {k: v for k, v in self.__dict__.items() if v is not None and not k.startswith("_")}
 
 
-# the CDF handed to the encoder in place of one no symbol uses (a valid 16-bit CDF: it is never read)
-_SPARE_CDF = [0, 1 << 15, 1 << 16]
-
-
 def rans_encode(symbols, indexes, tables: CoderTables) -> List[bytes]:
-    """One string per image of int ``symbols`` [N, ...] with CDF ``indexes`` of the same shape."""
-    encoder = _ans().RansEncoder()
-    strings = []
-    for s, i in zip(symbols.int(), indexes.int()):
-        i = i.contiguous().numpy().reshape(-1)
-        strings.append(encoder.encode_with_indexes(_int_list(s), _int_list(i), *tables.used_lists(i)))
-    return strings
-
-
-def _int_list(t):
-    """The Python list of an int32 tensor or array, the fastest way (a memoryview's tolist: about twice torch's)."""
-    a = t.contiguous().numpy() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
-    return memoryview(a.reshape(-1)).tolist()
+    """One string per image of int ``symbols`` [N, ...] with CDF ``indexes`` of the same shape (``_rans.encode``:
+    a ValueError names an index or a table out of range)."""
+    cdf, lengths, offsets = tables.arrays()
+    symbols = np.ascontiguousarray(symbols.int().numpy(), dtype=np.int32).reshape(len(symbols), -1)
+    indexes = np.ascontiguousarray(indexes.int().numpy(), dtype=np.int32).reshape(len(indexes), -1)
+    return [_rans.encode(s, i, cdf, lengths, offsets, cdf.shape[1]) for s, i in zip(symbols, indexes)]
 
 
 def encode_factorized(x, tables: CoderTables) -> List[bytes]:
@@ -292,26 +262,3 @@ def fit(t, hw):
     if dh == 0 and dw == 0:
         return t
     return F.pad(t, (0, dw, 0, dh))
-
-
-_ANS = []
-
-
-def _ans():
-    """CompressAI's ``ans`` extension module, without running ``compressai/__init__``."""
-    if not _ANS:
-        module = sys.modules.get("compressai.ans")
-        if module is None:
-            spec = importlib.util.find_spec("compressai")
-            if spec is None or not spec.submodule_search_locations:
-                raise ImportError("the edge's entropy coder is CompressAI's: pip install compressai==1.2.8")
-            found = [p for d in spec.submodule_search_locations for p in glob.glob(os.path.join(d, "ans.*"))
-                     if p.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))]
-            if not found:
-                raise ImportError(f"CompressAI's compiled rANS coder (ans extension) is missing under "
-                                  f"{spec.submodule_search_locations}: reinstall compressai")
-            loader = importlib.machinery.ExtensionFileLoader("compressai.ans", found[0])
-            module = importlib.util.module_from_spec(importlib.util.spec_from_loader("compressai.ans", loader))
-            loader.exec_module(module)
-        _ANS.append(module)
-    return _ANS[0]

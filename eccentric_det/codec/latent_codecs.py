@@ -38,8 +38,14 @@ class EntropyBottleneckLatentCodec(cai.EntropyBottleneckLatentCodec):
         return {"entropy_bottleneck": self.entropy_bottleneck}
 
     def update(self, force=True):
-        """The CDF tables, built on the CPU (an edge on CPU and a cloud on GPU build identical ones)."""
-        _on_cpu(self.entropy_bottleneck, lambda m: m.update(force=force, update_quantiles=True))
+        """The CDF tables (and the quantiles they start from), built on the CPU in float64: an edge and a cloud on
+        different machines build identical ones. In float32 they follow the last bit of the machine's kernels (the
+        BLAS's summation order in the density's matrix products): of the 8 x 433 entries of a seeded bottleneck, some
+        moved between two x86 machines, and every payload would then fail the other side's fingerprint check."""
+        def build(m):
+            m.quantiles.data.copy_(_search_quantiles(m))
+            m.update(force=force)
+        _on_cpu(self.entropy_bottleneck, build, torch.float64)
 
     def compress(self, y, cells=None):
         strings, y_hat = encode_bottleneck(y, coder_tables(self.entropy_bottleneck), cells)
@@ -247,7 +253,22 @@ def guarded_decompress(entropy_model, strings, indexes, means=None):
     return decompress(entropy_model, strings, indexes, means)
 
 
-def _on_cpu(module, update):
+def _search_quantiles(eb, steps=80):
+    """The quantiles of EntropyBottleneck ``eb`` (in its dtype): per channel, the y at which its cumulative logits
+    reach each of ``eb.target``, by bisection over +-1e5 in a fixed number of steps (a float64 interval is then
+    below one ulp: the result depends on the density only, not on a stopping tolerance)."""
+    lo = torch.full((eb.channels, 1, len(eb.target)), -1e5, dtype=eb.quantiles.dtype)
+    hi, target = -lo, eb.target.to(lo.dtype).view(1, 1, -1)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        above = eb._logits_cumulative(mid, stop_gradient=True) >= target
+        lo, hi = torch.where(above, lo, mid), torch.where(above, mid, hi)
+    return (lo + hi) / 2
+
+
+def _on_cpu(module, update, dtype=None):
+    """``update(module)`` on the CPU (in ``dtype`` when given), then the module back on its device and dtype."""
     device = module._offset.device
-    update(module.cpu())
-    module.to(device)
+    own = next(t.dtype for t in (*module.parameters(), *module.buffers()) if t.is_floating_point())
+    update(module.to(device="cpu", dtype=dtype or own))
+    module.to(device=device, dtype=own)
