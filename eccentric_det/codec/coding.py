@@ -93,9 +93,8 @@ def rans_encode(symbols, indexes, tables: CoderTables) -> List[bytes]:
     """One string per image of int ``symbols`` [N, ...] with CDF ``indexes`` of the same shape (``_rans.encode``:
     a ValueError names an index or a table out of range)."""
     cdf, lengths, offsets = tables.arrays()
-    symbols = np.ascontiguousarray(symbols.int().numpy(), dtype=np.int32).reshape(len(symbols), -1)
-    indexes = np.ascontiguousarray(indexes.int().numpy(), dtype=np.int32).reshape(len(indexes), -1)
-    return [_rans.encode(s, i, cdf, lengths, offsets, cdf.shape[1]) for s, i in zip(symbols, indexes)]
+    return [_rans.encode(np.ascontiguousarray(s.reshape(-1)), np.ascontiguousarray(i.reshape(-1)), cdf, lengths,
+                         offsets, cdf.shape[1]) for s, i in zip(symbols.int().numpy(), indexes.int().numpy())]
 
 
 def encode_factorized(x, tables: CoderTables) -> List[bytes]:
