@@ -81,6 +81,28 @@ def test_a_finished_stage_is_kept_and_evaluation_gets_the_overrides(tmp_path):
     assert _value(evals[0], "MODEL.WEIGHTS") == str(out / "fashion_mnist_adaptive_ecc_joint.pth")
 
 
+def test_the_56_chain_starts_its_split_and_its_baseline_from_its_own_teacher(tmp_path):
+    """teacher_56 ... dynamic_stem_56: the split and the equal-budget cloud start from this chain's 56x56 teacher,
+    the split distils from it as it was trained, and its evaluations stay out of the 28x28 stem front's eval/stem_*."""
+    out = tmp_path / "chain"
+    for stage in ("teacher_56", "cloud_plus_56", "joint_stem_56", "dynamic_stem_56"):
+        r, calls = _run(tmp_path, stage, out=out)
+        assert r.returncode == 0, r.stderr
+    teacher, plus, joint, *evals = calls
+    assert "configs/Classification/fashion_mnist_cloud_teacher_56.yaml" in teacher
+    t_weights = str(out / "fashion_mnist_cloud_teacher_56.pth")
+    assert _value(plus, "MODEL.WEIGHTS") == t_weights and _value(joint, "MODEL.WEIGHTS") == t_weights
+    assert "configs/Classification/fashion_mnist_cloud_teacher_56_plus.yaml" in plus
+    assert _value(joint, "MODEL.ECCENTRIC.DISTILL.TEACHER_WEIGHTS") == t_weights
+    assert _value(joint, "MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG") == str(
+        out / "fashion_mnist_cloud_teacher_56" / "config.yaml")
+    assert _value(joint, "MODEL.ECCENTRIC.EDGE.WEIGHTS") == str(out / "fashion_mnist_edge_kd.pth")
+    assert [os.path.basename(_value(c, "OUTPUT_DIR")) for c in evals] == [
+        "stem56_dynamic", "stem56_always", "stem56_never", "edge_kd"]
+    assert all(_value(c, "MODEL.WEIGHTS") == str(out / "fashion_mnist_adaptive_ecc_joint_stem_56.pth")
+               for c in evals[:3])
+
+
 def test_an_unknown_stage_names_the_stages(tmp_path):
     r, calls = _run(tmp_path, "teachr", out=tmp_path / "x")
     assert r.returncode == 2 and "unknown stage teachr" in r.stderr and "joint_stem" in r.stderr and not calls
@@ -96,6 +118,9 @@ def test_a_teacher_loads_from_the_config_its_training_wrote(tmp_path):
     assert teacher.normalizer.image_size == (56, 56)
     shipped = build_cls_teacher("Classification/fashion_mnist_cloud_teacher.yaml", "")
     assert shipped.normalizer.image_size == (28, 28)
+    split = get_eccentric_cfg("Classification/fashion_mnist_adaptive_ecc_joint_stem_56.yaml")
+    teacher_56 = build_cls_teacher(split.MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG, "")  # the shipped 56x56 split's
+    assert teacher_56.normalizer.image_size == (56, 56)
 
 
 def test_the_detection_recipes_sc2bench_stage_trains_at_the_splits_budget_with_a_held_out_curve(tmp_path):
