@@ -37,8 +37,8 @@ evaluate() {  # config name, output folder, overrides...
   local name="$1" out="$2"; shift 2
   "$PY" tools/train_cls.py --eval-only --config-file "$T/$name.yaml" "${DEV[@]}" OUTPUT_DIR "$out" "$@" "${EXTRA[@]}"
 }
-codecs() {  # teacher config, teacher and equal-budget checkpoints: the image codecs to the equal-budget cloud, up to
-  local cfg="$1" t="$2" w="$3"  # their lossless/top quality; PNG to the teacher too
+codecs() {  # teacher (its config and checkpoint share the name), equal-budget checkpoint: the image codecs to the
+  local t="$1" w="$2" cfg="$1"  # equal-budget cloud, up to their lossless/top quality; PNG to the teacher too
   evaluate $cfg "$O/eval/${t#fashion_mnist_cloud_}_png" MODEL.WEIGHTS "$C/$t.pth"
   evaluate $cfg "$O/eval/$w/png" MODEL.WEIGHTS "$C/$w.pth"
   for q in 5 10 30 50 70 90 100; do
@@ -73,7 +73,7 @@ stage() {
     dynamic)
       split_points fashion_mnist_adaptive_ecc_joint fashion_mnist_dynamic_ecc_joint joint
       evaluate fashion_mnist_edge_kd "$O/eval/edge_kd" MODEL.WEIGHTS "$C/fashion_mnist_edge_kd.pth" ;;
-    codecs) codecs fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher_plus ;;
+    codecs) codecs fashion_mnist_cloud_teacher fashion_mnist_cloud_teacher_plus ;;
     joint_stem) train fashion_mnist_adaptive_ecc_joint_stem fashion_mnist_adaptive_ecc_joint_stem "${SPLIT[@]}" ;;
     dynamic_stem) split_points fashion_mnist_adaptive_ecc_joint_stem fashion_mnist_dynamic_ecc_joint_stem stem ;;
     pareto_stem) front "$O/pareto_stem" "$O"/eval/fashion_mnist_cloud_teacher_plus/* "$O"/eval/stem_* "$O/eval/edge_kd" \
@@ -91,7 +91,7 @@ stage() {
       evaluate fashion_mnist_edge_kd "$O/eval/edge_kd" MODEL.WEIGHTS "$C/fashion_mnist_edge_kd.pth" ;;
     dynamic_stem_56_nofm)
       split_points fashion_mnist_adaptive_ecc_joint_stem_56_nofm fashion_mnist_dynamic_ecc_joint_stem_56_nofm stem56nofm ;;
-    codecs_56) codecs fashion_mnist_cloud_teacher_56 fashion_mnist_cloud_teacher_56 fashion_mnist_cloud_teacher_56_plus ;;
+    codecs_56) codecs fashion_mnist_cloud_teacher_56 fashion_mnist_cloud_teacher_56_plus ;;
     pareto_stem_56) front "$O/pareto_stem_56" "$O"/eval/fashion_mnist_cloud_teacher_56_plus/* "$O"/eval/stem56_* \
       "$O"/eval/stem56nofm_* "$O/eval/edge_kd" "$O/eval/teacher_56_png" ;;
     all) for s in teacher edge joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem pareto_stem; do stage "$s"; done ;;
