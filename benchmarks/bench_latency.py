@@ -13,6 +13,10 @@
   encode + transfer of its packet + decode + detect;
 * the edge alone (Dynamic ECC's edge detector, nothing sent).
 
+``--edge-backend onnx`` (or ``torchscript``; several may be given) adds ECC rows whose edge is the config's edge
+exported as ``tools/export_edge.py`` does it and run as a device runs it (:class:`eccentric_det.edge.ExportedEdge`),
+the same payloads to the same cloud.
+
 The methods take turns frame by frame, in a shuffled order; every server runs its model in the server process (no
 worker process) with batches of one (one camera).
 
@@ -60,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--rtt-ms", type=float, default=20.0, help="round-trip time of the link (ms)")
     p.add_argument("--ecc-config", nargs="*", default=["configs/FashionDet/dynamic_ecc_vr.yaml",
                                                        "configs/FashionDet/adaptive_ecc_vr.yaml"])
+    p.add_argument("--edge-backend", nargs="+", default=["pytorch"], choices=["pytorch", "onnx", "torchscript"],
+                   help="the ECC edges run: in PyTorch, and/or each config's edge exported (tools/export_edge.py) "
+                        "and run as a device runs it; one row per config and backend")
     p.add_argument("--jpeg-config", default="configs/FashionDet/independent_ecc.yaml",
                    help="image-mode config whose cloud half is the cloud detector on JPEG payloads")
     p.add_argument("--jpeg", nargs="*", type=int, default=[50, 90], help="JPEG qualities")
@@ -418,7 +425,7 @@ def bench(args, frames, fps, workdir):
     from eccentric_det.evaluation.link import ThrottledLink
     from eccentric_det.tasks import get_eccentric_cfg
 
-    servers, links, clouds, rows, settings = start_servers(args, workdir), {}, [], [], None
+    servers, links, clouds, rows, settings, skipped = start_servers(args, workdir), {}, [], [], None, []
     try:
         for name, (_, url) in servers.items():
             links[name] = ThrottledLink(("127.0.0.1", httpx.URL(url).port), args.mbps[0] * 1e6, args.rtt_ms / 1e3)
@@ -428,11 +435,16 @@ def bench(args, frames, fps, workdir):
             return clouds[-1]
 
         methods = []
-        for config in args.ecc_config:
-            cloud = timed_cloud(config)
-            methods.append(PredictorMethod(ecc_name(config), "ecc", EccentricPredictor(
-                get_eccentric_cfg(config), cloud=cloud, confidence_threshold=0.0), cloud, links[config],
-                ServerCPU(servers[config][0])))
+        for i, config in enumerate(args.ecc_config):
+            for backend in args.edge_backend:
+                edge = exported_edge(config, backend, os.path.join(workdir, f"edge_{i}"), skipped)
+                if edge is False:
+                    continue
+                cloud = timed_cloud(config)
+                name = ecc_name(config) + ("" if edge is None else f", {backend} edge")
+                methods.append(PredictorMethod(name, "ecc", EccentricPredictor(
+                    get_eccentric_cfg(config), cloud=cloud, confidence_threshold=0.0, edge=edge), cloud,
+                    links[config], ServerCPU(servers[config][0])))
         for q in args.jpeg:
             cloud = timed_cloud("jpeg")
             cfg = get_eccentric_cfg(args.jpeg_config, ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "always",
@@ -469,7 +481,25 @@ def bench(args, frames, fps, workdir):
         for link in links.values():
             link.close()
         stop_servers(servers)
-    return rows, settings
+    return rows, settings, skipped
+
+
+def exported_edge(config, backend, folder, skipped):
+    """``config``'s edge exported to ``folder`` (once) and run by ``backend``; None for "pytorch" (the predictor's own
+    edge); False, with the reason added to ``skipped``, where the export has no such backend."""
+    from eccentric_det.deploy.export import export_from_config
+    from eccentric_det.edge import ExportedEdge
+
+    if backend == "pytorch":
+        return None
+    if not os.path.isdir(folder):
+        export_from_config(config, folder)
+    try:
+        return ExportedEdge(folder, backend)
+    except ValueError as e:  # e.g. an edge detector: TorchScript only
+        skipped.append({"config": config, "backend": backend, "why": str(e)})
+        print(f"skipped {ecc_name(config)} on {backend}: {e}", flush=True)
+        return False
 
 
 def goals(rows, mbps_goal=5.0):
@@ -553,11 +583,12 @@ def main(argv=None):
     frames = frames[:args.frames]
     probe = {"probed": False, "why": "--no-probe"} if args.no_probe else probe_netem()
     with tempfile.TemporaryDirectory() as workdir:
-        rows, settings = bench(args, frames, fps, workdir)
+        rows, settings, skipped = bench(args, frames, fps, workdir)
     result = {"video": video, "frames": len(frames), "frame_size": list(frames[0].shape[:2]), "fps": fps,
               "mbps": args.mbps, "rtt_ms": args.rtt_ms, "mechanism": mechanism(args, probe, settings),
               "one_frame_in_flight": True, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-              "load_average": os.getloadavg(), "ecc_configs": args.ecc_config, "jpeg_config": args.jpeg_config,
+              "load_average": os.getloadavg(), "ecc_configs": args.ecc_config, "edge_backends": args.edge_backend, "skipped": skipped,
+              "jpeg_config": args.jpeg_config,
               "cloud_config": args.cloud_config, "gop": args.gop, "preset": args.preset, "rows": rows,
               "goals": goals(rows)}
     os.makedirs(args.output, exist_ok=True)

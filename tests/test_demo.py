@@ -14,6 +14,9 @@ from detectron2.config import get_cfg
 from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, compose_demo_video, format_summary,
                                 run_on_video, setup_cfg)
 from eccentric_det.demo.cloud import InProcessCloud
+from eccentric_det.deploy.export import export_edge
+from eccentric_det.edge import ExportedEdge
+from eccentric_det.evaluation.video import read_frames
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs/quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml")
@@ -133,6 +136,34 @@ def test_http_cloud_matches_in_process(cfg, clip):
     serve(lambda request: httpx.Response(200, json={"boxes": [[0, 0, 1, 1]], "scores": [], "classes": []}))
     with pytest.raises(DemoError, match="not detections JSON"):
         p(frame)
+
+
+def test_an_exported_edge_sends_what_the_models_own_edge_sends(cfg, clip, tmp_path):
+    """The predictor runs the edge a device runs (TorchScript, PyTorch's kernels): the same payloads, the same
+    answers, at the threshold given; an edge exported from another model is refused before anything runs."""
+    frames = read_frames(clip)[0]
+    torch.manual_seed(0)
+    own = _predictor(cfg, 0.0)
+    b = own.inputs
+    export_edge(own.model, str(tmp_path), b(frames[0]), {"min_size": b.min_size, "max_size": b.max_size,
+                                                         "format": b.input_format})
+    torch.manual_seed(0)
+    edge = ExportedEdge(str(tmp_path), "torchscript")
+    exported = EccentricPredictor(cfg, offload_threshold=0.0, confidence_threshold=0.0, edge=edge)
+    exported.cloud = Recording(InProcessCloud(exported.model))
+    for frame in frames:
+        a, e = own(frame), exported(frame)
+        assert a.offloaded and e.offloaded and e.source == a.source == "cloud"
+        assert torch.equal(e.instances.pred_classes, a.instances.pred_classes)
+        assert torch.allclose(e.instances.pred_boxes.tensor, a.instances.pred_boxes.tensor, atol=1e-4)
+    assert exported.stream.edge is edge and (edge.policy, edge.threshold) == ("dynamic", 0.0)
+    assert exported.cloud.sizes == own.cloud.sizes and len(own.cloud.sizes) == len(frames)
+
+    class Foreign:
+        fingerprint = bytes(len(own.model.fingerprint()))
+
+    with pytest.raises(DemoError, match="not exported from this model .* export it from the same config"):
+        EccentricPredictor(cfg, edge=Foreign())
 
 
 def test_bad_input_and_output(cfg, clip, tmp_path):

@@ -171,6 +171,30 @@ def test_exported_payloads_decode_in_the_cloud(detection):
         assert (want.scores > cut).sum() >= len(want) // 2
 
 
+def test_latency_bench_runs_each_configs_exported_edge_where_it_exports(detection, monkeypatch, tmp_path):
+    """benchmarks/bench_latency.py --edge-backend: the config's export, run by the backend asked for; an export
+    without that backend (an edge detector: TorchScript only) is skipped with the reason, not a failed run."""
+    import runpy
+    import shutil
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    exported_edge = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_latency.py"))["exported_edge"]
+    skipped = []
+    assert exported_edge(TRAINED_CFG, "pytorch", str(tmp_path / "none"), skipped) is None
+    assert not os.path.exists(tmp_path / "none")
+    edge = exported_edge(TRAINED_CFG, "onnx", detection[0], skipped)  # an export already there is run as it is
+    assert isinstance(edge, ExportedEdge) and edge.fingerprint.hex() == detection[1]["fingerprint"]
+    torchscript_only = str(tmp_path / "ts")
+    shutil.copytree(detection[0], torchscript_only)
+    with open(os.path.join(torchscript_only, "edge.json")) as f:
+        manifest = json.load(f)
+    with open(os.path.join(torchscript_only, "edge.json"), "w") as f:
+        json.dump({**manifest, "backends": ["torchscript"]}, f)
+    assert skipped == [] and exported_edge(TRAINED_CFG, "onnx", torchscript_only, skipped) is False
+    assert skipped[0]["backend"] == "onnx" and "backend must be one of ['torchscript']" in skipped[0]["why"]
+    assert isinstance(exported_edge(TRAINED_CFG, "torchscript", torchscript_only, skipped), ExportedEdge)
+
+
 def test_input_builder_resizes_as_detectron2():
     from detectron2.data import transforms as T
 

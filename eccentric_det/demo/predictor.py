@@ -82,10 +82,13 @@ class EccentricPredictor:
     class-agnostic NMS at that IoU, 0: off; :func:`~eccentric_det.demo.shown.shown`) only filter what is shown
     and logged: the edge's offload decision sees all of its detections, as it was fitted to. The budget and
     reuse come from ``MODEL.ECCENTRIC.OFFLOAD`` (BUDGET_KBPS, FPS, BUFFER_S, REUSE.*); :meth:`start_stream` starts a
-    new stream (an empty bucket and cache) at a video's frame rate, with options overridden.
+    new stream (an empty bucket and cache) at a video's frame rate, with options overridden. ``edge``: the edge step
+    the stream runs, e.g. the same model exported as a device runs it (:class:`~eccentric_det.edge.ExportedEdge`,
+    whose fingerprint must be the model's); default: the model's edge half in PyTorch.
     """
 
-    def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5, agnostic_iou=0.0):
+    def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5, agnostic_iou=0.0,
+                 edge=None):
         check_cfg(cfg)
         try:
             shown([], [], confidence_threshold, agnostic_iou)
@@ -100,14 +103,20 @@ class EccentricPredictor:
             self.model = load_model(cfg)
         except (FileNotFoundError, ValueError) as e:  # no such checkpoint, or one that does not fit the config
             raise DemoError(str(e)) from e
+        if edge is not None and getattr(edge, "fingerprint", None) != self.model.fingerprint():
+            raise DemoError(f"the edge given was not exported from this model (fingerprint "
+                            f"{getattr(edge, 'fingerprint', b'').hex() or 'none'}, the model's "
+                            f"{self.model.fingerprint().hex()}): export it from the same config and weights")
         if offload_threshold is not None:
             if self.model.edge_detector is None:
                 raise DemoError("--offload-threshold needs an edge that detects on its own "
                                 "(MODEL.ECCENTRIC.EDGE.DETECTOR True, e.g. configs/FashionDet/dynamic_ecc_vr.yaml)")
             self.model.policy, self.model.threshold = "dynamic", float(offload_threshold)
+            if edge is not None:
+                edge.policy, edge.threshold = self.model.policy, self.model.threshold
         self.cloud = cloud if cloud is not None else InProcessCloud(self.model)
         self.inputs = InputBuilder.from_config(cfg)
-        self.edge = TorchEdge(self.model, self.inputs)
+        self.edge = edge if edge is not None else TorchEdge(self.model, self.inputs)
         self.confidence_threshold, self.agnostic_iou = confidence_threshold, agnostic_iou
         dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
         self.class_names = MetadataCatalog.get(dataset).get("thing_classes", None)

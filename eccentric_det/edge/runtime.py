@@ -139,7 +139,9 @@ def postprocess(boxes, scores, classes, input_size, output_size):
 def _onnx_runner(path):
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the device's one thread budget: torch's (OMP_NUM_THREADS)
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]  # an input the graph does not use is left out by the export
 
     def run(x, image_size):
