@@ -7,7 +7,8 @@
 # adaptation split after the edge's stem (stride 2), its Dynamic ECC and its front with the image codecs.
 # The chain with a real capacity gap (the 28x28 KD edge under the cloud on 56x56 inputs; the edge stage above gives
 # its edge): teacher_56 | cloud_plus_56 | joint_stem_56 | joint_stem_56_nofm (the same without feature matching, rate
-# weight 0.5) | dynamic_stem_56 | dynamic_stem_56_nofm | codecs_56 | pareto_stem_56 | all_56 (in that order).
+# weight 0.5) | joint_stem_56_rw07 (that at rate weight 0.7) | dynamic_stem_56 | dynamic_stem_56_nofm |
+# dynamic_stem_56_rw07 | codecs_56 | pareto_stem_56 | all_56 (in that order).
 # KEY VALUE overrides go to every stage's training and evaluation (e.g. MODEL.CLS.IMAGE_SIZE 56 for a whole chain
 # at 56x56). OUT=DIR trains another chain beside the committed one: every stage's OUTPUT_DIR and checkpoint under
 # DIR, each stage on the ones before it there, the teacher for distillation as its OUTPUT_DIR/config.yaml records it.
@@ -86,20 +87,24 @@ stage() {
     joint_stem_56) train fashion_mnist_adaptive_ecc_joint_stem_56 fashion_mnist_adaptive_ecc_joint_stem_56 "${SPLIT_56[@]}" ;;
     joint_stem_56_nofm) train fashion_mnist_adaptive_ecc_joint_stem_56_nofm fashion_mnist_adaptive_ecc_joint_stem_56_nofm \
       "${SPLIT_56[@]}" ;;
+    joint_stem_56_rw07) train fashion_mnist_adaptive_ecc_joint_stem_56_nofm_rw07 \
+      fashion_mnist_adaptive_ecc_joint_stem_56_nofm_rw07 "${SPLIT_56[@]}" ;;
     dynamic_stem_56)
       split_points fashion_mnist_adaptive_ecc_joint_stem_56 fashion_mnist_dynamic_ecc_joint_stem_56 stem56
       evaluate fashion_mnist_edge_kd "$O/eval/edge_kd" MODEL.WEIGHTS "$C/fashion_mnist_edge_kd.pth" ;;
     dynamic_stem_56_nofm)
       split_points fashion_mnist_adaptive_ecc_joint_stem_56_nofm fashion_mnist_dynamic_ecc_joint_stem_56_nofm stem56nofm ;;
+    dynamic_stem_56_rw07) split_points fashion_mnist_adaptive_ecc_joint_stem_56_nofm_rw07 \
+      fashion_mnist_dynamic_ecc_joint_stem_56_nofm_rw07 stem56rw07 ;;
     codecs_56) codecs fashion_mnist_cloud_teacher_56 fashion_mnist_cloud_teacher_56_plus ;;
     pareto_stem_56) front "$O/pareto_stem_56" "$O"/eval/fashion_mnist_cloud_teacher_56_plus/* "$O"/eval/stem56_* \
-      "$O"/eval/stem56nofm_* "$O/eval/edge_kd" "$O/eval/teacher_56_png" ;;
+      "$O"/eval/stem56nofm_* "$O"/eval/stem56rw07_* "$O/eval/edge_kd" "$O/eval/teacher_56_png" ;;
     all) for s in teacher edge joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem pareto_stem; do stage "$s"; done ;;
-    all_56) for s in teacher_56 cloud_plus_56 joint_stem_56 joint_stem_56_nofm dynamic_stem_56 dynamic_stem_56_nofm codecs_56 \
-                     pareto_stem_56; do stage "$s"; done ;;
+    all_56) for s in teacher_56 cloud_plus_56 joint_stem_56 joint_stem_56_nofm joint_stem_56_rw07 dynamic_stem_56 \
+                     dynamic_stem_56_nofm dynamic_stem_56_rw07 codecs_56 pareto_stem_56; do stage "$s"; done ;;
     *) echo "unknown stage $1 (teacher edge adaptive joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem"\
-            " pareto_stem all; teacher_56 cloud_plus_56 joint_stem_56 joint_stem_56_nofm dynamic_stem_56"\
-            " dynamic_stem_56_nofm codecs_56 pareto_stem_56 all_56)" >&2
+            " pareto_stem all; teacher_56 cloud_plus_56 joint_stem_56 joint_stem_56_nofm joint_stem_56_rw07"\
+            " dynamic_stem_56 dynamic_stem_56_nofm dynamic_stem_56_rw07 codecs_56 pareto_stem_56 all_56)" >&2
        exit 2 ;;
   esac
 }

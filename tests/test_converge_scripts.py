@@ -85,13 +85,23 @@ def test_the_56_chain_starts_its_split_and_its_baseline_from_its_own_teacher(tmp
     """teacher_56 ... dynamic_stem_56: the split and the equal-budget cloud start from this chain's 56x56 teacher,
     the split distils from it as it was trained, and its evaluations stay out of the 28x28 stem front's eval/stem_*."""
     out = tmp_path / "chain"
-    for stage in ("teacher_56", "cloud_plus_56", "joint_stem_56", "joint_stem_56_nofm", "dynamic_stem_56"):
+    for stage in ("teacher_56", "cloud_plus_56", "joint_stem_56", "joint_stem_56_nofm", "joint_stem_56_rw07",
+                  "dynamic_stem_56", "dynamic_stem_56_rw07"):
         r, calls = _run(tmp_path, stage, out=out)
         assert r.returncode == 0, r.stderr
-    teacher, plus, joint, nofm, *evals = calls
+    teacher, plus, joint, nofm, rw07, *evals = calls
     assert "configs/Classification/fashion_mnist_adaptive_ecc_joint_stem_56_nofm.yaml" in nofm
-    assert [_value(nofm, k) for k in ("MODEL.WEIGHTS", "MODEL.ECCENTRIC.EDGE.WEIGHTS")] == [
-        _value(joint, k) for k in ("MODEL.WEIGHTS", "MODEL.ECCENTRIC.EDGE.WEIGHTS")]  # the same start
+    assert "configs/Classification/fashion_mnist_adaptive_ecc_joint_stem_56_nofm_rw07.yaml" in rw07
+    start = ("MODEL.WEIGHTS", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "MODEL.ECCENTRIC.DISTILL.TEACHER_CONFIG")
+    assert [_value(nofm, k) for k in start] == [_value(rw07, k) for k in start] == [
+        _value(joint, k) for k in start]  # the same start, the same teacher
+    rw07_evals = evals[4:]
+    evals = evals[:4]
+    assert [os.path.basename(_value(c, "OUTPUT_DIR")) for c in rw07_evals] == [
+        "stem56rw07_dynamic", "stem56rw07_always", "stem56rw07_never"]
+    assert "configs/Classification/fashion_mnist_dynamic_ecc_joint_stem_56_nofm_rw07.yaml" in rw07_evals[0]
+    assert all(_value(c, "MODEL.WEIGHTS") == str(out / "fashion_mnist_adaptive_ecc_joint_stem_56_nofm_rw07.pth")
+               for c in rw07_evals)
     assert "configs/Classification/fashion_mnist_cloud_teacher_56.yaml" in teacher
     t_weights = str(out / "fashion_mnist_cloud_teacher_56.pth")
     assert _value(plus, "MODEL.WEIGHTS") == t_weights and _value(joint, "MODEL.WEIGHTS") == t_weights
