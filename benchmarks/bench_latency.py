@@ -588,8 +588,8 @@ def main(argv=None):
               "mbps": args.mbps, "rtt_ms": args.rtt_ms, "mechanism": mechanism(args, probe, settings),
               "one_frame_in_flight": True, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
               "load_average": os.getloadavg(), "ecc_configs": args.ecc_config, "edge_backends": args.edge_backend,
-              "skipped": skipped, "jpeg_config": args.jpeg_config, "cloud_config": args.cloud_config, "gop": args.gop, "preset": args.preset, "rows": rows,
-              "goals": goals(rows)}
+              "skipped": skipped, "jpeg_config": args.jpeg_config, "cloud_config": args.cloud_config, "gop": args.gop,
+              "preset": args.preset, "rows": rows, "goals": goals(rows)}
     os.makedirs(args.output, exist_ok=True)
     write_json(os.path.join(args.output, "bench_latency.json"), result)
     plot(rows, os.path.join(args.output, "bench_latency.png"), args.rtt_ms)
