@@ -1,15 +1,17 @@
 #!/usr/bin/env python
-"""Fit what the demo shows (``tools/demo.py --confidence-threshold``, ``--agnostic-iou``) on demo runs over videos
-of Fashion-MNIST *training* items, never on the default (test-item) video:
+"""Fit what the demo shows (``tools/demo.py --confidence-threshold``, ``--agnostic-iou``, ``--label-decay``) on demo
+runs over videos of Fashion-MNIST *training* items, never on the default (test-item) video:
 
     python datasets/prepare_demo_video.py --items train --seed 12 --out output/demo_fit/train_seed12.mp4
     python tools/demo.py --video-input output/demo_fit/train_seed12.mp4 --output output/demo_fit/run12
     python benchmarks/fit_demo_filter.py output/demo_fit/run12 ... --output output/demo_fit/fit.json
 
-Each run folder holds a demo's ``*.summary.json`` (its log and the video's boxes). Every pair of a confidence
-threshold (at least the runs' own) and a class-agnostic NMS IoU is applied to the logged detections, and precision
-and recall are counted over all runs together (``eccentric_det.demo.accuracy``, IoU 0.5, the same class). The
-chosen pair has the highest recall among those with precision >= ``--precision`` (else the highest precision).
+Each run folder holds a demo's ``*.summary.json`` (its log and the video's boxes). Every setting of a confidence
+threshold (at least the runs' own), a class-agnostic NMS IoU and a label vote's decay is applied to the logged
+detections (the vote frame by frame in order, as the demo does it), and precision and recall are counted over all
+runs together (``eccentric_det.demo.accuracy``, IoU 0.5, the same class). The chosen setting has the highest recall
+among those with precision >= ``--precision`` (else the highest precision); ties go to the simpler one (no vote,
+no NMS, the lower threshold come first).
 """
 import argparse
 import glob
@@ -20,7 +22,7 @@ import sys
 import numpy as np
 
 from eccentric_det.demo.accuracy import BoxAccuracy
-from eccentric_det.demo.shown import shown
+from eccentric_det.demo.shown import LabelVote, shown
 
 
 def load_run(folder):
@@ -37,18 +39,19 @@ def load_run(folder):
         return summary, [json.loads(line) for line in f]
 
 
-def count(runs, confidence, agnostic_iou):
-    """Pooled precision, recall and counts of ``runs`` filtered at ``confidence`` and ``agnostic_iou``."""
+def count(runs, confidence, agnostic_iou, label_decay=0.0):
+    """Pooled precision, recall and counts of ``runs`` filtered at ``confidence`` and ``agnostic_iou``, labels voted
+    at ``label_decay``."""
     matched = detections = objects = 0
     for summary, records in runs:
-        acc = BoxAccuracy(summary["ground_truth"])
-        for r in records:
+        acc, vote = BoxAccuracy(summary["ground_truth"]), LabelVote(label_decay)
+        for r in sorted(records, key=lambda r: r["frame"]):
             d = r["detections"]
             keep = shown([x["box"] for x in d], [x["score"] for x in d], confidence, agnostic_iou)
-            acc.add(r["frame"], [d[k]["box"] for k in keep], [d[k]["score"] for k in keep],
-                    [d[k]["class"] for k in keep])
+            boxes, scores = [d[k]["box"] for k in keep], [d[k]["score"] for k in keep]
+            acc.add(r["frame"], boxes, scores, vote(boxes, scores, [d[k]["class"] for k in keep]))
         matched, detections, objects = matched + acc.matched, detections + acc.detections, objects + acc.objects
-    return {"confidence": confidence, "agnostic_iou": agnostic_iou, "matched": matched, "detections": detections,
+    return {"confidence": confidence, "agnostic_iou": agnostic_iou, "label_decay": label_decay, "matched": matched, "detections": detections,
             "objects": objects, "precision": matched / detections if detections else 0.0,
             "recall": matched / objects if objects else 0.0}
 
@@ -59,21 +62,24 @@ def main(argv=None):
     p.add_argument("--precision", type=float, default=0.8, help="the precision to reach")
     p.add_argument("--confidence", type=float, nargs="+", default=[round(x, 2) for x in np.arange(0.5, 0.96, 0.05)])
     p.add_argument("--agnostic-iou", type=float, nargs="+", default=[0.0, 0.5, 0.7])
+    p.add_argument("--label-decay", type=float, nargs="+", default=[0.0],
+                   help="label vote decays to try (0: no vote; e.g. 0 0.5 0.8 0.9 0.95 1)")
     p.add_argument("--output", required=True, help="the json written: every pair counted and the chosen one")
     args = p.parse_args(argv)
     runs = [load_run(folder) for folder in args.runs]
     logged = max(s["confidence_threshold"] for s, _ in runs)
-    if min(args.confidence) < logged or any(s.get("agnostic_iou") for s, _ in runs):
+    if min(args.confidence) < logged or any(s.get("agnostic_iou") or s.get("label_decay") for s, _ in runs):
         sys.exit(f"fit_demo_filter.py: error: the runs logged detections at score >= {logged} without class-agnostic "
-                 f"NMS; fit thresholds >= {logged} only, or rerun the demo with a lower --confidence-threshold")
-    grid = [count(runs, c, a) for a in args.agnostic_iou for c in args.confidence]
+                 f"NMS or label vote; fit thresholds >= {logged} only, or rerun the demo with a lower --confidence-threshold")
+    grid = [count(runs, c, a, v) for v in args.label_decay for a in args.agnostic_iou for c in args.confidence]
     meets = [g for g in grid if g["precision"] >= args.precision]
     best = max(meets, key=lambda g: (g["recall"], g["precision"])) if meets else max(grid, key=lambda g: g["precision"])
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision,
                    "chosen": best, "grid": grid}, f, indent=1)
-    print(f"chosen: --confidence-threshold {best['confidence']:g} --agnostic-iou {best['agnostic_iou']:g}: precision "
+    print(f"chosen: --confidence-threshold {best['confidence']:g} --agnostic-iou {best['agnostic_iou']:g} "
+          f"--label-decay {best['label_decay']:g}: precision "
           f"{best['precision']:.3f}, recall {best['recall']:.3f} over {len(runs)} training-item runs -> {args.output}")
 
 

@@ -14,6 +14,7 @@ from detectron2.config import get_cfg
 from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, compose_demo_video, format_summary,
                                 run_on_video, setup_cfg)
 from eccentric_det.demo.cloud import InProcessCloud
+from eccentric_det.demo.shown import LabelVote
 from eccentric_det.deploy.export import export_edge
 from eccentric_det.edge import ExportedEdge
 from eccentric_det.evaluation.video import read_frames
@@ -91,6 +92,27 @@ def test_all_offloaded_at_threshold_zero(cfg, clip, tmp_path):
     assert summary["bytes_total"] == sum(p.cloud.sizes)
     assert summary["input_bytes"] == os.path.getsize(clip)
     assert summary["detections_per_frame"] == sum(len(r["detections"]) for r in records) / FRAMES
+
+
+def test_label_vote_relabels_what_is_shown_frame_by_frame(cfg, clip, tmp_path):
+    """--label-decay: the log of a voted run is the unvoted run's log put through LabelVote frame by frame, and the
+    summary names the decay."""
+    runs = {}
+    for decay in (0.0, 1.0):
+        torch.manual_seed(0)
+        p = EccentricPredictor(cfg, offload_threshold=0.0, confidence_threshold=0.0, agnostic_iou=0.5,
+                               label_decay=decay)
+        summary = run_on_video(p, clip, str(tmp_path / f"d{decay:g}" / "v.mp4"))
+        assert summary["label_decay"] == decay
+        runs[decay] = _log(tmp_path / f"d{decay:g}" / "v.jsonl")
+    vote, changed = LabelVote(1.0), 0
+    for plain, voted in zip(runs[0.0], runs[1.0]):
+        d = plain["detections"]
+        assert [x["box"] for x in voted["detections"]] == [x["box"] for x in d] and d
+        want = vote([x["box"] for x in d], [x["score"] for x in d], [x["class"] for x in d])
+        assert [x["class"] for x in voted["detections"]] == want
+        changed += sum(w != x["class"] for w, x in zip(want, d))
+    assert changed  # the vote did relabel something on these frames (random weights: unsure labels)
 
 
 def test_none_offloaded_above_one(cfg, clip, tmp_path):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from eccentric_det.demo import DemoError, EccentricPredictor, setup_cfg
-from eccentric_det.demo.shown import shown
+from eccentric_det.demo.shown import LabelVote, shown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs/quick_schedules/fashion_det_dynamic_ecc_instant_test.yaml")
@@ -30,9 +30,33 @@ def test_agnostic_nms_keeps_one_label_per_object():
         shown(BOXES, SCORES, 0.5, 1.5)
 
 
+def test_label_vote_keeps_an_objects_label_through_a_frame_of_doubt():
+    """An object read as class 1 for three frames and as 2 (less sure) on the fourth keeps 1; a new object far away
+    and an object that moved (IoU < 0.5 with every box before) start their own tracks; off, nothing changes."""
+    vote = LabelVote(0.9)
+    a, b, far = [10, 10, 30, 30], [12, 11, 32, 31], [60, 60, 80, 80]
+    for _ in range(3):
+        assert vote([a], [0.8], [1]) == [1]
+    assert vote([b, far], [0.7, 0.6], [2, 3]) == [1, 3]  # 0.8 * (0.9**3 + 0.9**2 + 0.9) = 1.95 > 0.7
+    assert vote([a, far], [0.9, 0.6], [1, 3]) == [1, 3]
+    assert vote([[40, 40, 60, 60]], [0.7], [2]) == [2]  # moved away: a new track
+    short = LabelVote(0.1)  # little memory: the frame's own, surer reading wins
+    short([a], [0.8], [1])
+    assert short([b], [0.9], [2]) == [2]
+    off = LabelVote(0.0)
+    off([a], [0.9], [1])
+    assert off([b], [0.6], [2]) == [2]
+    vote.reset()
+    assert vote([b], [0.7], ["Dress"]) == ["Dress"]  # names as well as ids; after a reset nothing is remembered
+    with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\]"):
+        LabelVote(1.5)
+
+
 def test_predictor_rejects_a_bad_iou_before_loading():
     with pytest.raises(DemoError, match="class-agnostic NMS IoU"):
         EccentricPredictor(setup_cfg(CONFIG, []), agnostic_iou=-0.1)
+    with pytest.raises(DemoError, match="decay must lie in"):
+        EccentricPredictor(setup_cfg(CONFIG, []), label_decay=-1)
 
 
 def _fit_cli():
@@ -80,3 +104,19 @@ def test_fit_picks_the_highest_recall_at_the_precision(tmp_path):
     assert (fit["chosen"]["confidence"], fit["chosen"]["agnostic_iou"]) == (0.5, 0.5)
     with pytest.raises(SystemExit, match="thresholds >= 0.5 only"):
         cli.main([*runs, "--confidence", "0.3", "--output", str(out)])
+
+
+def test_fit_tries_the_label_vote_frame_by_frame(tmp_path):
+    """A bag read as a dress in one frame of four: the vote (in frame order) turns that frame's label back, so the
+    fit picks it; without it the same threshold loses a match and a detection goes unmatched."""
+    bag = {"class": "Bag", "score": 0.9, "box": [10, 10, 30, 30]}
+    doubt = {"class": "Dress", "score": 0.6, "box": [11, 11, 30, 30]}
+    run = _run(tmp_path / "a", [[bag], [bag], [doubt], [bag]])
+    out = tmp_path / "fit.json"
+    _fit_cli().main([run, "--precision", "0.9", "--confidence", "0.5", "--agnostic-iou", "0", "--label-decay", "0",
+                     "0.9", "--output", str(out)])
+    fit = json.loads(out.read_text())
+    grid = {g["label_decay"]: g for g in fit["grid"]}
+    assert (grid[0.0]["matched"], grid[0.0]["detections"]) == (3, 4)
+    assert (grid[0.9]["matched"], grid[0.9]["detections"]) == (4, 4)
+    assert fit["chosen"]["label_decay"] == 0.9

@@ -38,6 +38,9 @@ def get_parser():
     p.add_argument("--agnostic-iou", type=float, default=0.0,
                    help="one label per object: of boxes of any classes overlapping at this IoU, show the best "
                         "(class-agnostic NMS; 0: off, Detectron2's per-class NMS only)")
+    p.add_argument("--label-decay", type=float, default=0.0,
+                   help="one label per object over time: each box shows the score-weighted vote of its track over "
+                        "past frames, the past weighed by this factor per frame (0: off; 1: the whole track)")
     p.add_argument("--offload-threshold", type=float,
                    help="offload a frame when the edge's 'needs the cloud' score is at least this "
                         "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
@@ -57,7 +60,8 @@ def run(args):
         opts = opts[1:]
     cfg = setup_cfg(args.config_file, stream_overrides(args) + opts)
     cloud = HttpCloud.from_environment(args.cloud_url) if args.cloud_url else None
-    predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold, args.agnostic_iou)
+    predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold, args.agnostic_iou,
+                                   label_decay=args.label_decay)
     if args.input:
         return run_on_images(predictor, args.input, args.output)
     return run_on_video(predictor, 0 if args.webcam else video, args.output)

@@ -26,7 +26,7 @@ from ..tasks import get_eccentric_cfg
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from .accuracy import BoxAccuracy, ground_truth_of
 from .cloud import InProcessCloud
-from .shown import shown
+from .shown import LabelVote, shown
 from .video import DemoError, VideoSource, open_writer
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
@@ -84,14 +84,16 @@ class EccentricPredictor:
     reuse come from ``MODEL.ECCENTRIC.OFFLOAD`` (BUDGET_KBPS, FPS, BUFFER_S, REUSE.*); :meth:`start_stream` starts a
     new stream (an empty bucket and cache) at a video's frame rate, with options overridden. ``edge``: the edge step
     the stream runs, e.g. the same model exported as a device runs it (:class:`~eccentric_det.edge.ExportedEdge`,
-    whose fingerprint must be the model's); default: the model's edge half in PyTorch.
+    whose fingerprint must be the model's); default: the model's edge half in PyTorch. ``label_decay``: one label
+    per object over the stream (:class:`~eccentric_det.demo.shown.LabelVote`; 0: off), applied to what is shown.
     """
 
     def __init__(self, cfg, cloud=None, offload_threshold=None, confidence_threshold=0.5, agnostic_iou=0.0,
-                 edge=None):
+                 edge=None, label_decay=0.0):
         check_cfg(cfg)
         try:
             shown([], [], confidence_threshold, agnostic_iou)
+            self.label_vote = LabelVote(label_decay)
         except ValueError as e:
             raise DemoError(str(e)) from e
         self.stream_options = stream_options(cfg)
@@ -133,6 +135,7 @@ class EccentricPredictor:
         except ValueError as e:
             raise DemoError(str(e)) from e
         self.stream = EdgeStream(self.edge, self._send, None, rate_control, reuse)
+        self.label_vote.reset()
         self.fps = opts["fps"] or None
         return self.stream
 
@@ -150,6 +153,10 @@ class EccentricPredictor:
         keep = shown(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(), self.confidence_threshold,
                      self.agnostic_iou)
         instances = instances[torch.as_tensor(keep, dtype=torch.long)]
+        if self.label_vote.decay:
+            instances.pred_classes = torch.as_tensor(self.label_vote(
+                instances.pred_boxes.tensor.numpy(), instances.scores.tolist(), instances.pred_classes.tolist()),
+                dtype=torch.long)
         return FrameResult(instances, r.source == "cloud", r.bytes_sent, r.score, r.edge_ms, r.cloud_ms, tiles,
                            r.source, r.rate, r.reused)
 
@@ -248,7 +255,8 @@ def format_summary(s):
         f"time         edge {s['edge_ms_per_frame']:.1f} ms + cloud {s['cloud_ms_per_frame']:.1f} ms per frame "
         f"({s['cloud_ms_per_offloaded_frame']:.1f} ms per offloaded frame)",
         f"detections   {s['detections_per_frame']:.2f} per frame (score >= {s['confidence_threshold']}"
-        + (f", one label per object at IoU {s['agnostic_iou']:g})" if s.get("agnostic_iou") else ")"),
+        + (f", one label per object at IoU {s['agnostic_iou']:g}" if s.get("agnostic_iou") else "")
+        + (f", labels voted over each object's track, decay {s['label_decay']:g})" if s.get("label_decay") else ")"),
     ]
     if s.get("kbps") is not None:
         lines.insert(2, f"bitrate      {s['kbps']:.1f} kbit/s at {s['fps']:g} frames/s")
@@ -335,7 +343,8 @@ def _show(vis, wait_ms):
 
 def _finish(summary, predictor, log, output, codec, summary_path):
     summary.update(cloud=predictor.cloud.name, confidence_threshold=predictor.confidence_threshold,
-                   agnostic_iou=predictor.agnostic_iou, output=output, codec=codec, log=log.path)
+                   agnostic_iou=predictor.agnostic_iou, label_decay=predictor.label_vote.decay, output=output,
+                   codec=codec, log=log.path)
     stream = predictor.stream
     if stream is not None and stream.rate_control is not None:  # budget_kbps, mean_kbps, bucket_peak_fill, ...
         summary.update(stream.summary())

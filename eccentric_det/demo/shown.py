@@ -1,9 +1,11 @@
 """Which of a frame's detections the demo shows: those at or above a confidence threshold and, optionally, one label
 per object (class-agnostic non-maximum suppression: of boxes of any classes overlapping at IoU >= ``agnostic_iou``,
-the highest-scoring one)."""
+the highest-scoring one), and optionally one label per object over time (:class:`LabelVote`)."""
 import numpy as np
 
-from ..split.reuse import box_iou
+from ..split.reuse import box_iou, greedy_match
+
+TRACK_IOU = 0.5  # a shown box continues the track of last frame's box it overlaps most, at least this much
 
 
 def shown(boxes, scores, confidence_threshold=0.5, agnostic_iou=0.0):
@@ -21,3 +23,37 @@ def shown(boxes, scores, confidence_threshold=0.5, agnostic_iou=0.0):
         if all(iou[k, j] < agnostic_iou for j in kept):
             kept.append(k)
     return [order[k] for k in kept]
+
+
+class LabelVote:
+    """One label per object over a stream: each shown box continues the track of the last frame's shown box it
+    overlaps most (any class, IoU >= ``TRACK_IOU``), a track sums its boxes' scores per class, the sum so far weighed
+    by ``decay`` each frame, and a box is shown with its track's leading class. ``decay`` 0: off (each frame's own
+    labels); 1: the whole track counts alike. A camera's objects keep their class; a detector unsure between two
+    classes changes its mind from frame to frame."""
+
+    def __init__(self, decay=0.0):
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"the label vote's decay must lie in [0, 1] (0: off), got {decay}")
+        self.decay = float(decay)
+        self.reset()
+
+    def reset(self):
+        """A new stream: no tracks."""
+        self._boxes, self._votes = np.zeros((0, 4)), []
+
+    def __call__(self, boxes, scores, classes):
+        """The classes to show for one frame's shown ``boxes`` [N, 4] (xyxy), ``scores`` and ``classes`` [N] (ids or
+        names)."""
+        classes = list(classes)
+        if not self.decay:
+            return classes
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        previous = dict(greedy_match(box_iou(boxes, self._boxes), TRACK_IOU)) if len(self._votes) else {}
+        votes = []
+        for k, (score, c) in enumerate(zip(scores, classes)):
+            v = {cls: w * self.decay for cls, w in self._votes[previous[k]].items()} if k in previous else {}
+            v[c] = v.get(c, 0.0) + float(score)
+            votes.append(v)
+        self._boxes, self._votes = boxes, votes
+        return [max(v, key=lambda cls: (v[cls], cls == c)) for v, c in zip(votes, classes)]
