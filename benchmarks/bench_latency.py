@@ -14,8 +14,8 @@
 * the edge alone (Dynamic ECC's edge detector, nothing sent).
 
 ``--edge-backend onnx`` (or ``torchscript``; several may be given) adds ECC rows whose edge is the config's edge
-exported as ``tools/export_edge.py`` does it and run as a device runs it (:class:`eccentric_det.edge.ExportedEdge`),
-the same payloads to the same cloud.
+exported as ``tools/export_edge.py`` does it and run as a device runs it: :class:`eccentric_det.edge.ExportedEdge` in
+the device's client (:class:`eccentric_det.edge.EdgeClient`), the same payloads to the same cloud.
 
 The methods take turns frame by frame, in a shuffled order; every server runs its model in the server process (no
 worker process) with batches of one (one camera).
@@ -257,7 +257,8 @@ def send_retrying_stale(send):
 
 class TimedCloud:
     """The demo's HTTP cloud (:class:`~eccentric_det.demo.HttpCloud`, the edge's CloudClient) with each send's wall
-    time, the server's reported time and any failed attempt's time (:func:`send_retrying_stale`) kept."""
+    time, the server's reported time and any failed attempt's time (:func:`send_retrying_stale`) kept; called as the
+    demo's cloud (``cloud(data, image_size)``) or as a device's (``cloud.send(body)``: the answer as it comes)."""
 
     def __init__(self, url):
         from eccentric_det.demo import HttpCloud
@@ -270,11 +271,17 @@ class TimedCloud:
         self.rtt_ms = self.model_ms = self.lost_ms = 0.0
 
     def __call__(self, data, image_size):
+        return self._timed(lambda: self.http(data, image_size))
+
+    def send(self, body):
+        return self._timed(lambda: self.http.client.send(body))
+
+    def _timed(self, send):
         t0 = time.perf_counter()
-        answer, lost = send_retrying_stale(lambda: self.http(data, image_size))
+        answer, lost = send_retrying_stale(send)
         self.rtt_ms += (time.perf_counter() - t0) * 1e3 - lost
         self.lost_ms += lost
-        self.model_ms += answer["cloud_ms"]
+        self.model_ms += answer.get("cloud_ms", 0.0)
         return answer
 
     def close(self):
@@ -321,7 +328,30 @@ class PredictorMethod:
         exchanges = self.link.take() if self.link is not None else []
         if measure is not None:
             measure.add(total - rtt - lost, rtt, exchanges, self.cloud.model_ms if self.cloud is not None else 0.0,
-                        r.bytes, cpu * 1e3, server * 1e3, retried=lost > 0)
+                        self.sent(r), cpu * 1e3, server * 1e3, retried=lost > 0)
+
+    @staticmethod
+    def sent(result):
+        return result.bytes
+
+
+class DeviceMethod(PredictorMethod):
+    """ECC as a device runs it: an exported edge (:class:`~eccentric_det.edge.ExportedEdge`) in the device's own
+    client (:class:`~eccentric_det.edge.EdgeClient`: the stream loop, the payload POSTed by CloudClient, the answer
+    in wire format), with neither Detectron2 nor the demo's display on the way."""
+
+    def __init__(self, name, edge, cloud, link, server_cpu):
+        super().__init__(name, "ecc", None, cloud, link, server_cpu)
+        self.edge = edge
+
+    def start(self, fps):
+        from eccentric_det.edge import EdgeClient
+
+        self.predictor = EdgeClient(self.edge, self.cloud)  # a new stream
+
+    @staticmethod
+    def sent(result):
+        return result.bytes_sent
 
 
 class H264Method:
@@ -440,11 +470,14 @@ def bench(args, frames, fps, workdir):
                 edge = exported_edge(config, backend, os.path.join(workdir, f"edge_{i}"), skipped)
                 if edge is False:
                     continue
-                cloud = timed_cloud(config)
-                name = ecc_name(config) + ("" if edge is None else f", {backend} edge")
-                methods.append(PredictorMethod(name, "ecc", EccentricPredictor(
-                    get_eccentric_cfg(config), cloud=cloud, confidence_threshold=0.0, edge=edge), cloud,
-                    links[config], ServerCPU(servers[config][0])))
+                cloud, server_cpu = timed_cloud(config), ServerCPU(servers[config][0])
+                if edge is None:
+                    methods.append(PredictorMethod(ecc_name(config), "ecc", EccentricPredictor(
+                        get_eccentric_cfg(config), cloud=cloud, confidence_threshold=0.0), cloud, links[config],
+                        server_cpu))
+                else:
+                    methods.append(DeviceMethod(f"{ecc_name(config)}, {backend} edge", edge, cloud, links[config],
+                                                server_cpu))
         for q in args.jpeg:
             cloud = timed_cloud("jpeg")
             cfg = get_eccentric_cfg(args.jpeg_config, ["MODEL.ECCENTRIC.OFFLOAD.POLICY", "always",

@@ -221,6 +221,10 @@ def test_cli_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as e:
         cli.main(["--config-file", CONFIG, "--video-input", missing, "--output", str(tmp_path), *OPTS])
     assert e.value.code == f"demo.py: error: video {missing!r} not found"
+    with pytest.raises(SystemExit) as e:  # --edge: a folder without an export is named before any frame is read
+        cli.main(["--config-file", CONFIG, "--video-input", missing, "--edge", str(tmp_path), *OPTS])
+    assert e.value.code.startswith(f"demo.py: error: {tmp_path} holds no exported edge")
+    assert "tools/export_edge.py" in e.value.code
 
 
 @pytest.mark.fashion_mnist

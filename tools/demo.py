@@ -6,6 +6,7 @@
     python tools/demo.py --config-file ... --video-input my.mp4 --cloud-url http://cloud:8000 --offload-threshold 0.3
     python tools/demo.py --config-file ... --video-input default --output out MODEL.DEVICE cpu  # overrides last
     python tools/demo.py --video-input default --output output/demo_128k --budget-kbps 128 --reuse-threshold 0.1
+    python tools/demo.py --config-file C.yaml --edge export/my_edge --video-input default --output out  # device's edge
 
 Each frame shows its boxes and classes, EDGE or CLOUD (who answered), the bytes sent and running
 totals; a JSONL log holds one record per frame and the summary is printed at the end (its json: the mean kbit/s, and
@@ -13,7 +14,8 @@ with --budget-kbps the bucket's peak fill). --budget-kbps holds the uplink to a 
 codec's rate level and what it sends so that a leaky bucket of that rate never overflows); --reuse-threshold answers
 frames (tiles) whose content has not changed since the cloud saw them from the edge's cache. With --cloud-url, set
 ECCENTRIC_TOKEN if the server wants a token and ECCENTRIC_PAYLOAD_KEY (the fleet key) if it only takes signed
-payloads.
+payloads. --edge runs the edge a device runs (tools/export_edge.py's folder of the same config and weights) in
+place of the model's PyTorch edge half.
 """
 import argparse
 import sys
@@ -23,6 +25,7 @@ import eccentric_det.cli  # noqa: F401  (first: quiets the libraries' torch.jit 
 from eccentric_det.cli.logs import setup_logging
 from eccentric_det.demo import (DemoError, EccentricPredictor, HttpCloud, ensure_default_video, format_summary,
                                 run_on_images, run_on_video, setup_cfg)
+from eccentric_det.edge import ExportedEdge
 from eccentric_det.edge.stream import add_stream_arguments, stream_overrides
 
 
@@ -44,6 +47,9 @@ def get_parser():
     p.add_argument("--offload-threshold", type=float,
                    help="offload a frame when the edge's 'needs the cloud' score is at least this "
                         "(0: every frame, above 1: none); default: the config's MODEL.ECCENTRIC.OFFLOAD")
+    p.add_argument("--edge", metavar="DIR", help="an exported edge of the same model (tools/export_edge.py) to run "
+                                                 "instead of the PyTorch edge half")
+    p.add_argument("--backend", choices=("onnx", "torchscript"), default="onnx", help="runtime of --edge")
     p.add_argument("--cloud-url", help="a running cloud server (tools/cloud_server.py; POST {url}/v1/detect); "
                                        "default: the model's cloud half in this process")
     add_stream_arguments(p)
@@ -60,8 +66,12 @@ def run(args):
         opts = opts[1:]
     cfg = setup_cfg(args.config_file, stream_overrides(args) + opts)
     cloud = HttpCloud.from_environment(args.cloud_url) if args.cloud_url else None
+    try:
+        edge = ExportedEdge(args.edge, args.backend) if args.edge else None
+    except (FileNotFoundError, ValueError) as e:  # no export there, or not in this backend
+        raise DemoError(str(e)) from e
     predictor = EccentricPredictor(cfg, cloud, args.offload_threshold, args.confidence_threshold, args.agnostic_iou,
-                                   label_decay=args.label_decay)
+                                   edge=edge, label_decay=args.label_decay)
     if args.input:
         return run_on_images(predictor, args.input, args.output)
     return run_on_video(predictor, 0 if args.webcam else video, args.output)
