@@ -16,7 +16,7 @@ test: install
 
 demo: install
 	$(PY) tools/demo.py --config-file configs/FashionDet/dynamic_ecc_vr_joint.yaml --video-input default --output output/demo \
-		--confidence-threshold 0.55 --agnostic-iou 0.5 --label-decay 0.95  # model and filter chosen on training-item videos: docs/benchmarks.md
+		--confidence-threshold 0.65 --agnostic-iou 0.5 --label-decay 0.8  # model and filter chosen on training-item videos: docs/benchmarks.md
 
 bench: install
 	$(PY) benchmarks/bench_split.py --output output/bench_split.json

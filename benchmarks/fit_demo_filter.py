@@ -10,8 +10,9 @@ Each run folder holds a demo's ``*.summary.json`` (its log and the video's boxes
 threshold (at least the runs' own), a class-agnostic NMS IoU and a label vote's decay is applied to the logged
 detections (the vote frame by frame in order, as the demo does it), and precision and recall are counted over all
 runs together (``eccentric_det.demo.accuracy``, IoU 0.5, the same class). The chosen setting has the highest recall
-among those with precision >= ``--precision`` (else the highest precision); ties go to the simpler one (no vote,
-no NMS, the lower threshold come first).
+among those with precision >= ``--precision`` (else the highest precision); with ``--recall R`` (a goal on both), the
+largest smaller margin, min(precision - P, recall - R), so that neither sits at its edge on the videos it was fitted
+on. Ties go to the simpler one (no vote, no NMS, the lower threshold come first).
 """
 import argparse
 import glob
@@ -60,6 +61,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="demo output folders (one run on one training-item video each)")
     p.add_argument("--precision", type=float, default=0.8, help="the precision to reach")
+    p.add_argument("--recall", type=float, default=None,
+                   help="the recall to reach too: choose the largest smaller margin to both (default: the highest "
+                        "recall at --precision)")
     p.add_argument("--confidence", type=float, nargs="+", default=[round(x, 2) for x in np.arange(0.5, 0.96, 0.05)])
     p.add_argument("--agnostic-iou", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     p.add_argument("--label-decay", type=float, nargs="+", default=[0.0],
@@ -72,15 +76,18 @@ def main(argv=None):
         sys.exit(f"fit_demo_filter.py: error: the runs logged detections at score >= {logged} without class-agnostic "
                  f"NMS or label vote; fit thresholds >= {logged} only, or rerun the demo with a lower --confidence-threshold")
     grid = [count(runs, c, a, v) for v in args.label_decay for a in args.agnostic_iou for c in args.confidence]
-    meets = [g for g in grid if g["precision"] >= args.precision]
-    best = max(meets, key=lambda g: (g["recall"], g["precision"])) if meets else max(grid, key=lambda g: g["precision"])
+    if args.recall is not None:
+        best = max(grid, key=lambda g: min(g["precision"] - args.precision, g["recall"] - args.recall))
+    else:
+        meets = [g for g in grid if g["precision"] >= args.precision]
+        best = max(meets, key=lambda g: (g["recall"], g["precision"])) if meets else max(grid, key=lambda g: g["precision"])
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision,
+        json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision, "target_recall": args.recall,
                    "chosen": best, "grid": grid}, f, indent=1)
     print(f"chosen: --confidence-threshold {best['confidence']:g} --agnostic-iou {best['agnostic_iou']:g} "
           f"--label-decay {best['label_decay']:g}: precision "
-          f"{best['precision']:.3f}, recall {best['recall']:.3f} over {len(runs)} training-item runs -> {args.output}")
+          f"{best['precision']:.3f}, recall {best['recall']:.3f} over {len(runs)} runs -> {args.output}")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def _run(folder, frames):
     return str(folder)
 
 
-def test_fit_picks_the_highest_recall_at_the_precision(tmp_path):
+def test_fit_picks_the_highest_recall_at_the_precision_or_the_widest_margin_to_both(tmp_path):
     bag = {"class": "Bag", "score": 0.9, "box": [10, 10, 30, 30]}
     dress_on_bag = {"class": "Dress", "score": 0.6, "box": [11, 11, 30, 30]}  # a second label on the bag
     weak_bag = {"class": "Bag", "score": 0.55, "box": [10, 10, 30, 30]}
@@ -102,6 +102,12 @@ def test_fit_picks_the_highest_recall_at_the_precision(tmp_path):
     assert (grid[0.8, 0.0]["matched"], grid[0.8, 0.0]["detections"]) == (3, 3)
     # precision >= 0.8: (0.5, 0.5) 4/5 keeps every object, (0.8, *) only 3 of 4
     assert (fit["chosen"]["confidence"], fit["chosen"]["agnostic_iou"]) == (0.5, 0.5)
+    # a recall floor too: the largest smaller margin; (0.5, 0.5) sits at the precision's edge (margins 0 and 0.4),
+    # (0.8, *) clears both (0.2 and 0.15); of the two NMS settings that tie, the simpler (none)
+    cli.main([*runs, "--precision", "0.8", "--recall", "0.6", "--confidence", "0.5", "0.65", "0.8", "--agnostic-iou",
+              "0", "0.5", "--output", str(out)])
+    fit = json.loads(out.read_text())
+    assert (fit["chosen"]["confidence"], fit["chosen"]["agnostic_iou"], fit["target_recall"]) == (0.8, 0.0, 0.6)
     with pytest.raises(SystemExit, match="thresholds >= 0.5 only"):
         cli.main([*runs, "--confidence", "0.3", "--output", str(out)])
 
