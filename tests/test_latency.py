@@ -1,8 +1,9 @@
 """The emulated link of benchmarks/bench_latency.py (eccentric_det.evaluation.link) is real: bytes through the proxy
 take at least their size over the rate, a tiny message pays the round trip, the same bytes without the limits
 arrive at once, and the proxy's own timings agree with the client's. Where the kernel's token bucket filter can be
-set up (root, ip, tc), the proxy matches it. Standard library only; a few seconds."""
+set up (root, ip, tc), the proxy matches it. The benchmark's goals pair methods frame by frame. A few seconds."""
 import os
+import runpy
 import shutil
 import socket
 import subprocess
@@ -10,9 +11,12 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from eccentric_det.evaluation.link import HEADER_BYTES, ThrottledLink, TokenBucket
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SLACK_S = 0.3  # a contended CPU may wake the proxy late; it can never deliver early
 
@@ -187,3 +191,27 @@ def test_proxy_matches_the_kernels_token_bucket_filter(sink):
     with ThrottledLink(sink.address, rate_bps=rate, rtt_s=0.0) as link:
         proxy = exchange(link.address, n)
     assert proxy == pytest.approx(kernel, rel=0.05), (proxy, kernel)
+
+
+def test_latency_goals_compare_methods_frame_by_frame():
+    """bench_latency's goals pair each frame's total latency across methods: a steady 1 ms behind on noisy frames is
+    "behind" by its interval, a difference that changes sign from frame to frame is "level", and the means decide
+    ``met`` as before."""
+    goals = runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_latency.py"))["goals"]
+    rng = np.random.default_rng(0)
+    base = 130 + 10 * rng.standard_normal(40)  # the frames' own spread, shared by every method
+    swing = np.tile([4.0, -4.0], 20) + 0.2  # a difference whose sign flips frame by frame
+
+    def row(method, kind, mbps, totals):
+        return {"method": method, "kind": kind, "mbps": mbps, "total_ms": {"mean": float(np.mean(totals))},
+                "total_ms_cpu": {"mean": float(np.mean(totals))}, "total_ms_frames": list(totals)}
+    rows = [row("ECC", "ecc", 5.0, base + 1.0), row("H.264", "h264", 5.0, base),
+            row("ECC", "ecc", 1.0, base - 5.0), row("JPEG", "jpeg", 1.0, base),
+            row("JPEG", "jpeg", 5.0, base + 1.0 - swing)]
+    by_goal = {g["goal"]: g for g in goals(rows)}
+    h264 = by_goal["ECC <= H.264 at 5 Mbit/s"]
+    assert not h264["met"] and h264["diff_ms"]["says"] == "behind"
+    assert h264["diff_ms"]["mean"] == pytest.approx(1.0) and 0 < h264["diff_ms"]["ci95"][0] <= 1.0 <= h264["diff_ms"]["ci95"][1]
+    jpeg = by_goal["ECC < JPEG at every bandwidth"]["per_mbps"]
+    assert jpeg["1"]["diff_ms"]["says"] == "ahead"
+    assert jpeg["5"]["diff_ms"]["says"] == "level" and jpeg["5"]["diff_ms"]["mean"] == pytest.approx(0.2)
