@@ -59,7 +59,8 @@ def count(runs, confidence, agnostic_iou, label_decay=0.0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="demo output folders (one run on one training-item video each)")
+    p.add_argument("runs", nargs="+", help="demo output folders, one run on one video each (fit on training-item "
+                   "videos; one setting given: its reading on any videos)")
     p.add_argument("--precision", type=float, default=0.8, help="the precision to reach")
     p.add_argument("--recall", type=float, default=None,
                    help="the recall to reach too: choose the largest smaller margin to both (default: the highest "
@@ -83,8 +84,8 @@ def main(argv=None):
         best = max(meets, key=lambda g: (g["recall"], g["precision"])) if meets else max(grid, key=lambda g: g["precision"])
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision, "target_recall": args.recall,
-                   "chosen": best, "grid": grid}, f, indent=1)
+        json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision,
+                   "target_recall": args.recall, "chosen": best, "grid": grid}, f, indent=1)
     print(f"chosen: --confidence-threshold {best['confidence']:g} --agnostic-iou {best['agnostic_iou']:g} "
           f"--label-decay {best['label_decay']:g}: precision "
           f"{best['precision']:.3f}, recall {best['recall']:.3f} over {len(runs)} runs -> {args.output}")
