@@ -28,7 +28,9 @@ the cheapest threshold (fewest kbit/s, mean over the videos) whose AP is at most
         --jpeg --output output/reuse_fit   # then: --reuse-threshold output/reuse_fit/reuse_threshold.json
 
 Writes OUTPUT/bench_video.json (every video's rows and the means over the videos) and OUTPUT/bench_video.png
-(AP against kbit/s, one line per method). ECC rows under a budget also give the bucket's peak fill, the frames the
+(AP against kbit/s, one line per method). Each ECC row is compared with each H.264 row, paired frame by frame: the
+mean AP difference over the videos with a 95% moving-block bootstrap interval (``differences``; blocks of
+``--block-frames`` consecutive frames, ``--bootstrap`` resamples, 0: none). ECC rows under a budget also give the bucket's peak fill, the frames the
 budget kept on the edge and the frames (partly) answered from the reuse cache.
 """
 import argparse
@@ -44,7 +46,8 @@ from eccentric_det.data.datasets import class_names_of
 from eccentric_det.demo import EccentricPredictor, compose_demo_video, ensure_default_video
 from eccentric_det.demo.accuracy import ground_truth_of
 from eccentric_det.edge.stream import BUDGET_KEPT
-from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, read_frames, video_ap
+from eccentric_det.evaluation.video import (h264_round_trip, image_round_trip, kbps, read_frames, video_ap,
+                                            video_ap_difference)
 from eccentric_det.inputs import InputBuilder
 from eccentric_det.tasks import get_eccentric_cfg
 
@@ -80,6 +83,10 @@ def parse_args(argv=None):
     p.add_argument("--track-iou", type=float, default=0.0,
                    help="the reuse rows' motion-compensated reuse: objects followed at this IoU (0: off; with "
                         "--reuse-threshold 0, the only reuse)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="resamples of the paired ECC - H.264 AP intervals (0: no intervals)")
+    p.add_argument("--block-frames", type=int, default=25,
+                   help="the bootstrap's block of consecutive frames (neighbouring frames are not independent draws)")
     p.add_argument("--output", default="output/bench_video")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides of both models, last")
     return p.parse_args(argv)
@@ -187,14 +194,16 @@ def fit_reuse_threshold(mean, sweep, max_ap_loss):
 
 
 def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):
-    """The rows of one video: method, AP, AP50, kbit/s, frames (no edge-only row when ``edge`` is None)."""
+    """The rows of one video: method, AP, AP50, kbit/s, frames (no edge-only row when ``edge`` is None); and each
+    method's per-frame detections with its class names."""
     truth = ground_truth_of(path)
     if truth is None:
         raise FileNotFoundError(f"{path} has no boxes (.json of a composed video) beside it")
     frames, fps = read_frames(path)
-    rows = []
+    rows, detections_of = [], {}
 
     def row(method, detections, sizes, names, **extra):
+        detections_of[method] = (detections, names)
         rows.append({"method": method, **video_ap(truth, detections, names), "kbps": kbps(sizes, fps),
                      "bytes_per_frame": sum(sizes) / len(sizes), "frames": len(frames), **extra})
 
@@ -210,7 +219,20 @@ def bench_video(path, ecc, edge, cloud, h264, jpeg, gop, runs=(("ECC", {}),)):
     for q in jpeg:
         decoded, sizes = image_round_trip(frames, "jpeg", q)
         row(f"cloud on JPEG q{q}", cloud(decoded), sizes, cloud.class_names, codec="jpeg", quality=q)
-    return {"video": path, "fps": fps, "frames": len(frames), "ground_truth": truth, "rows": rows}
+    return {"video": path, "fps": fps, "frames": len(frames), "ground_truth": truth, "rows": rows}, detections_of
+
+
+def differences(videos, detections, n, block):
+    """Each ECC row minus each H.264 row, video AP paired frame by frame over all ``videos`` (their results) with
+    ``detections`` (per video, per method)."""
+    methods = [r["method"] for r in videos[0]["rows"]]
+    out = []
+    for a in (m for m in methods if m.startswith("ECC")):
+        for b in (m for m in methods if "H.264" in m):
+            d = video_ap_difference([(v["ground_truth"], det[a], det[b]) for v, det in zip(videos, detections)],
+                                    block=block, n=n)
+            out.append({"a": a, "b": b, "AP_difference": d["mean"], "ci95": d["ci95"], "says": d["says"]})
+    return out
 
 
 def plot(result, path):
@@ -275,8 +297,13 @@ def main(argv=None):
     result = {"ecc_config": args.ecc_config, "cloud_config": cloud_config, "cloud_weights": cloud.weights,
               "gop": args.gop, "budget_kbps": args.budget_kbps, "buffer_s": args.buffer_s, "reuse": args.reuse,
               "reuse_threshold": args.reuse_threshold, "keyframe": args.keyframe, "track_iou": args.track_iou,
-              "videos": [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop, runs) for v in videos]}
+              "block_frames": args.block_frames, "bootstrap": args.bootstrap}
+    measured = [bench_video(v, ecc, edge, cloud, args.h264_kbps, args.jpeg, args.gop, runs) for v in videos]
+    result["videos"] = [v for v, _ in measured]
     result["mean"] = mean_rows(result["videos"])
+    if args.bootstrap:
+        result["differences"] = differences(result["videos"], [d for _, d in measured], args.bootstrap,
+                                            args.block_frames)
     write_json(os.path.join(args.output, "bench_video.json"), result)
     if args.reuse_sweep:
         fit = fit_reuse_threshold(result["mean"], args.reuse_sweep, args.max_ap_loss)
@@ -285,6 +312,9 @@ def main(argv=None):
     plot(result, os.path.join(args.output, "bench_video.png"))
     for r in result["mean"]:
         print(f"{r['method']:<32} AP {r['AP']:6.2f}  AP50 {r['AP50']:6.2f}  {r['kbps']:9.1f} kbit/s")
+    for d in result.get("differences", []):
+        print(f"{d['a']} - {d['b']}: {d['AP_difference']:+.2f} AP [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] "
+              f"({d['says']})")
     return 0
 
 

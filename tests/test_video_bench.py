@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, video_ap
+from eccentric_det.evaluation.video import h264_round_trip, image_round_trip, kbps, video_ap, video_ap_difference
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install av)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +86,39 @@ def test_jpeg_frames_and_video_ap(tmp_path):
     assert video_ap(str(gt), half, names)["AP"] == pytest.approx(50.0)
 
 
+def test_video_ap_difference_pairs_the_frames_in_blocks(tmp_path):
+    """The paired difference's mean is the two video APs' difference; a method that is right where the other is
+    wrong on every other frame is "ahead" by its interval; the same detections give exactly 0, "level"; blocks follow
+    the frames' order, not the image ids'."""
+    n = 40
+    ids = np.random.default_rng(0).permutation(n) + 100  # image ids in no order of the frames
+    coco = {"images": [{"id": int(ids[f]), "frame": f, "width": 160, "height": 120} for f in range(n)],
+            "categories": [{"id": 1, "name": "Bag"}],
+            "annotations": [{"id": f + 1, "image_id": int(ids[f]), "category_id": 1, "bbox": [10, 10, 30, 20],
+                             "area": 600, "iscrowd": 0} for f in range(n)]}
+    gt = tmp_path / "v.json"
+    gt.write_text(json.dumps(coco))
+    names = ["Bag"]
+    found = ([[10, 10, 40, 30]], [0.9], [0])
+    missed, far = ([], [], []), ([[100, 80, 130, 100]], [0.9], [0])
+    right = [found] * n
+    late = [found if f >= n // 2 else missed for f in range(n)]  # finds the bag in the second half only
+    noisy = [found if f % 2 else far for f in range(n)]  # right on every other frame, a false box on the others
+    d = video_ap_difference([(str(gt), (right, names), (noisy, names))], block=5, n=200)
+    expected = video_ap(str(gt), right, names)["AP"] - video_ap(str(gt), noisy, names)["AP"]
+    assert d["mean"] == pytest.approx(expected) and expected > 0 and d["says"] == "ahead" and d["ci95"][0] > 0
+    same = video_ap_difference([(str(gt), (late, names), (late, names))], block=5, n=50)
+    assert same["mean"] == 0 and same["ci95"] == [0, 0] and same["says"] == "level"
+    # blocks of 20 consecutive frames: a block holds s of the 20 frames where `late` finds the bag (s: its start), so
+    # resamples range from nearly none to nearly all; blocks of frames in id order would hold about half each time
+    blocks = video_ap_difference([(str(gt), (late, names), ([missed] * n, names))], block=n // 2, n=200)
+    assert blocks["ci95"][0] < 30 and blocks["ci95"][1] > 70
+    # two videos: the mean of their differences; in blocks of the whole video a resample is the video itself
+    two = video_ap_difference([(str(gt), (right, names), (late, names))] * 2, block=n, n=20)
+    assert two["ci95"][0] == pytest.approx(two["mean"]) == pytest.approx(two["ci95"][1])
+    assert two["mean"] == pytest.approx(video_ap(str(gt), right, names)["AP"] - video_ap(str(gt), late, names)["AP"])
+
+
 def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     from eccentric_det.demo import compose_demo_video
 
@@ -115,6 +148,11 @@ def test_bench_video_tool_on_a_composed_clip(tmp_path, monkeypatch):
     assert rows["cloud on H.264 64 kbit/s"]["kbps"] < rows["cloud on H.264 256 kbit/s"]["kbps"]
     assert 0 <= rows["ECC"]["offload_rate"] <= 1 and all(0 <= r["AP"] <= 100 for r in rows.values())
     assert [r["method"] for r in result["mean"]] == list(rows) and (out / "bench_video.png").stat().st_size > 1000
+    pairs = {(d["a"], d["b"]) for d in result["differences"]}  # every ECC row against every H.264 row, paired
+    assert pairs == {(a, b) for a in rows if a.startswith("ECC") for b in rows if "H.264" in b}
+    for d in result["differences"]:
+        assert d["ci95"][0] <= d["AP_difference"] <= d["ci95"][1] and d["says"] in ("ahead", "behind", "level")
+        assert d["AP_difference"] == pytest.approx(rows[d["a"]]["AP"] - rows[d["b"]]["AP"], abs=1e-6)
 
 
 def test_bench_video_of_a_split_whose_edge_does_not_detect(tmp_path, monkeypatch):

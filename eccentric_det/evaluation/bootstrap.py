@@ -18,7 +18,7 @@ from .oracle import load_coco_gt
 CONFIDENCE = 0.95
 
 
-def _percentile_interval(samples, confidence):
+def percentile_interval(samples, confidence):
     tail = 100 * (1 - confidence) / 2
     return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
 
@@ -28,10 +28,10 @@ def mean_interval(values, n=1000, seed=0, confidence=CONFIDENCE):
     values = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
-    return (float(values.mean()), *_percentile_interval(means, confidence))
+    return (float(values.mean()), *percentile_interval(means, confidence))
 
 
-class _PerImageMatches:
+class PerImageMatches:
     """For each category, per image: detection scores, match flags per IoU threshold, ignore flags, and the
     count of non-ignored ground truth (from an evaluated COCOeval, area "all", maxDets[-1])."""
 
@@ -91,12 +91,12 @@ def coco_ap_interval(coco_gt, detections, n=1000, seed=0, confidence=CONFIDENCE,
         if image_ids is not None:
             ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
-    matches = _PerImageMatches(ev)
+    matches = PerImageMatches(ev)
     n_img = len(matches.image_ids)
     ap = matches.ap(np.ones(n_img, dtype=int))
     rng = np.random.default_rng(seed)
     samples = [matches.ap(np.bincount(rng.integers(0, n_img, n_img), minlength=n_img)) for _ in range(n)]
-    return (ap, *_percentile_interval(samples, confidence))
+    return (ap, *percentile_interval(samples, confidence))
 
 
 def result_interval(output_dir, dataset, accuracy="AP", n=1000, seed=0):

@@ -3,7 +3,8 @@
 cloud detector), and COCO AP over all frames of a video (pycocotools).
 
 A composed video (``datasets/prepare_demo_video.py``) has its boxes beside it as COCO json, one image per frame
-(``frame``: its index); :func:`video_ap` scores a list of per-frame detections against them.
+(``frame``: its index); :func:`video_ap` scores a list of per-frame detections against them, and
+:func:`video_ap_difference` two methods' against each other, paired frame by frame, with a block-bootstrap interval.
 """
 import contextlib
 import io
@@ -16,6 +17,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..split.image_codecs import decode_image, encode_image
+from .bootstrap import CONFIDENCE, PerImageMatches, percentile_interval
 
 H264_OPTIONS = {"tune": "zerolatency", "bf": "0"}  # no B-frames: each frame decodes on arrival
 
@@ -90,9 +92,9 @@ def image_round_trip(frames, codec, quality):
     return decoded, sizes
 
 
-def video_ap(gt_json, detections, class_names):
-    """COCO AP and AP50 (0-100) over all frames of a video. ``detections``: per frame, (xyxy boxes, scores, class
-    indices into ``class_names``), matched to the json's categories by name."""
+def _evaluated(gt_json, detections, class_names):
+    """pycocotools' COCOeval of a video's per-frame ``detections`` (evaluated, not accumulated), or None when none of
+    them is scored (no detections of the json's classes)."""
     with open(gt_json) as f:
         coco = json.load(f)
     image_of = {im["frame"]: im["id"] for im in coco["images"]}
@@ -105,7 +107,7 @@ def video_ap(gt_json, detections, class_names):
                 results.append({"image_id": image_of[frame], "category_id": category[name], "score": float(s),
                                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
     if not results:
-        return {"AP": 0.0, "AP50": 0.0}
+        return None
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = {"images": coco["images"], "annotations": coco["annotations"], "categories": coco["categories"]}
@@ -113,9 +115,51 @@ def video_ap(gt_json, detections, class_names):
         ev = COCOeval(gt, gt.loadRes(results), "bbox")
         ev.params.imgIds = [image_of[f] for f in range(len(detections)) if f in image_of]
         ev.evaluate()
+    return ev
+
+
+def video_ap(gt_json, detections, class_names):
+    """COCO AP and AP50 (0-100) over all frames of a video. ``detections``: per frame, (xyxy boxes, scores, class
+    indices into ``class_names``), matched to the json's categories by name."""
+    ev = _evaluated(gt_json, detections, class_names)
+    if ev is None:
+        return {"AP": 0.0, "AP50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.accumulate()
         ev.summarize()
     return {"AP": 100 * float(ev.stats[0]), "AP50": 100 * float(ev.stats[1])}
+
+
+def video_ap_difference(videos, block=25, n=1000, seed=0, confidence=CONFIDENCE):
+    """Video AP of method a minus method b, averaged over ``videos`` [(gt_json, (detections_a, class_names_a),
+    (detections_b, class_names_b))], with a paired moving-block bootstrap interval: each resample draws, in every
+    video, runs of ``block`` consecutive frames with replacement (neighbouring frames show the same objects, so a
+    frame alone is not an independent draw) and scores both methods on the same draw. {"mean", "ci95", "says":
+    "ahead" (the interval above 0), "behind" (below) or "level"}."""
+    rng = np.random.default_rng(seed)
+    per_video = []  # ([matches of a, of b] (None: nothing scored), the frame-order position of each matched image)
+    for gt_json, a, b in videos:
+        evs = [_evaluated(gt_json, *m) for m in (a, b)]
+        matches = [PerImageMatches(ev) if ev is not None else None for ev in evs]
+        ev = next((e for e in evs if e is not None), None)
+        frames = [ev.cocoGt.imgs[i]["frame"] for i in ev.params.imgIds] if ev is not None else []
+        per_video.append((matches, np.argsort(np.argsort(frames))))  # COCOeval sorts the ids; blocks follow frames
+
+    def difference(counts_of):
+        d = []
+        for (matches, position), counts in zip(per_video, counts_of):
+            d.append(np.subtract(*[m.ap(counts[position]) if m is not None else 0.0 for m in matches]))
+        return float(np.mean(d))
+
+    def draw(n_img):
+        size = max(min(block, n_img), 1)
+        starts = rng.integers(0, max(n_img - size, 0) + 1, -(-n_img // size))
+        return np.bincount((starts[:, None] + np.arange(size)).ravel()[:n_img], minlength=n_img)
+
+    mean = difference([np.ones(len(position), int) for _, position in per_video])
+    low, high = percentile_interval([difference([draw(len(position)) for _, position in per_video]) for _ in range(n)],
+                                    confidence)
+    return {"mean": mean, "ci95": [low, high], "says": "ahead" if low > 0 else "behind" if high < 0 else "level"}
 
 
 def kbps(sizes, fps):
