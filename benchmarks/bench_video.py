@@ -30,8 +30,8 @@ the cheapest threshold (fewest kbit/s, mean over the videos) whose AP is at most
 Writes OUTPUT/bench_video.json (every video's rows and the means over the videos) and OUTPUT/bench_video.png
 (AP against kbit/s, one line per method). Each ECC row is compared with each H.264 row, paired frame by frame: the
 mean AP difference over the videos with a 95% moving-block bootstrap interval (``differences``; blocks of
-``--block-frames`` consecutive frames, ``--bootstrap`` resamples, 0: none). ECC rows under a budget also give the bucket's peak fill, the frames the
-budget kept on the edge and the frames (partly) answered from the reuse cache.
+``--block-frames`` consecutive frames, ``--bootstrap`` resamples, 0: none). ECC rows under a budget also give the
+bucket's peak fill, the frames the budget kept on the edge and the frames (partly) answered from the reuse cache.
 """
 import argparse
 import json
