@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 from eccentric_det.demo.accuracy import BoxAccuracy
-from eccentric_det.demo.shown import LabelVote, shown
+from eccentric_det.demo.shown import ShownFilter
 
 
 def load_run(folder):
@@ -45,15 +45,14 @@ def count(runs, confidence, agnostic_iou, label_decay=0.0):
     at ``label_decay``."""
     matched = detections = objects = 0
     for summary, records in runs:
-        acc, vote = BoxAccuracy(summary["ground_truth"]), LabelVote(label_decay)
-        for r in sorted(records, key=lambda r: r["frame"]):
+        acc, display = BoxAccuracy(summary["ground_truth"]), ShownFilter(confidence, agnostic_iou, label_decay)
+        for r in sorted(records, key=lambda r: r["frame"]):  # the vote runs in frame order, as in the demo
             d = r["detections"]
-            keep = shown([x["box"] for x in d], [x["score"] for x in d], confidence, agnostic_iou)
-            boxes, scores = [d[k]["box"] for k in keep], [d[k]["score"] for k in keep]
-            acc.add(r["frame"], boxes, scores, vote(boxes, scores, [d[k]["class"] for k in keep]))
+            keep, classes = display([x["box"] for x in d], [x["score"] for x in d], [x["class"] for x in d])
+            acc.add(r["frame"], [d[k]["box"] for k in keep], [d[k]["score"] for k in keep], classes)
         matched, detections, objects = matched + acc.matched, detections + acc.detections, objects + acc.objects
-    return {"confidence": confidence, "agnostic_iou": agnostic_iou, "label_decay": label_decay, "matched": matched, "detections": detections,
-            "objects": objects, "precision": matched / detections if detections else 0.0,
+    return {"confidence": confidence, "agnostic_iou": agnostic_iou, "label_decay": label_decay, "matched": matched,
+            "detections": detections, "objects": objects, "precision": matched / detections if detections else 0.0,
             "recall": matched / objects if objects else 0.0}
 
 

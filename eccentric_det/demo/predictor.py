@@ -26,7 +26,7 @@ from ..tasks import get_eccentric_cfg
 from ..modeling.meta_arch.eccentric_rcnn import EccentricRCNN
 from .accuracy import BoxAccuracy, ground_truth_of
 from .cloud import InProcessCloud
-from .shown import LabelVote, shown
+from .shown import ShownFilter
 from .video import DemoError, VideoSource, open_writer
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
@@ -92,8 +92,7 @@ class EccentricPredictor:
                  edge=None, label_decay=0.0):
         check_cfg(cfg)
         try:
-            shown([], [], confidence_threshold, agnostic_iou)
-            self.label_vote = LabelVote(label_decay)
+            self.shown = ShownFilter(confidence_threshold, agnostic_iou, label_decay)
         except ValueError as e:
             raise DemoError(str(e)) from e
         self.stream_options = stream_options(cfg)
@@ -119,7 +118,6 @@ class EccentricPredictor:
         self.cloud = cloud if cloud is not None else InProcessCloud(self.model)
         self.inputs = InputBuilder.from_config(cfg)
         self.edge = edge if edge is not None else TorchEdge(self.model, self.inputs)
-        self.confidence_threshold, self.agnostic_iou = confidence_threshold, agnostic_iou
         dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused"
         self.class_names = MetadataCatalog.get(dataset).get("thing_classes", None)
         self.stream = self.fps = None
@@ -135,7 +133,7 @@ class EccentricPredictor:
         except ValueError as e:
             raise DemoError(str(e)) from e
         self.stream = EdgeStream(self.edge, self._send, None, rate_control, reuse)
-        self.label_vote.reset()
+        self.shown.reset()
         self.fps = opts["fps"] or None
         return self.stream
 
@@ -150,13 +148,10 @@ class EccentricPredictor:
         r = self.stream(bgr)
         tiles = sent_tiles(r.tiles, r.tile_px, r.input_size, bgr.shape[:2]) if r.tiles is not None else []
         instances = dict_to_instances({**r.detections, "image_size": list(bgr.shape[:2])})
-        keep = shown(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(), self.confidence_threshold,
-                     self.agnostic_iou)
+        keep, classes = self.shown(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(),
+                                   instances.pred_classes.tolist())
         instances = instances[torch.as_tensor(keep, dtype=torch.long)]
-        if self.label_vote.decay:
-            instances.pred_classes = torch.as_tensor(self.label_vote(
-                instances.pred_boxes.tensor.numpy(), instances.scores.tolist(), instances.pred_classes.tolist()),
-                dtype=torch.long)
+        instances.pred_classes = torch.as_tensor(classes, dtype=torch.long)
         return FrameResult(instances, r.source == "cloud", r.bytes_sent, r.score, r.edge_ms, r.cloud_ms, tiles,
                            r.source, r.rate, r.reused)
 
@@ -342,8 +337,8 @@ def _show(vis, wait_ms):
 
 
 def _finish(summary, predictor, log, output, codec, summary_path):
-    summary.update(cloud=predictor.cloud.name, confidence_threshold=predictor.confidence_threshold,
-                   agnostic_iou=predictor.agnostic_iou, label_decay=predictor.label_vote.decay, output=output,
+    summary.update(cloud=predictor.cloud.name, confidence_threshold=predictor.shown.confidence_threshold,
+                   agnostic_iou=predictor.shown.agnostic_iou, label_decay=predictor.shown.vote.decay, output=output,
                    codec=codec, log=log.path)
     stream = predictor.stream
     if stream is not None and stream.rate_control is not None:  # budget_kbps, mean_kbps, bucket_peak_fill, ...

@@ -1,6 +1,7 @@
 """Which of a frame's detections the demo shows: those at or above a confidence threshold and, optionally, one label
 per object (class-agnostic non-maximum suppression: of boxes of any classes overlapping at IoU >= ``agnostic_iou``,
-the highest-scoring one), and optionally one label per object over time (:class:`LabelVote`)."""
+the highest-scoring one), and optionally one label per object over time (:class:`LabelVote`); :class:`ShownFilter`
+chains them over a stream, as the demo and the fit of its settings (benchmarks/fit_demo_filter.py) both run it."""
 import numpy as np
 
 from ..split.reuse import box_iou, greedy_match
@@ -57,3 +58,26 @@ class LabelVote:
             votes.append(v)
         self._boxes, self._votes = boxes, votes
         return [max(v, key=lambda cls: (v[cls], cls == c)) for v, c in zip(votes, classes)]
+
+
+class ShownFilter:
+    """What the demo shows of a stream, frame by frame: :func:`shown` at ``confidence_threshold`` and
+    ``agnostic_iou``, then the labels voted along tracks (:class:`LabelVote` at ``label_decay``). A setting out of
+    range raises ValueError here."""
+
+    def __init__(self, confidence_threshold=0.5, agnostic_iou=0.0, label_decay=0.0):
+        shown([], [], confidence_threshold, agnostic_iou)
+        self.confidence_threshold, self.agnostic_iou = confidence_threshold, agnostic_iou
+        self.vote = LabelVote(label_decay)
+
+    def reset(self):
+        """A new stream."""
+        self.vote.reset()
+
+    def __call__(self, boxes, scores, classes):
+        """(the indices shown, highest score first; their classes to show) of one frame's xyxy ``boxes`` [N, 4],
+        ``scores`` and ``classes`` [N]."""
+        keep = shown(boxes, scores, self.confidence_threshold, self.agnostic_iou)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[keep]
+        scores = np.asarray(scores, np.float64).reshape(-1)[keep]
+        return keep, self.vote(boxes, scores, [classes[k] for k in keep])
