@@ -29,7 +29,7 @@ the cheapest threshold (fewest kbit/s, mean over the videos) whose AP is at most
 
 Writes OUTPUT/bench_video.json (every video's rows and the means over the videos) and OUTPUT/bench_video.png
 (AP against kbit/s, one line per method). Each ECC row is compared with each H.264 row, paired frame by frame: the
-mean AP difference over the videos with a 95% moving-block bootstrap interval (``differences``; blocks of
+mean AP difference over the videos with a 95% block bootstrap interval (``differences``; blocks of
 ``--block-frames`` consecutive frames, ``--bootstrap`` resamples, 0: none). ECC rows under a budget also give the
 bucket's peak fill, the frames the budget kept on the edge and the frames (partly) answered from the reuse cache.
 """
@@ -46,6 +46,7 @@ from eccentric_det.data.datasets import class_names_of
 from eccentric_det.demo import EccentricPredictor, compose_demo_video, ensure_default_video
 from eccentric_det.demo.accuracy import ground_truth_of
 from eccentric_det.edge.stream import BUDGET_KEPT
+from eccentric_det.evaluation.bootstrap import BLOCK_FRAMES
 from eccentric_det.evaluation.video import (h264_round_trip, image_round_trip, kbps, read_frames, video_ap,
                                             video_ap_difference)
 from eccentric_det.inputs import InputBuilder
@@ -85,7 +86,7 @@ def parse_args(argv=None):
                         "--reuse-threshold 0, the only reuse)")
     p.add_argument("--bootstrap", type=int, default=1000,
                    help="resamples of the paired ECC - H.264 AP intervals (0: no intervals)")
-    p.add_argument("--block-frames", type=int, default=25,
+    p.add_argument("--block-frames", type=int, default=BLOCK_FRAMES,
                    help="the bootstrap's block of consecutive frames (neighbouring frames are not independent draws)")
     p.add_argument("--output", default="output/bench_video")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides of both models, last")

@@ -12,7 +12,8 @@ detections (the vote frame by frame in order, as the demo does it), and precisio
 runs together (``eccentric_det.demo.accuracy``, IoU 0.5, the same class). The chosen setting has the highest recall
 among those with precision >= ``--precision`` (else the highest precision); with ``--recall R`` (a goal on both), the
 largest smaller margin, min(precision - P, recall - R), so that neither sits at its edge on the videos it was fitted
-on. Ties go to the simpler one (no vote, no NMS, the lower threshold come first).
+on. Ties go to the simpler one (no vote, no NMS, the lower threshold come first). The chosen setting's precision
+and recall come with 95% block bootstrap intervals over the runs' frames (``--bootstrap``, ``--block-frames``).
 """
 import argparse
 import glob
@@ -22,8 +23,9 @@ import sys
 
 import numpy as np
 
-from eccentric_det.demo.accuracy import BoxAccuracy
+from eccentric_det.demo.accuracy import BoxAccuracy, pooled
 from eccentric_det.demo.shown import ShownFilter
+from eccentric_det.evaluation.bootstrap import BLOCK_FRAMES
 
 
 def load_run(folder):
@@ -40,20 +42,20 @@ def load_run(folder):
         return summary, [json.loads(line) for line in f]
 
 
-def count(runs, confidence, agnostic_iou, label_decay=0.0):
+def count(runs, confidence, agnostic_iou, label_decay=0.0, bootstrap=0, block=BLOCK_FRAMES):
     """Pooled precision, recall and counts of ``runs`` filtered at ``confidence`` and ``agnostic_iou``, labels voted
-    at ``label_decay``."""
-    matched = detections = objects = 0
+    at ``label_decay``; with ``bootstrap`` resamples, their block-bootstrap intervals (:func:`pooled`)."""
+    accuracies = []
     for summary, records in runs:
         acc, display = BoxAccuracy(summary["ground_truth"]), ShownFilter(confidence, agnostic_iou, label_decay)
         for r in sorted(records, key=lambda r: r["frame"]):  # the vote runs in frame order, as in the demo
             d = r["detections"]
             keep, classes = display([x["box"] for x in d], [x["score"] for x in d], [x["class"] for x in d])
             acc.add(r["frame"], [d[k]["box"] for k in keep], [d[k]["score"] for k in keep], classes)
-        matched, detections, objects = matched + acc.matched, detections + acc.detections, objects + acc.objects
-    return {"confidence": confidence, "agnostic_iou": agnostic_iou, "label_decay": label_decay, "matched": matched,
-            "detections": detections, "objects": objects, "precision": matched / detections if detections else 0.0,
-            "recall": matched / objects if objects else 0.0}
+        accuracies.append(acc)
+    out = {"confidence": confidence, "agnostic_iou": agnostic_iou, "label_decay": label_decay,
+           **pooled(accuracies, block, bootstrap)}
+    return {**out, "precision": out["precision"] or 0.0, "recall": out["recall"] or 0.0}
 
 
 def main(argv=None):
@@ -68,6 +70,10 @@ def main(argv=None):
     p.add_argument("--agnostic-iou", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     p.add_argument("--label-decay", type=float, nargs="+", default=[0.0],
                    help="label vote decays to try (0: no vote; e.g. 0 0.5 0.8 0.9 0.95 1)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="resamples of the chosen setting's block bootstrap interval (0: none)")
+    p.add_argument("--block-frames", type=int, default=BLOCK_FRAMES,
+                   help="the bootstrap's block of consecutive frames (neighbouring frames are not independent draws)")
     p.add_argument("--output", required=True, help="the json written: every pair counted and the chosen one")
     args = p.parse_args(argv)
     runs = [load_run(folder) for folder in args.runs]
@@ -81,13 +87,15 @@ def main(argv=None):
     else:
         meets = [g for g in grid if g["precision"] >= args.precision]
         best = max(meets, key=lambda g: (g["recall"], g["precision"])) if meets else max(grid, key=lambda g: g["precision"])
+    best = count(runs, best["confidence"], best["agnostic_iou"], best["label_decay"], args.bootstrap, args.block_frames)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"runs": [s["input"] for s, _ in runs], "target_precision": args.precision,
                    "target_recall": args.recall, "chosen": best, "grid": grid}, f, indent=1)
+    ci = lambda key: f" [{best[key][0]:.3f}, {best[key][1]:.3f}]" if best.get(key) else ""  # noqa: E731
     print(f"chosen: --confidence-threshold {best['confidence']:g} --agnostic-iou {best['agnostic_iou']:g} "
-          f"--label-decay {best['label_decay']:g}: precision "
-          f"{best['precision']:.3f}, recall {best['recall']:.3f} over {len(runs)} runs -> {args.output}")
+          f"--label-decay {best['label_decay']:g}: precision {best['precision']:.3f}{ci('precision_ci95')}, recall "
+          f"{best['recall']:.3f}{ci('recall_ci95')} over {len(runs)} runs -> {args.output}")
 
 
 if __name__ == "__main__":

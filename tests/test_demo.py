@@ -261,6 +261,55 @@ def test_box_accuracy_matches_each_box_once_by_class_and_iou(tmp_path):
     assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == pytest.approx(1 / 3)
     acc.add(2, [[0, 0, 10, 10]], [0.5], ["Bag"])  # a frame without boxes: a false positive
     assert acc.summary()["precision"] == pytest.approx(1 / 4)
+    with pytest.raises(ValueError, match="frame 1 is already counted"):  # a frame counts once
+        acc.add(1, [], [], [])
+
+
+def _accuracy_of(tmp_path, name, hits):
+    """A BoxAccuracy over one box a frame, found (1) or missed (0) frame by frame as ``hits`` say."""
+    from eccentric_det.demo.accuracy import BoxAccuracy
+
+    coco = {"images": [{"id": i, "frame": i} for i in range(len(hits))], "categories": [{"id": 1, "name": "Bag"}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20]}
+                            for i in range(len(hits))]}
+    (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    acc = BoxAccuracy(str(tmp_path / f"{name}.json"))
+    for i in np.random.default_rng(0).permutation(len(hits)):  # counted out of order: blocks follow the frames
+        acc.add(int(i), [[10, 10, 30, 30]] if hits[i] else [], [0.9] if hits[i] else [], ["Bag"] if hits[i] else [])
+    return acc
+
+
+def test_pooled_accuracy_counts_the_videos_together_with_block_intervals(tmp_path):
+    from eccentric_det.demo.accuracy import pooled
+
+    # video a: found in the first 150 of 200 frames, missed in a run of 50 (an item read wrongly as it crosses);
+    # video b: every frame found
+    a = _accuracy_of(tmp_path, "a", [1] * 150 + [0] * 50)
+    b = _accuracy_of(tmp_path, "b", [1] * 100)
+    both = pooled([a, b], block=25, n=500)
+    assert (both["matched"], both["detections"], both["objects"]) == (250, 250, 300)
+    assert both["precision"] == 1.0 and both["recall"] == pytest.approx(250 / 300)
+    assert both["precision_ci95"] == [1.0, 1.0]  # every resample holds only right answers
+    low, high = both["recall_ci95"]
+    assert low < 250 / 300 < high
+    # the misses come in one run of frames: drawing frames one by one (block 1) pretends they are independent and
+    # gives a narrower interval than drawing runs of 25
+    one = pooled([a, b], block=1, n=500)["recall_ci95"]
+    assert one[1] - one[0] < 0.7 * (high - low)
+    assert pooled([a], n=0)["recall_ci95"] is None and a.summary(n=0)["recall"] == 0.75
+    assert a.summary(block=25, n=200)["recall_ci95"] is not None
+
+
+def test_block_counts_draw_every_frame_alike():
+    from eccentric_det.evaluation.bootstrap import block_counts
+
+    rng = np.random.default_rng(0)
+    draws = np.stack([block_counts(100, 25, rng) for _ in range(4000)])
+    assert (draws.sum(1) == 100).all()
+    # circular blocks: the first and the last frame are drawn as often as the middle one (plain moving blocks draw
+    # them 25 times less often)
+    assert draws[:, [0, 50, 99]].mean(0) == pytest.approx([1, 1, 1], abs=0.1)
+    assert len(block_counts(0, 25, rng)) == 0 and block_counts(3, 25, rng).sum() == 3
 
 
 def test_summary_has_precision_and_recall_of_a_composed_video(cfg, tmp_path):

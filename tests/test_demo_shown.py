@@ -108,6 +108,10 @@ def test_fit_picks_the_highest_recall_at_the_precision_or_the_widest_margin_to_b
               "0", "0.5", "--output", str(out)])
     fit = json.loads(out.read_text())
     assert (fit["chosen"]["confidence"], fit["chosen"]["agnostic_iou"], fit["target_recall"]) == (0.8, 0.0, 0.6)
+    # the chosen setting comes with its intervals (the grid without: each would cost a bootstrap)
+    low, high = fit["chosen"]["recall_ci95"]
+    assert low <= fit["chosen"]["recall"] <= high and fit["chosen"]["bootstrap"] == 1000
+    assert all(g["recall_ci95"] is None for g in fit["grid"])
     with pytest.raises(SystemExit, match="thresholds >= 0.5 only"):
         cli.main([*runs, "--confidence", "0.3", "--output", str(out)])
 

@@ -1,10 +1,13 @@
 """Precision and recall of a video's detections against its own boxes (the COCO json that
-``datasets/prepare_demo_video.py`` writes beside a composed video: one image per frame, ``frame`` its index)."""
+``datasets/prepare_demo_video.py`` writes beside a composed video: one image per frame, ``frame`` its index), with
+block bootstrap intervals over the frames, of one video or several pooled."""
 import json
 import os
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from ..evaluation.bootstrap import BLOCK_FRAMES, CONFIDENCE, block_counts, percentile_interval
 
 IOU = 0.5
 
@@ -41,15 +44,22 @@ class BoxAccuracy:
             self.boxes.setdefault(frame_of[a["image_id"]], []).append((a["category_id"], a["bbox"]))
         self.path, self.iou = coco_json, iou
         self.frames = self.matched = self.detections = self.objects = 0
+        self._counts = {}  # frame -> (matched, detections, objects)
 
     def add(self, frame, boxes, scores, class_names):
         """Count one frame: its detections as xyxy ``boxes``, ``scores`` and ``class_names``."""
+        if frame in self._counts:
+            raise ValueError(f"frame {frame} is already counted against {self.path}")
         truth = self.boxes.get(frame, [])
         self.frames += 1
         self.objects += len(truth)
         self.detections += len(boxes)
+        self._counts[frame] = (self._match(boxes, scores, class_names, truth), len(boxes), len(truth))
+        self.matched += self._counts[frame][0]
+
+    def _match(self, boxes, scores, class_names, truth):
         if not len(boxes) or not truth:
-            return
+            return 0
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         xywh = np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]
         ious = mask_utils.iou(xywh.tolist(), [b for _, b in truth], [0] * len(truth))
@@ -60,11 +70,34 @@ class BoxAccuracy:
             best = int(np.argmax(candidates))
             if candidates[best] >= self.iou:
                 free[best] = False
-                self.matched += 1
+        return int((~free).sum())
 
-    def summary(self):
-        """``precision`` and ``recall`` (None without detections or boxes), the counts and where the boxes came from."""
-        return {"precision": self.matched / self.detections if self.detections else None,
-                "recall": self.matched / self.objects if self.objects else None,
-                "matched": self.matched, "detections": self.detections, "objects": self.objects,
-                "iou": self.iou, "ground_truth": self.path}
+    def counts(self):
+        """[frames, 3] int array: each counted frame's (matched, detections, objects), in frame order."""
+        return np.array([self._counts[f] for f in sorted(self._counts)], dtype=np.int64).reshape(-1, 3)
+
+    def summary(self, block=BLOCK_FRAMES, n=1000):
+        """``precision`` and ``recall`` (None without detections or boxes) with their intervals (:func:`pooled`), the
+        counts and where the boxes came from."""
+        return {**pooled([self], block, n), "ground_truth": self.path}
+
+
+def pooled(accuracies, block=BLOCK_FRAMES, n=1000, seed=0, confidence=CONFIDENCE):
+    """Precision and recall of the frames of ``accuracies`` (:class:`BoxAccuracy`, one a video) counted together,
+    each with a 95% block bootstrap interval (``precision_ci95``, ``recall_ci95``; None where undefined): a
+    resample draws, in every video, runs of ``block`` consecutive frames with replacement, and counts both on that
+    draw (``n`` 0: no interval)."""
+    counts = [a.counts() for a in accuracies]
+    matched, detections, objects = (int(v) for v in sum(c.sum(0) for c in counts))
+    out = {"precision": matched / detections if detections else None,
+           "recall": matched / objects if objects else None,
+           "matched": matched, "detections": detections, "objects": objects, "iou": accuracies[0].iou,
+           "precision_ci95": None, "recall_ci95": None, "block_frames": block, "bootstrap": n}
+    if n and counts:
+        rng = np.random.default_rng(seed)
+        drawn = sum(np.stack([block_counts(len(c), block, rng) for _ in range(n)]) @ c for c in counts)
+        for key, of in (("precision", 1), ("recall", 2)):
+            ratios = drawn[drawn[:, of] > 0]
+            if len(ratios):
+                out[key + "_ci95"] = list(percentile_interval(ratios[:, 0] / ratios[:, of], confidence))
+    return out

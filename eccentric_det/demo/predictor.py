@@ -264,8 +264,10 @@ def format_summary(s):
         lines.append(f"reuse        {s['reused_frames']} frames answered (in part) from the cache ("
                      f"{', '.join(rules)}; keyframe every {s['keyframe']} frames)")
     if s.get("recall") is not None or s.get("precision") is not None:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"accuracy     precision {fmt(s['precision'])}, recall {fmt(s['recall'])}: {s['matched']} of "
+        def fmt(key):
+            ci = s.get(key + "_ci95")
+            return "-" if s[key] is None else f"{s[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        lines.append(f"accuracy     precision {fmt('precision')}, recall {fmt('recall')}: {s['matched']} of "
                      f"{s['detections']} detections match one of the {s['objects']} boxes of "
                      f"{os.path.basename(s['ground_truth'])} (IoU >= {s['iou']}, same class)")
     if s.get("output"):

@@ -16,11 +16,25 @@ from pycocotools.cocoeval import COCOeval
 from .oracle import load_coco_gt
 
 CONFIDENCE = 0.95
+BLOCK_FRAMES = 25  # a video's bootstrap block: one second of frames at 25 fps
 
 
 def percentile_interval(samples, confidence):
     tail = 100 * (1 - confidence) / 2
     return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
+
+
+def block_counts(n, block, rng):
+    """How often each of ``n`` frames, in order, is drawn by one circular block bootstrap resample (Politis and
+    Romano): runs of ``block`` consecutive frames, wrapping from the last frame to the first, with uniform starts,
+    drawn with replacement until ``n`` frames are drawn. Neighbouring frames show the same objects, so a frame alone
+    is not an independent draw; wrapping gives every frame the same chance, where plain moving blocks under-draw the
+    first and last ``block`` - 1 frames."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    size = max(min(block, n), 1)
+    starts = rng.integers(0, n, -(-n // size))
+    return np.bincount(((starts[:, None] + np.arange(size)) % n).ravel()[:n], minlength=n)
 
 
 def mean_interval(values, n=1000, seed=0, confidence=CONFIDENCE):

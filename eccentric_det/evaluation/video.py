@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..split.image_codecs import decode_image, encode_image
-from .bootstrap import CONFIDENCE, PerImageMatches, percentile_interval
+from .bootstrap import CONFIDENCE, PerImageMatches, block_counts, percentile_interval
 
 H264_OPTIONS = {"tune": "zerolatency", "bf": "0"}  # no B-frames: each frame decodes on arrival
 
@@ -132,10 +132,10 @@ def video_ap(gt_json, detections, class_names):
 
 def video_ap_difference(videos, block=25, n=1000, seed=0, confidence=CONFIDENCE):
     """Video AP of method a minus method b, averaged over ``videos`` [(gt_json, (detections_a, class_names_a),
-    (detections_b, class_names_b))], with a paired moving-block bootstrap interval: each resample draws, in every
-    video, runs of ``block`` consecutive frames with replacement (neighbouring frames show the same objects, so a
-    frame alone is not an independent draw) and scores both methods on the same draw. {"mean", "ci95", "says":
-    "ahead" (the interval above 0), "behind" (below) or "level"}."""
+    (detections_b, class_names_b))], with a paired block bootstrap interval: each resample draws, in every video,
+    runs of ``block`` consecutive frames with replacement (:func:`.bootstrap.block_counts`: neighbouring frames show
+    the same objects, so a frame alone is not an independent draw) and scores both methods on the same draw.
+    {"mean", "ci95", "says": "ahead" (the interval above 0), "behind" (below) or "level"}."""
     rng = np.random.default_rng(seed)
     per_video = []  # ([matches of a, of b] (None: nothing scored), the frame-order position of each matched image)
     for gt_json, a, b in videos:
@@ -151,14 +151,9 @@ def video_ap_difference(videos, block=25, n=1000, seed=0, confidence=CONFIDENCE)
             d.append(np.subtract(*[m.ap(counts[position]) if m is not None else 0.0 for m in matches]))
         return float(np.mean(d))
 
-    def draw(n_img):
-        size = max(min(block, n_img), 1)
-        starts = rng.integers(0, max(n_img - size, 0) + 1, -(-n_img // size))
-        return np.bincount((starts[:, None] + np.arange(size)).ravel()[:n_img], minlength=n_img)
-
     mean = difference([np.ones(len(position), int) for _, position in per_video])
-    low, high = percentile_interval([difference([draw(len(position)) for _, position in per_video]) for _ in range(n)],
-                                    confidence)
+    low, high = percentile_interval([difference([block_counts(len(position), block, rng)
+                                                 for _, position in per_video]) for _ in range(n)], confidence)
     return {"mean": mean, "ci95": [low, high], "says": "ahead" if low > 0 else "behind" if high < 0 else "level"}
 
 
