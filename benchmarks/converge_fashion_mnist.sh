@@ -8,7 +8,8 @@
 # The chain with a real capacity gap (the 28x28 KD edge under the cloud on 56x56 inputs; the edge stage above gives
 # its edge): teacher_56 | cloud_plus_56 | joint_stem_56 | joint_stem_56_nofm (the same without feature matching, rate
 # weight 0.5) | joint_stem_56_rw07 (that at rate weight 0.7) | dynamic_stem_56 | dynamic_stem_56_nofm |
-# dynamic_stem_56_rw07 | codecs_56 | pareto_stem_56 | all_56 (in that order).
+# dynamic_stem_56_rw07 | prior_stem_56_nofm (the rate-0.5 split's latent under a positional prior counted on its
+# training images: tools/fit_symbol_prior.py) | codecs_56 | pareto_stem_56 | all_56 (in that order).
 # KEY VALUE overrides go to every stage's training and evaluation (e.g. MODEL.CLS.IMAGE_SIZE 56 for a whole chain
 # at 56x56). OUT=DIR trains another chain beside the committed one: every stage's OUTPUT_DIR and checkpoint under
 # DIR, each stage on the ones before it there, the teacher for distillation as its OUTPUT_DIR/config.yaml records it.
@@ -94,17 +95,28 @@ stage() {
       evaluate fashion_mnist_edge_kd "$O/eval/edge_kd" MODEL.WEIGHTS "$C/fashion_mnist_edge_kd.pth" ;;
     dynamic_stem_56_nofm)
       split_points fashion_mnist_adaptive_ecc_joint_stem_56_nofm fashion_mnist_dynamic_ecc_joint_stem_56_nofm stem56nofm ;;
+    prior_stem_56_nofm)  # the rate-0.5 split's latent under a positional prior counted on its training images
+      w=fashion_mnist_adaptive_ecc_joint_stem_56_nofm; P=(MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS "$C/${w}_prior.pth")
+      "$PY" tools/fit_symbol_prior.py --config-file "$T/$w.yaml" --output "$C/${w}_prior.pth" MODEL.WEIGHTS "$C/$w.pth" \
+        MODEL.ECCENTRIC.EDGE.WEIGHTS "" "${EXTRA[@]}"
+      evaluate fashion_mnist_dynamic_ecc_joint_stem_56_nofm_prior "$O/eval/stem56nofmprior_dynamic" \
+        MODEL.WEIGHTS "$C/$w.pth" "${P[@]}"
+      evaluate ${w}_prior "$O/eval/stem56nofmprior_always" MODEL.WEIGHTS "$C/$w.pth" MODEL.ECCENTRIC.EDGE.WEIGHTS "" \
+        MODEL.ECCENTRIC.OFFLOAD.POLICY always "${P[@]}" ;;
     dynamic_stem_56_rw07) split_points fashion_mnist_adaptive_ecc_joint_stem_56_nofm_rw07 \
       fashion_mnist_dynamic_ecc_joint_stem_56_nofm_rw07 stem56rw07 ;;
     codecs_56) codecs fashion_mnist_cloud_teacher_56 fashion_mnist_cloud_teacher_56_plus ;;
     pareto_stem_56) front "$O/pareto_stem_56" "$O"/eval/fashion_mnist_cloud_teacher_56_plus/* "$O"/eval/stem56_* \
-      "$O"/eval/stem56nofm_* "$O"/eval/stem56rw07_* "$O/eval/edge_kd" "$O/eval/teacher_56_png" ;;
+      "$O"/eval/stem56nofm_* "$O"/eval/stem56rw07_* "$O"/eval/stem56nofmprior_* "$O/eval/edge_kd" \
+      "$O/eval/teacher_56_png" ;;
     all) for s in teacher edge joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem pareto_stem; do stage "$s"; done ;;
     all_56) for s in teacher_56 cloud_plus_56 joint_stem_56 joint_stem_56_nofm joint_stem_56_rw07 dynamic_stem_56 \
-                     dynamic_stem_56_nofm dynamic_stem_56_rw07 codecs_56 pareto_stem_56; do stage "$s"; done ;;
+                     dynamic_stem_56_nofm dynamic_stem_56_rw07 prior_stem_56_nofm codecs_56 pareto_stem_56; do
+                stage "$s"; done ;;
     *) echo "unknown stage $1 (teacher edge adaptive joint cloud_plus dynamic codecs pareto joint_stem dynamic_stem"\
             " pareto_stem all; teacher_56 cloud_plus_56 joint_stem_56 joint_stem_56_nofm joint_stem_56_rw07"\
-            " dynamic_stem_56 dynamic_stem_56_nofm dynamic_stem_56_rw07 codecs_56 pareto_stem_56 all_56)" >&2
+            " dynamic_stem_56 dynamic_stem_56_nofm dynamic_stem_56_rw07 prior_stem_56_nofm codecs_56 pareto_stem_56"\
+            " all_56)" >&2
        exit 2 ;;
   esac
 }

@@ -83,6 +83,13 @@ def add_eccentric_config(cfg):
     # Variable rate: the level the edge codes at (0..len(RATE_WEIGHTS) - 1; fractional values interpolate
     # between the two levels around them). Chosen at run time; the payload carries it to the cloud.
     E.CODEC.RATE = 0.0
+    # Code the latent's symbols under a prior of each element of its one fixed shape (classification: inputs of one
+    # size), counted on training images after training (tools/fit_symbol_prior.py); "factorized" codecs only. Fewer
+    # bytes where positions differ (a classifier's centred objects), the same decoded latent.
+    E.CODEC.POSITIONAL_PRIOR = False
+    # The fitted positional prior (tools/fit_symbol_prior.py writes it: codec.symbol_prior.* alone), loaded over
+    # MODEL.WEIGHTS; empty: the one MODEL.WEIGHTS holds.
+    E.CODEC.PRIOR_WEIGHTS = ""
     # Learning-rate multiplier of the codec's parameters (the entropy model learns slowly under SGD).
     E.CODEC.LR_FACTOR = 10.0
 

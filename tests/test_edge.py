@@ -304,7 +304,10 @@ def test_dynamic_ecc_edge_exports_its_detector_and_gate(tmp_path):
     ("configs/Classification/fashion_mnist_adaptive_ecc_joint.yaml",
      ["MODEL.WEIGHTS", "checkpoints/classification/fashion_mnist_adaptive_ecc_joint.pth", "MODEL.ECCENTRIC.EDGE.WEIGHTS", "",
       "MODEL.ECCENTRIC.OFFLOAD.POLICY", "always"]),
-    ("configs/Classification/fashion_mnist_dynamic_ecc.yaml", [])])
+    ("configs/Classification/fashion_mnist_dynamic_ecc.yaml", []),
+    ("configs/Classification/fashion_mnist_adaptive_ecc_joint_stem_56_nofm_prior.yaml",  # the positional prior
+     ["MODEL.WEIGHTS", "checkpoints/classification/fashion_mnist_adaptive_ecc_joint_stem_56_nofm.pth",
+      "MODEL.ECCENTRIC.EDGE.WEIGHTS", "", "MODEL.ECCENTRIC.OFFLOAD.POLICY", "always"])])
 def test_exported_classification_edge(config, opts, tmp_path):
     from eccentric_det.classification import SplitTimmClassifier
     from eccentric_det.training.classification import load_initial_weights

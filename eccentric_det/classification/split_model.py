@@ -178,8 +178,11 @@ class SplitTimmClassifier(SplitModel, nn.Module):
                                  f"have different grids: set MODEL.CLS.EDGE_SPLIT_INDEX (or MODEL.CLS.EDGE_IMAGE_SIZE) "
                                  f"so that input size / stride is the same on both")
             codec = dict(codec or {})
+            # a positional prior codes the one split feature size of this input size (stride-2 steps round up)
+            positional = tuple(-(-s // cloud_stride) for s in self.image_size) if codec.pop("positional", False) \
+                else None
             self.codec = build_codec(codec.pop("name", "factorized"), edge_info.channels(edge_index),
-                                     cloud_info.channels(split_index), half=half, **codec)
+                                     cloud_info.channels(split_index), half=half, positional=positional, **codec)
         if features and half != "cloud":
             self.edge_half = TimmEdge(edge_model, edge_index, own_head=policy != "always")
         if uses_cloud and half != "edge":
@@ -196,7 +199,8 @@ class SplitTimmClassifier(SplitModel, nn.Module):
             "pixel_mean": C.PIXEL_MEAN, "pixel_std": C.PIXEL_STD,
             "codec": {"name": E.CODEC.NAME, "latent_channels": E.CODEC.LATENT_CHANNELS,
                       "hidden_channels": E.CODEC.HIDDEN_CHANNELS, "downsample": E.CODEC.DOWNSAMPLE,
-                      "rate_levels": max(len(E.CODEC.RATE_WEIGHTS), 1), "rate": E.CODEC.RATE},
+                      "rate_levels": max(len(E.CODEC.RATE_WEIGHTS), 1), "rate": E.CODEC.RATE,
+                      "positional": E.CODEC.POSITIONAL_PRIOR},
             "offload_mode": E.OFFLOAD_MODE, "policy": E.OFFLOAD.POLICY, "threshold": E.OFFLOAD.THRESHOLD,
             "half": E.HALF, "cloud_kwargs": dict(C.TIMM_KWARGS), "edge_kwargs": dict(C.EDGE_TIMM_KWARGS),
             "payload_limits": PayloadLimits.from_config(cfg, 2048, 2048),

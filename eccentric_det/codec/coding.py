@@ -106,6 +106,20 @@ def encode_factorized(x, tables: CoderTables) -> List[bytes]:
     return rans_encode(symbols, indexes, tables)
 
 
+def encode_positional(y, tables: CoderTables, prior: CoderTables):
+    """(one string per image, y_hat) of ``y`` [N, C, h, w] under a positional symbol prior: the symbols are those of
+    the factorized prior ``tables`` (round(y - channel median)), each coded under its own element's CDF of
+    ``prior`` (an EntropyBottleneck of C * h * w channels whose medians are 0), so y_hat is the factorized prior's."""
+    y = y.detach().cpu().float()
+    n = y[0].numel()
+    if len(prior.cdf_length) != n:
+        raise ValueError(f"the positional prior codes latents of {len(prior.cdf_length)} elements, this one has {n} "
+                         f"({tuple(y.shape[1:])}): it codes inputs of the one size it was fitted on")
+    medians = tables.medians.view(1, -1, 1, 1)
+    symbols = torch.round(y - medians)
+    return encode_factorized(symbols.reshape(len(y), n, 1, 1), prior), symbols + medians
+
+
 def scale_indexes(scales, tables: CoderTables):
     """``GaussianConditional.build_indexes``: the CDF index of each scale (after the scale bound)."""
     scales = torch.clamp_min(scales, tables.scale_bound).contiguous()
@@ -115,6 +129,7 @@ def scale_indexes(scales, tables: CoderTables):
     return torch.searchsorted(bounds, scales, right=False).int()
 
 
+SYMBOL_PRIOR = "symbol_prior"  # the entropy model name of a positional prior (CODEC.POSITIONAL_PRIOR)
 LUT_SHIFT = 13  # scale_indexes_near's buckets: 2 ** 13 floats, 1/1024 of a power of two (a 512 kB table)
 
 
@@ -148,14 +163,15 @@ def code_latents(y, z, tables, params, feature_hw, fields=None, regions=None) ->
     """The edge's coding of a batch's latent ``y`` (factorized prior; ``z`` None) or ``y`` and its hyper-latent ``z``
     (hyperprior: ``params(z_hat, y_hw)`` gives the scales of ``y`` and its means or None, e.g. :func:`hyper_params`);
     what :mod:`.latent_codecs` write, byte for byte. ``tables``: the :class:`CoderTables` by entropy model name
-    ("entropy_bottleneck", "gaussian_conditional"); ``fields``: payload fields every image carries (e.g. the rate,
-    :func:`rate_field`); ``regions`` (hyperprior only): per image None or (y cells [h, w], z cells, FIELD_TILES
-    bytes) to code only those cells (:mod:`.tiles`)."""
+    ("entropy_bottleneck", "gaussian_conditional", and :data:`SYMBOL_PRIOR` for a positional prior); ``fields``:
+    payload fields every image carries (e.g. the rate, :func:`rate_field`); ``regions`` (hyperprior only): per image
+    None or (y cells [h, w], z cells, FIELD_TILES bytes) to code only those cells (:mod:`.tiles`)."""
     y_hw, fields = tuple(y.shape[-2:]), dict(fields or {})
     if z is None:
         check_no_regions(regions)
-        return [CodedFeature([s], y_hw, feature_hw, dict(fields))
-                for s in encode_factorized(y, tables["entropy_bottleneck"])]
+        strings = (encode_positional(y, tables["entropy_bottleneck"], tables[SYMBOL_PRIOR])[0]
+                   if SYMBOL_PRIOR in tables else encode_factorized(y, tables["entropy_bottleneck"]))
+        return [CodedFeature([s], y_hw, feature_hw, dict(fields)) for s in strings]
     y_cells, z_cells, own = split_regions(regions, len(y))
     z_strings, z_hat = encode_bottleneck(z, tables["entropy_bottleneck"], z_cells)
     y_strings, y_fields = encode_conditional(y, *params(z_hat, y_hw), tables["gaussian_conditional"], y_cells)

@@ -26,8 +26,8 @@ from torch import nn
 
 from .coding import CodedFeature, check_no_regions, check_rate, fit
 from .latent_codecs import (SCALES, EntropyBottleneckLatentCodec, GainHyperpriorLatentCodec,
-                            GaussianConditionalLatentCodec, HyperLatentCodec, HyperpriorLatentCodec, RateGains,
-                            coder_tables)
+                            GaussianConditionalLatentCodec, HyperLatentCodec, HyperpriorLatentCodec,
+                            PositionalLatentCodec, RateGains, SymbolCounts, coder_tables)
 from .shapes import latent_shape
 from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FINGERPRINT_BYTES
 
@@ -79,17 +79,22 @@ def rename_legacy_keys(state):
 
 
 def build_codec(name, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2, half="both",
-                rate_levels=1, rate=0.0):
+                rate_levels=1, rate=0.0, positional=None):
     """The codec registered as ``name``, from ``in_channels`` (the edge's split feature) to ``out_channels``
     (what the cloud tail expects at the split). ``rate_levels`` > 1: a variable-rate codec's trained levels;
-    ``rate``: the level it codes at (fractional values interpolate)."""
+    ``rate``: the level it codes at (fractional values interpolate); ``positional``: the (h, w) of the one split
+    feature size it codes, to code its latent under a positional prior (``CODEC.POSITIONAL_PRIOR``)."""
     classes = {cls.name: cls for _, cls in CODEC_REGISTRY}
     if name not in classes:
         raise ValueError(f"Unknown codec {name!r}; choose one of {sorted(classes)} (MODEL.ECCENTRIC.CODEC.NAME), or "
                          f"register one in CODEC_REGISTRY.")
+    extra = {} if positional is None else {"positional": tuple(positional)}
+    if extra and not classes[name].positional:
+        raise ValueError(f"codec {name!r} has no positional prior (CODEC.POSITIONAL_PRIOR): use CODEC.NAME "
+                         f"'factorized'")
     return classes[name](in_channels=in_channels, out_channels=out_channels, latent_channels=latent_channels,
                          hidden_channels=hidden_channels, downsample=downsample, half=half,
-                         rate_levels=rate_levels, rate=rate)
+                         rate_levels=rate_levels, rate=rate, **extra)
 
 
 class FeatureCodec(nn.Module):
@@ -102,11 +107,12 @@ class FeatureCodec(nn.Module):
     name = ""
     hyper = False
     variable_rate = False
+    positional = False  # it can code one latent size under a positional prior (``positional`` = its feature's h, w)
     latent_codec = None  # a learned codec's (:mod:`.latent_codecs`; not a submodule: it holds the codec's own)
     # Its submodules by side: the edge's alone, the cloud's alone, and those both halves hold (the entropy models and
     # what selects their CDFs must agree bit for bit: the fingerprint hashes them, in this order).
     PARAM_GROUPS = {"edge": ("g_a", "h_a"), "cloud": ("g_s",),
-                    "shared": ("entropy_bottleneck", "gaussian_conditional", "h_s", "gains")}
+                    "shared": ("entropy_bottleneck", "gaussian_conditional", "h_s", "gains", "symbol_prior")}
 
     def __init__(self, in_channels, out_channels, latent_channels=32, hidden_channels=96, downsample=2,
                  half="both", rate_levels=1, rate=0.0):
@@ -348,8 +354,9 @@ class FactorizedCodec(LearnedCodec):
     CompressAI's EntropyBottleneck (factorized prior) -> decoder."""
 
     name = "factorized"
+    positional = True
 
-    def __init__(self, in_channels, out_channels, half="both", **kwargs):
+    def __init__(self, in_channels, out_channels, half="both", positional=None, **kwargs):
         super().__init__(in_channels, out_channels, half=half, **kwargs)
         n, h, steps = self._sizes()
         enc = [_conv(in_channels, h), nn.LeakyReLU(inplace=True)]
@@ -366,7 +373,13 @@ class FactorizedCodec(LearnedCodec):
         # The coder's range (CompressAI's "quantiles") is found by bisection on the learned density at
         # update(), more precisely than by training it with an auxiliary loss, so it takes no gradient.
         self.entropy_bottleneck.quantiles.requires_grad_(False)
-        self._set_latent_codec(EntropyBottleneckLatentCodec(self.entropy_bottleneck))
+        if positional is None:
+            self._set_latent_codec(EntropyBottleneckLatentCodec(self.entropy_bottleneck))
+            return
+        shape = (n, *self.latent_shape(positional))
+        self.config["positional"] = list(shape)  # only then: the fingerprints of other codecs stay as they were
+        self.symbol_prior = SymbolCounts(math.prod(shape))
+        self._set_latent_codec(PositionalLatentCodec(self.entropy_bottleneck, self.symbol_prior, shape))
 
 
 @CODEC_REGISTRY.register()
@@ -378,6 +391,7 @@ class HyperpriorCodec(FactorizedCodec):
 
     name = "hyperprior"
     hyper = True
+    positional = False
 
     def __init__(self, in_channels, out_channels, half="both", **kwargs):
         super().__init__(in_channels, out_channels, half=half, **kwargs)

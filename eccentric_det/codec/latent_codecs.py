@@ -14,12 +14,13 @@ import math
 
 import torch
 from compressai import latent_codecs as cai
+from compressai.entropy_models.entropy_models import EntropyModel
 from compressai.models.base import get_scale_table
 from compressai.ops import quantize_ste
 from torch import nn
 
-from .coding import (CoderTables, encode_bottleneck, encode_conditional, fit, hyper_params, rate_field, rate_gains,
-                     scale_indexes, split_regions)
+from .coding import (SYMBOL_PRIOR, CoderTables, encode_bottleneck, encode_conditional, encode_positional, fit,
+                     hyper_params, rate_field, rate_gains, scale_indexes, split_regions)
 from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES
 from .scale_indexes import decode_exceptions
 from .shapes import hyper_shape, read_rate
@@ -66,6 +67,110 @@ class EntropyBottleneckLatentCodec(cai.EntropyBottleneckLatentCodec):
                 idx = torch.arange(eb.channels, dtype=torch.int32)[:, None].expand(-1, int(c.sum()))[None]
                 y_hat[i][:, c] = guarded_decompress(eb, [strings[i]], idx, medians[:, :, 0].expand_as(idx[0])[None])[0]
         return {"y_hat": y_hat}
+
+
+class SymbolCounts(EntropyModel):
+    """A static prior of integer symbols, one distribution per element of a latent of ``elements``: how often each
+    symbol came on training latents (``counts`` [elements, WINDOW], saved with the model), symbol ``low[k] + j`` in
+    column j of element k's window of ``length[k]``; a symbol outside its element's window is escaped (CompressAI's
+    bypass coding). :meth:`update` builds CompressAI's CDF tables from them: the counts plus half a count each, one
+    count for the escape. Not fitted (``length`` 0): the whole window, uniform."""
+
+    WINDOW = 32
+
+    def __init__(self, elements):
+        super().__init__()
+        self.register_buffer("counts", torch.zeros(elements, self.WINDOW, dtype=torch.int32))
+        self.register_buffer("low", torch.full((elements,), -(self.WINDOW // 2), dtype=torch.int32))
+        self.register_buffer("length", torch.zeros(elements, dtype=torch.int32))
+
+    @property
+    def quantiles(self):
+        """Medians 0 (:class:`~.coding.CoderTables` reads them): the symbols are coded as they are."""
+        return torch.zeros(len(self.counts), 1, 3)
+
+    @torch.no_grad()
+    def fit(self, symbols):
+        """Count ``symbols`` [N, elements] (integers): each element's window starts at its smallest symbol and holds
+        at most WINDOW of them."""
+        symbols = symbols.round().to(torch.int64)
+        low = symbols.min(0).values
+        length = torch.minimum(symbols.max(0).values - low + 1, torch.tensor(self.WINDOW))
+        column = symbols - low
+        inside = column < length
+        counts = torch.zeros(self.counts.shape, dtype=torch.int64)
+        rows = torch.arange(symbols.shape[1]).expand_as(symbols)
+        counts.index_put_((rows[inside], column[inside]), torch.ones(int(inside.sum()), dtype=torch.int64),
+                          accumulate=True)
+        self.counts.copy_(counts.clamp(max=2 ** 31 - 1))
+        self.low.copy_(low)
+        self.length.copy_(length)
+        self.update(force=True)
+
+    def update(self, force=False):
+        if self._offset.numel() > 0 and not force:
+            return False
+        fitted = self.length > 0
+        length = torch.where(fitted, self.length, self.WINDOW).long()
+        counts = torch.where(fitted[:, None], self.counts.double(), 1.0)
+        counts = torch.where(torch.arange(self.WINDOW)[None] < length[:, None], counts + 0.5, 0.0)
+        total = counts.sum(1, keepdim=True) + 1
+        self._offset = torch.where(fitted, self.low, -(self.WINDOW // 2)).int()
+        self._quantized_cdf = self._pmf_to_cdf(counts / total, 1 / total, length, self.WINDOW)
+        self._cdf_length = (length + 2).int()
+        return True
+
+
+class PositionalLatentCodec(EntropyBottleneckLatentCodec):
+    """y of one fixed ``shape`` [C, h, w]: trained (``forward``) and quantised as under its factorized prior, but its
+    symbols round(y - channel median) are coded under ``symbol_prior`` (:class:`SymbolCounts`: a distribution per
+    element, CDF index = element), counted on training latents after training (:func:`fit_symbol_prior`). Where the
+    statistics differ by position (a classifier's centred objects) the strings are shorter; y_hat is the factorized
+    prior's, bit for bit."""
+
+    def __init__(self, entropy_bottleneck, symbol_prior, shape):
+        super().__init__(entropy_bottleneck)
+        object.__setattr__(self, "symbol_prior", symbol_prior)  # not a submodule: its feature codec's
+        self.shape = tuple(shape)
+
+    @property
+    def entropy_models(self):
+        return {"entropy_bottleneck": self.entropy_bottleneck, SYMBOL_PRIOR: self.symbol_prior}
+
+    def update(self, force=True):
+        super().update(force)
+        self.symbol_prior.update(force=force)
+
+    def _check(self, shape):
+        if tuple(shape) != self.shape[1:]:
+            raise ValueError(f"this codec's positional prior codes {self.shape[1]}x{self.shape[2]} latents, got "
+                             f"{shape[0]}x{shape[1]}: it codes inputs of the one size it was built for "
+                             f"(CODEC.POSITIONAL_PRIOR)")
+
+    def compress(self, y, cells=None):
+        if cells is not None and any(c is not None for c in cells):
+            raise ValueError("a positional prior codes whole latents, not regions")
+        self._check(y.shape[-2:])
+        strings, y_hat = encode_positional(y, coder_tables(self.entropy_bottleneck), coder_tables(self.symbol_prior))
+        return {"strings": [strings], "shape": tuple(y.shape[-2:]), "y_hat": y_hat}
+
+    def decompress(self, strings, shape, cells=None, **kwargs):
+        (strings,) = strings
+        self._check(shape)
+        n = len(strings)
+        medians = self.entropy_bottleneck._get_medians().detach().cpu().reshape(1, -1, 1, 1)
+        indexes = torch.arange(math.prod(self.shape), dtype=torch.int32).view(1, -1, 1, 1).expand(n, -1, -1, -1)
+        symbols = guarded_decompress(self.symbol_prior, strings, indexes)
+        return {"y_hat": symbols.reshape(n, *self.shape) + medians}
+
+
+@torch.no_grad()
+def fit_symbol_prior(latent_codec: PositionalLatentCodec, y):
+    """Count the symbols of latents ``y`` [N, C, h, w] of training images into ``latent_codec``'s positional prior
+    (:meth:`SymbolCounts.fit`), relative to the medians the coder uses (rebuilt first)."""
+    latent_codec.update(force=True)
+    medians = latent_codec.entropy_bottleneck._get_medians().detach().cpu().reshape(1, -1, 1, 1)
+    latent_codec.symbol_prior.fit(torch.round(y.detach().cpu().float() - medians).reshape(len(y), -1))
 
 
 class GaussianConditionalLatentCodec(cai.GaussianConditionalLatentCodec):

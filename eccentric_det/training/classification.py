@@ -253,11 +253,20 @@ def evaluate(cfg, model, data, output_dir=""):
 
 
 def load_initial_weights(cfg, model, complete=False):
-    """``MODEL.WEIGHTS`` into the whole model and ``MODEL.ECCENTRIC.EDGE.WEIGHTS`` into the edge half (see
-    :func:`edge_state`: an unsplit checkpoint of the edge's timm model also serves), checked as detection's are
-    (:func:`eccentric_det.checkpoint.load_checked`; ``complete`` for evaluation)."""
+    """``MODEL.WEIGHTS`` into the whole model (with ``MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS`` over it) and
+    ``MODEL.ECCENTRIC.EDGE.WEIGHTS`` into the edge half (see :func:`edge_state`: an unsplit checkpoint of the edge's
+    timm model also serves), checked as detection's are (:func:`eccentric_det.checkpoint.load_checked`;
+    ``complete`` for evaluation)."""
     path, edge_path = cfg.MODEL.WEIGHTS, cfg.MODEL.ECCENTRIC.EDGE.WEIGHTS
     weights = (f"{path} (MODEL.WEIGHTS)", read_state(path)) if path else None
+    prior = cfg.MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS
+    if prior:  # the fitted positional prior, over MODEL.WEIGHTS' own
+        if getattr(model.codec, "symbol_prior", None) is None:
+            raise ValueError(f"{prior} (MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS) is a positional prior: it needs "
+                             f"MODEL.ECCENTRIC.CODEC.POSITIONAL_PRIOR True and CODEC.NAME 'factorized'")
+        source, state = weights or (None, {})
+        label = f"{prior} (MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS)"
+        weights = (f"{source} with {label}" if source else label, {**state, **read_state(prior)})
     edge = None
     if edge_path and model.edge_half is not None:
         edge = (f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS)", edge_state(read_state(edge_path)))

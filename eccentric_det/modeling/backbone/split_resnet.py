@@ -107,6 +107,9 @@ def build_split_resnet(cfg, input_shape, out_features):
     edge_parts, edge_shapes = build_resnet_parts(edge_resnets_cfg(cfg), input_shape.channels, edge_names)
     cloud_parts, cloud_shapes = build_resnet_parts(cfg.MODEL.RESNETS, input_shape.channels, cloud_names)
     C = E.CODEC
+    if C.POSITIONAL_PRIOR:
+        raise ValueError("MODEL.ECCENTRIC.CODEC.POSITIONAL_PRIOR codes a latent of one fixed size: classification "
+                         "only (detection inputs vary in size); set it False")
     codec = build_codec(C.NAME, edge_shapes[E.SPLIT_AT].channels, cloud_shapes[E.SPLIT_AT].channels,
                         C.LATENT_CHANNELS, C.HIDDEN_CHANNELS, C.DOWNSAMPLE, half=E.HALF,
                         rate_levels=max(len(C.RATE_WEIGHTS), 1), rate=C.RATE)
