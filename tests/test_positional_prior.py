@@ -1,6 +1,7 @@
 """The positional symbol prior (CODEC.POSITIONAL_PRIOR): the same decoded latent in fewer bytes where the latent's
 statistics differ by position, counted on training latents, saved alone and loaded over a model's weights."""
 import json
+import random
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from eccentric_det.classification import SplitTimmClassifier, save_weights
 from eccentric_det.classification.checkpoint import load_state
 from eccentric_det.cli.fit_symbol_prior import PREFIX, main as fit_cli
+from eccentric_det.codec import Payload, PayloadError
 from eccentric_det.codec.feature_codec import Latents, build_codec
 from eccentric_det.codec.guarded_ans import EntropyDecodeError
 from eccentric_det.codec.latent_codecs import SymbolCounts, fit_symbol_prior
@@ -50,6 +52,15 @@ def test_the_prior_codes_the_same_latent_in_fewer_bytes():
     assert torch.equal(model.cloud(payloads), plain.cloud(reference))  # the decoded latent is the plain codec's
     shorter = sum(len(p.strings[0]) for p in payloads) / sum(len(p.strings[0]) for p in reference)
     assert shorter < 0.9, shorter
+    # any bytes in its place: refused with an error, never a read out of bounds (the bounded decoder, its own tables)
+    rng, base, refused = random.Random(0), payloads[0], 0
+    for n in [0, 4, 8, 12, *rng.sample(range(13, 400), 20)]:
+        forged = Payload(base.kind, base.fingerprint, base.image_size, base.output_size, [rng.randbytes(n)])
+        try:
+            model.cloud([forged.to_bytes()])
+        except (PayloadError, EntropyDecodeError):
+            refused += 1
+    assert refused >= 20  # the strict decoder takes next to no string its encoder did not write
 
 
 def test_symbols_outside_the_counted_window_are_escaped_and_other_sizes_refused():
