@@ -14,6 +14,7 @@ under the positional one. No test image is read. The decoded latent, and so ever
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -76,3 +77,7 @@ def main(argv=None):
     print(f"wrote {args.output}: {report['payload_bytes_positional']:.2f} B per held-out image under the positional "
           f"prior, {report['payload_bytes_factorized']:.2f} B under the factorized one")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
