@@ -95,7 +95,7 @@ class SymbolCounts(EntropyModel):
         at most WINDOW of them."""
         symbols = symbols.round().to(torch.int64)
         low = symbols.min(0).values
-        length = torch.minimum(symbols.max(0).values - low + 1, torch.tensor(self.WINDOW))
+        length = (symbols.max(0).values - low + 1).clamp(max=self.WINDOW)
         column = symbols - low
         inside = column < length
         counts = torch.zeros(self.counts.shape, dtype=torch.int64)
@@ -113,7 +113,7 @@ class SymbolCounts(EntropyModel):
         fitted = self.length > 0
         length = torch.where(fitted, self.length, self.WINDOW).long()
         counts = torch.where(fitted[:, None], self.counts.double(), 1.0)
-        counts = torch.where(torch.arange(self.WINDOW)[None] < length[:, None], counts + 0.5, 0.0)
+        counts = torch.where(torch.arange(self.WINDOW, device=counts.device)[None] < length[:, None], counts + 0.5, 0.0)
         total = counts.sum(1, keepdim=True) + 1
         self._offset = torch.where(fitted, self.low, -(self.WINDOW // 2)).int()
         self._quantized_cdf = self._pmf_to_cdf(counts / total, 1 / total, length, self.WINDOW)
