@@ -1,6 +1,7 @@
 """The positional symbol prior (CODEC.POSITIONAL_PRIOR): the same decoded latent in fewer bytes where the latent's
 statistics differ by position, counted on training latents, saved alone and loaded over a model's weights."""
 import json
+import logging
 import random
 
 import pytest
@@ -36,7 +37,7 @@ def _centred(n, seed):
     return images
 
 
-def test_the_prior_codes_the_same_latent_in_fewer_bytes():
+def test_the_prior_codes_the_same_latent_in_fewer_bytes(caplog):
     plain, model = _model(False), _model(True)
     load_state(model, plain.state_dict())  # the same trained split; the prior is what the plain one lacks
     assert "positional" not in plain.codec.config  # (so every other codec keeps its fingerprint)
@@ -48,6 +49,14 @@ def test_the_prior_codes_the_same_latent_in_fewer_bytes():
     with torch.no_grad():
         fit_symbol_prior(codec.latent_codec, codec.latents(edge(model.edge_normalizer(_centred(256, seed=0)))[0]).y)
     assert model.fingerprint() != fingerprint  # an edge and a cloud with other counts refuse each other's payloads
+    retrained = _model(True)
+    with torch.no_grad():  # the same split trained further: other channel medians than the counts were taken against
+        retrained.codec.entropy_bottleneck.biases[-1] += 2.0  # the density's last bias: its medians move
+    load_state(retrained, {k: v for k, v in model.state_dict().items() if "symbol_prior" in k})
+    with caplog.at_level(logging.WARNING, logger="eccentric_det.codec.latent_codecs"):
+        retrained.codec.update(force=True)
+        model.codec.update(force=True)
+    assert len([r for r in caplog.records if "counted against other weights" in r.getMessage()]) == 1
     payloads, reference = model.edge(images), plain.edge(images)
     assert torch.equal(model.cloud(payloads), plain.cloud(reference))  # the decoded latent is the plain codec's
     shorter = sum(len(p.strings[0]) for p in payloads) / sum(len(p.strings[0]) for p in reference)
@@ -86,8 +95,8 @@ def test_symbols_outside_the_counted_window_are_escaped_and_other_sizes_refused(
 
 
 def test_counts_make_a_distribution_per_element():
-    prior = SymbolCounts(3)
-    prior.fit(torch.tensor([[0, 5, -2], [0, 5, 1], [0, 6, 1], [0, 5, 40]]))
+    prior = SymbolCounts(3, channels=1)
+    prior.fit(torch.tensor([[0, 5, -2], [0, 5, 1], [0, 6, 1], [0, 5, 40]]), basis=torch.zeros(1))
     assert prior.low.tolist() == [0, 5, -2] and prior.length.tolist() == [1, 2, SymbolCounts.WINDOW]
     assert prior.counts[1, :2].tolist() == [3, 1] and prior.counts[2, [0, 3]].tolist() == [1, 2]
     # CompressAI's tables: an element's window plus the escape; a near-certain symbol costs well under a bit

@@ -378,7 +378,7 @@ class FactorizedCodec(LearnedCodec):
             return
         shape = (n, *self.latent_shape(positional))
         self.config["positional"] = list(shape)  # only then: the fingerprints of other codecs stay as they were
-        self.symbol_prior = SymbolCounts(math.prod(shape))
+        self.symbol_prior = SymbolCounts(math.prod(shape), n)
         self._set_latent_codec(PositionalLatentCodec(self.entropy_bottleneck, self.symbol_prior, shape))
 
 

@@ -10,6 +10,7 @@ CPU in float32 (:mod:`.scale_indexes`); a region payload codes only its tiles' c
 hold are their feature codec's submodules, under its checkpoint names; a latent codec is no submodule of it.
 """
 import copy
+import logging
 import math
 
 import torch
@@ -25,6 +26,8 @@ from .payload import FIELD_RATE, FIELD_SCALE_INDEXES, FIELD_TILES
 from .scale_indexes import decode_exceptions
 from .shapes import hyper_shape, read_rate
 from .tiles import decode_tiles, region_cells
+
+logger = logging.getLogger(__name__)
 
 # Scale table of the Gaussian conditional (CompressAI's default: 64 log-spaced scales in [0.11, 256]).
 SCALES = get_scale_table().tolist()
@@ -78,11 +81,14 @@ class SymbolCounts(EntropyModel):
 
     WINDOW = 32
 
-    def __init__(self, elements):
+    def __init__(self, elements, channels):
         super().__init__()
         self.register_buffer("counts", torch.zeros(elements, self.WINDOW, dtype=torch.int32))
         self.register_buffer("low", torch.full((elements,), -(self.WINDOW // 2), dtype=torch.int32))
         self.register_buffer("length", torch.zeros(elements, dtype=torch.int32))
+        # the channel medians the symbols were counted against (the factorized prior's): a prior counted for other
+        # weights still codes losslessly, only in more bytes
+        self.register_buffer("basis", torch.zeros(channels))
 
     @property
     def quantiles(self):
@@ -90,9 +96,10 @@ class SymbolCounts(EntropyModel):
         return torch.zeros(len(self.counts), 1, 3)
 
     @torch.no_grad()
-    def fit(self, symbols):
-        """Count ``symbols`` [N, elements] (integers): each element's window starts at its smallest symbol and holds
-        at most WINDOW of them."""
+    def fit(self, symbols, basis):
+        """Count ``symbols`` [N, elements] (integers), taken against the channel medians ``basis``: each element's
+        window starts at its smallest symbol and holds at most WINDOW of them."""
+        self.basis.copy_(basis)
         symbols = symbols.round().to(torch.int64)
         low = symbols.min(0).values
         length = (symbols.max(0).values - low + 1).clamp(max=self.WINDOW)
@@ -140,6 +147,12 @@ class PositionalLatentCodec(EntropyBottleneckLatentCodec):
     def update(self, force=True):
         super().update(force)
         self.symbol_prior.update(force=force)
+        prior, medians = self.symbol_prior, self.entropy_bottleneck._get_medians().detach().reshape(-1)
+        if bool(prior.length.any()) and not torch.allclose(prior.basis.float().cpu(), medians.float().cpu(),
+                                                            rtol=1e-3, atol=1e-3):
+            logger.warning("the positional prior was counted against other weights (their channel medians differ): "
+                           "payloads stay lossless but grow; count it again for these weights with "
+                           "tools/fit_symbol_prior.py")
 
     def _check(self, shape):
         if tuple(shape) != self.shape[1:]:
@@ -170,7 +183,8 @@ def fit_symbol_prior(latent_codec: PositionalLatentCodec, y):
     (:meth:`SymbolCounts.fit`), relative to the medians the coder uses (rebuilt first)."""
     latent_codec.update(force=True)
     medians = latent_codec.entropy_bottleneck._get_medians().detach().cpu().reshape(1, -1, 1, 1)
-    latent_codec.symbol_prior.fit(torch.round(y.detach().cpu().float() - medians).reshape(len(y), -1))
+    latent_codec.symbol_prior.fit(torch.round(y.detach().cpu().float() - medians).reshape(len(y), -1),
+                                  medians.reshape(-1))
 
 
 class GaussianConditionalLatentCodec(cai.GaussianConditionalLatentCodec):
