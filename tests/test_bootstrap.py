@@ -98,3 +98,46 @@ def test_result_interval_of_evaluation_folders(tmp_path):
              "metrics": {"AP": 30.0, "AP_ci95": [28.5, 31.25], "bytes_mean": 100}}
     table = format_summary({"accuracy": "AP", "points": [point], "bd_rate": {}, "anchor": "x", "bd_method": "pchip"})
     assert "AP [95% CI]" in table and "30.00 [28.50, 31.25]" in table
+
+
+def test_paired_difference_of_evaluation_folders(tmp_path):
+    from eccentric_det.data import register_dataset
+    from eccentric_det.evaluation.bootstrap import paired_difference, result_interval
+    from eccentric_det.reports.pareto import format_summary
+
+    def folder(name, records, dets=None):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eccentric_metrics.json").write_text(json.dumps({"images": records}))
+        if dets is not None:
+            (tmp_path / name / "coco_instances_results.json").write_text(json.dumps(dets))
+        return str(tmp_path / name)
+
+    # top1: b is right on 880 of 1000 images, a on those and 20 more; the hard images are hard for both
+    b = folder("b", [{"image_id": i, "pred": 0, "label": 0 if i < 880 else 1} for i in range(1000)])
+    a = folder("a", [{"image_id": i, "pred": 0, "label": 0 if i < 900 else 1} for i in range(1000)])
+    mean, low, high = paired_difference(a, b, "any", "top1", n=1000)
+    assert mean == pytest.approx(2.0) and 0.5 < low < 2.0 < high < 3.5
+    side_by_side = [result_interval(d, "any", "top1", n=1000) for d in (a, b)]
+    assert all(high - low < (hi - lo) / 1.5 for lo, hi in side_by_side)  # pairing removes what the two share
+    assert paired_difference(a, a, "any", "top1") == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="different images"):
+        paired_difference(a, folder("c", [{"image_id": 0, "pred": 0, "label": 0}]), "any", "top1")
+
+    # AP: the same images drawn for both; the mean is pycocotools' AP difference
+    gt, dets = synthetic_coco(60, seed=7)
+    (tmp_path / "gt.json").write_text(json.dumps(gt.dataset))
+    (tmp_path / "img").mkdir()
+    register_dataset(["paired_tmp", "coco", str(tmp_path / "gt.json"), str(tmp_path / "img")])
+    weaker = [{**d, "score": d["score"] * (0.5 if k % 3 == 0 else 1.0)} for k, d in enumerate(dets)]
+    ids = [{"image_id": i} for i in range(1, 61)]
+    mean, low, high = paired_difference(folder("d", ids, dets), folder("e", ids, weaker), "paired_tmp", "AP", n=200)
+    assert mean == pytest.approx(pycocotools_ap(gt, dets) - pycocotools_ap(gt, weaker), abs=1e-9)
+    assert low <= mean <= high
+    assert paired_difference(str(tmp_path / "d"), str(tmp_path / "d"), "paired_tmp", "AP", n=50) == (0.0, 0.0, 0.0)
+    assert paired_difference(str(tmp_path / "d"), str(tmp_path / "e"), "paired_tmp", "AP50") is None
+
+    point = {"series": "s", "label": "p", "front": {"bytes": True},
+             "metrics": {"top1": 90.0, "bytes_mean": 10, "top1_minus_reference": [2.0, 1.1, 2.9]}}
+    text = format_summary({"accuracy": "top1", "points": [point], "bd_rate": {}, "anchor": "x", "bd_method": "pchip",
+                           "reference": "cloud/png"})
+    assert "top1 minus cloud/png's, paired over the same images" in text and "s, p: +2.00 [+1.10, +2.90]" in text

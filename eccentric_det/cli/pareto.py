@@ -43,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--bd-method", choices=("pchip", "cubic"), default="pchip", help="BD-rate curve fit")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="add each point's 95%% interval of AP (or top1) over the images, from N resamples")
+    p.add_argument("--paired-against", default="", metavar="DIR",
+                   help="an evaluation folder (e.g. the equal-budget cloud's --eval-only OUTPUT_DIR): each point's AP "
+                        "(or top1) minus its, paired over the same images, with a 95%% interval (--bootstrap N "
+                        "resamples, default 1000)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every point: KEY VALUE "
                                                                    "pairs, last")
     return p.parse_args(argv)
@@ -57,7 +61,7 @@ def main(argv=None):
         sweep = parse_sweep(args.sweep)
         result = run_sweep(args.config_file, sweep, args.dataset, args.max_images, args.output,
                            args.opts, args.results, args.cloud_config, args.cloud_weights, args.independent_config,
-                           args.bd_method, args.accuracy, args.bootstrap)
+                           args.bd_method, args.accuracy, args.bootstrap, args.paired_against)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         print(f"pareto.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

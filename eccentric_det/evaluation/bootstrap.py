@@ -94,18 +94,26 @@ class PerImageMatches:
         return float(q.mean())
 
 
-def coco_ap_interval(coco_gt, detections, n=1000, seed=0, confidence=CONFIDENCE, image_ids=None):
-    """(AP, low, high), AP@[.5:.95] in 0-100 with a percentile bootstrap interval over the images of
-    ``coco_gt`` (a pycocotools COCO; ``image_ids``: only these). ``detections``: COCO-format results (a list of
-    dicts)."""
+def per_image_matches(coco_gt, detections, image_ids=None):
+    """:class:`PerImageMatches` of COCO-format ``detections`` against ``coco_gt`` (``image_ids``: only these), or None
+    without detections."""
     if not len(detections):
-        return 0.0, 0.0, 0.0
+        return None
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
         if image_ids is not None:
             ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
-    matches = PerImageMatches(ev)
+    return PerImageMatches(ev)
+
+
+def coco_ap_interval(coco_gt, detections, n=1000, seed=0, confidence=CONFIDENCE, image_ids=None):
+    """(AP, low, high), AP@[.5:.95] in 0-100 with a percentile bootstrap interval over the images of
+    ``coco_gt`` (a pycocotools COCO; ``image_ids``: only these). ``detections``: COCO-format results (a list of
+    dicts)."""
+    matches = per_image_matches(coco_gt, detections, image_ids)
+    if matches is None:
+        return 0.0, 0.0, 0.0
     n_img = len(matches.image_ids)
     ap = matches.ap(np.ones(n_img, dtype=int))
     rng = np.random.default_rng(seed)
@@ -113,21 +121,68 @@ def coco_ap_interval(coco_gt, detections, n=1000, seed=0, confidence=CONFIDENCE,
     return (ap, *percentile_interval(samples, confidence))
 
 
+def _images_of(output_dir):
+    """The per-image records of an evaluation folder's ``eccentric_metrics.json``, or None."""
+    metrics_file = os.path.join(output_dir, "eccentric_metrics.json")
+    if not os.path.isfile(metrics_file):
+        return None
+    with open(metrics_file) as f:
+        return json.load(f)["images"]
+
+
+def _detections_of(output_dir):
+    """An evaluation folder's ``coco_instances_results.json`` (Detectron2's COCOEvaluator), or None."""
+    results = os.path.join(output_dir, "coco_instances_results.json")
+    if not os.path.isfile(results):
+        return None
+    with open(results) as f:
+        return json.load(f)
+
+
 def result_interval(output_dir, dataset, accuracy="AP", n=1000, seed=0):
     """(low, high) of the 95% bootstrap interval of an evaluation folder's ``accuracy``: "AP" from its
     ``coco_instances_results.json`` (Detectron2's COCOEvaluator) against ``dataset``'s ground truth, on the images
     of its ``eccentric_metrics.json``; "top1" from the per-image records of a classification run. None for other
     metrics or a folder without those files."""
-    metrics_file = os.path.join(output_dir, "eccentric_metrics.json")
-    if not os.path.isfile(metrics_file):
+    images = _images_of(output_dir)
+    if images is None:
         return None
-    with open(metrics_file) as f:
-        images = json.load(f)["images"]
     if accuracy == "top1":
         return mean_interval([100.0 * (r["pred"] == r["label"]) for r in images], n, seed)[1:]
-    results = os.path.join(output_dir, "coco_instances_results.json")
-    if accuracy != "AP" or not os.path.isfile(results):
+    detections = _detections_of(output_dir) if accuracy == "AP" else None
+    if detections is None:
         return None
-    with open(results) as f:
-        detections = json.load(f)
     return coco_ap_interval(load_coco_gt(dataset), detections, n, seed, image_ids=[r["image_id"] for r in images])[1:]
+
+
+def paired_difference(output_dir, reference_dir, dataset, accuracy="AP", n=1000, seed=0, confidence=CONFIDENCE):
+    """(mean, low, high): ``accuracy`` ("AP" or "top1", as :func:`result_interval` reads them) of one evaluation folder
+    minus a reference folder's, on the images both evaluated, with a paired percentile bootstrap: each resample draws
+    the same images for both, so what the two share (hard images are hard for both) cancels, and the interval is
+    that of the difference, narrower than the two intervals side by side suggest. None for other metrics or folders
+    without those files; a ValueError when the two were evaluated on different images."""
+    runs = [_images_of(d) for d in (output_dir, reference_dir)]
+    if None in runs:
+        return None
+    ids = [sorted(r["image_id"] for r in run) for run in runs]
+    if ids[0] != ids[1]:
+        raise ValueError(f"{output_dir} and {reference_dir} were evaluated on different images ({len(ids[0])} and "
+                         f"{len(ids[1])}): a paired difference needs the same images (the same dataset and "
+                         f"--max-images)")
+    if accuracy == "top1":
+        right = [{r["image_id"]: r["pred"] == r["label"] for r in run} for run in runs]
+        return mean_interval([100.0 * (right[0][i] - right[1][i]) for i in ids[0]], n, seed, confidence)
+    detections = [_detections_of(d) for d in (output_dir, reference_dir)] if accuracy == "AP" else [None]
+    if None in detections:
+        return None
+    coco_gt = load_coco_gt(dataset)
+    matches = [per_image_matches(coco_gt, d, ids[0]) for d in detections]
+
+    def difference(counts):
+        a, b = (m.ap(counts) if m is not None else 0.0 for m in matches)
+        return a - b
+
+    n_img = len(ids[0])
+    rng = np.random.default_rng(seed)
+    samples = [difference(np.bincount(rng.integers(0, n_img, n_img), minlength=n_img)) for _ in range(n)]
+    return (difference(np.ones(n_img, dtype=int)), *percentile_interval(samples, confidence))

@@ -21,7 +21,7 @@ from ..baselines import ImageCodecBaseline, load_sc2bench
 from ..checkpoint import load_model
 from ..tasks import get_eccentric_cfg
 from ..data import check_class_count, check_dataset_available
-from ..evaluation.bootstrap import result_interval
+from ..evaluation.bootstrap import paired_difference, result_interval
 from ..evaluation.build import coco_evaluator
 from ..evaluation.costs import FORMAT, finite_json
 from ..evaluation.eccentric_evaluator import AP_KEYS, CLOUD_ONLY_MODEL, EccentricEvaluator
@@ -349,12 +349,14 @@ def load_sweep_or_results(path, dataset, image_ids=None, input_size=None, accura
 # ---------------------------------------------------------------------------------------- a sweep
 def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="output/pareto", opts=(),
               results=(), cloud_config="", cloud_weights="", independent_config="", bd_method="pchip",
-              accuracy="AP", bootstrap=0):
+              accuracy="AP", bootstrap=0, paired_against=""):
     """Evaluate the sweep's points and earlier results on the same images; write ``pareto.json`` and
     ``pareto.png`` to ``output_dir`` (and first ``plan.json``, :func:`write_plan`). ``accuracy``: the metric on the
     fronts' accuracy axis (AP, AP50, ...; top1 for classification results); ``bootstrap`` > 0 adds its 95% interval
-    over the images from that many resamples (``metrics[accuracy + "_ci95"]``; AP and top1). Returns the
-    pareto.json dict."""
+    over the images from that many resamples (``metrics[accuracy + "_ci95"]``; AP and top1). ``paired_against``: an
+    evaluation folder (e.g. the equal-budget cloud's) that each point's accuracy is compared with, paired over the same
+    images (``metrics[accuracy + "_minus_reference"]``: mean, low, high; :func:`paired_difference`, ``bootstrap``
+    resamples or 1000). Returns the pareto.json dict."""
     points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config, opts) if config_file else []
     if not points and not results:
         raise ValueError("nothing to compare: give --config-file (and --sweep) or --results")
@@ -391,7 +393,14 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
             interval = result_interval(rec["output_dir"], dataset, accuracy, bootstrap)
             if interval is not None:
                 rec["metrics"][f"{accuracy}_ci95"] = list(interval)
+    if paired_against:
+        for rec in records:
+            difference = paired_difference(rec["output_dir"], paired_against, dataset, accuracy, bootstrap or 1000)
+            if difference is not None:
+                rec["metrics"][f"{accuracy}_minus_reference"] = list(difference)
     result = summarize_points(records, dataset, bd_method, accuracy)
+    if paired_against:
+        result["reference"] = paired_against
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "pareto.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -451,8 +460,14 @@ def format_summary(result):
     acc = result.get("accuracy", "AP")
     table = "\n".join(points_table(result["points"], acc))
     bd = "\n".join(f"  {s}: " + (f"{v:+.1f}%" if isinstance(v, float) else v) for s, v in result["bd_rate"].items())
-    return (f"{table}\n{front_legend(acc)}\n"
-            f"BD-rate vs {result['anchor']} ({result['bd_method']}):\n{bd or '  (no other series)'}")
+    out = (f"{table}\n{front_legend(acc)}\n"
+           f"BD-rate vs {result['anchor']} ({result['bd_method']}):\n{bd or '  (no other series)'}")
+    paired = [(p, p["metrics"][f"{acc}_minus_reference"]) for p in result["points"]
+              if f"{acc}_minus_reference" in p["metrics"]]
+    if paired:
+        out += f"\n{acc} minus {result['reference']}'s, paired over the same images [95% interval]:\n" + "\n".join(
+            f"  {p['series']}, {p['label']}: {m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for p, (m, lo, hi) in paired)
+    return out
 
 
 def plot_pareto(result, path):
