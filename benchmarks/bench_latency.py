@@ -368,10 +368,13 @@ class H264Method:
         self.encoder = None
 
     def start(self, fps, size):
+        import torch
         from eccentric_det.evaluation.video import _x264
 
         h, w = size
-        self.encoder, self.index = _x264(w, h, fps, int(self.kbps * 1000), self.gop, self.preset), 0
+        # one thread budget per method: the device's, as the exported edge's onnxruntime takes it
+        threads = torch.get_num_threads()
+        self.encoder, self.index = _x264(w, h, fps, int(self.kbps * 1000), self.gop, self.preset, threads), 0
 
     def step(self, frame, measure):
         import av

@@ -67,8 +67,9 @@ def h264_round_trip(frames, fps, kbps, gop=25, preset="veryfast"):
     return decoded, sizes
 
 
-def _x264(w, h, fps, bits, gop, preset):
-    """An open libx264 encoder context (see :func:`h264_round_trip`)."""
+def _x264(w, h, fps, bits, gop, preset, threads=0):
+    """An open libx264 encoder context (see :func:`h264_round_trip`); ``threads`` > 0 holds it to that many threads
+    (0: libx264's own choice, which under zero-latency tuning slices each frame over every core)."""
     import av  # optional: PyAV
 
     encoder = av.CodecContext.create("libx264", "w")
@@ -77,7 +78,7 @@ def _x264(w, h, fps, bits, gop, preset):
     encoder.framerate = Fraction(int(round(fps)), 1)
     encoder.bit_rate, encoder.gop_size = bits, gop
     encoder.options = {**H264_OPTIONS, "preset": preset, "maxrate": str(bits), "bufsize": str(bits),
-                       "keyint_min": str(gop), "sc_threshold": "0"}
+                       "keyint_min": str(gop), "sc_threshold": "0", **({"threads": str(threads)} if threads else {})}
     encoder.open()
     return encoder
 
