@@ -124,6 +124,10 @@ def test_the_tool_writes_the_prior_alone_and_a_config_loads_it(tmp_path):
     cfg = get_eccentric_cfg(QUICK, opts + prior)
     with pytest.raises(ValueError, match="needs MODEL.ECCENTRIC.CODEC.POSITIONAL_PRIOR True"):
         load_initial_weights(cfg, SplitTimmClassifier(cfg))
+    cfg = get_eccentric_cfg(QUICK, opts + ["MODEL.ECCENTRIC.CODEC.POSITIONAL_PRIOR", True,
+                                           "MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS", weights])  # a whole model instead
+    with pytest.raises(ValueError, match="tensors besides a positional prior"):
+        load_initial_weights(cfg, SplitTimmClassifier(cfg))
 
 
 def test_detection_refuses_the_positional_prior():

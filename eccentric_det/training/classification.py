@@ -264,9 +264,15 @@ def load_initial_weights(cfg, model, complete=False):
         if getattr(model.codec, "symbol_prior", None) is None:
             raise ValueError(f"{prior} (MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS) is a positional prior: it needs "
                              f"MODEL.ECCENTRIC.CODEC.POSITIONAL_PRIOR True and CODEC.NAME 'factorized'")
+        counts = read_state(prior)
+        other = [k for k in counts if not k.startswith("codec.symbol_prior.")]
+        if other:
+            raise ValueError(f"{prior} (MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS) holds {len(other)} tensors besides a "
+                             f"positional prior (e.g. {other[0]}): give the file tools/fit_symbol_prior.py writes, "
+                             f"the model's weights as MODEL.WEIGHTS")
         source, state = weights or (None, {})
         label = f"{prior} (MODEL.ECCENTRIC.CODEC.PRIOR_WEIGHTS)"
-        weights = (f"{source} with {label}" if source else label, {**state, **read_state(prior)})
+        weights = (f"{source} with {label}" if source else label, {**state, **counts})
     edge = None
     if edge_path and model.edge_half is not None:
         edge = (f"{edge_path} (MODEL.ECCENTRIC.EDGE.WEIGHTS)", edge_state(read_state(edge_path)))
