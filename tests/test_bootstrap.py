@@ -102,8 +102,11 @@ def test_result_interval_of_evaluation_folders(tmp_path):
 
 def test_paired_difference_of_evaluation_folders(tmp_path):
     from eccentric_det.data import register_dataset
-    from eccentric_det.evaluation.bootstrap import paired_difference, result_interval
+    from eccentric_det.evaluation.bootstrap import paired_differences, result_interval
     from eccentric_det.reports.pareto import format_summary
+
+    def paired_difference(a, reference, dataset, accuracy, n=1000):
+        return paired_differences([a], reference, dataset, accuracy, n)[0]
 
     def folder(name, records, dets=None):
         (tmp_path / name).mkdir()
@@ -120,6 +123,8 @@ def test_paired_difference_of_evaluation_folders(tmp_path):
     side_by_side = [result_interval(d, "any", "top1", n=1000) for d in (a, b)]
     assert all(high - low < (hi - lo) / 1.5 for lo, hi in side_by_side)  # pairing removes what the two share
     assert paired_difference(a, a, "any", "top1") == (0.0, 0.0, 0.0)
+    both = paired_differences([a, b, str(tmp_path / "none")], b, "any", "top1", n=200)  # one reference, many points
+    assert both[0][0] == pytest.approx(2.0) and both[1] == (0.0, 0.0, 0.0) and both[2] is None
     with pytest.raises(ValueError, match="different images"):
         paired_difference(a, folder("c", [{"image_id": 0, "pred": 0, "label": 0}]), "any", "top1")
 

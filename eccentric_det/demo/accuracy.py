@@ -43,7 +43,6 @@ class BoxAccuracy:
         for a in coco["annotations"]:
             self.boxes.setdefault(frame_of[a["image_id"]], []).append((a["category_id"], a["bbox"]))
         self.path, self.iou = coco_json, iou
-        self.frames = self.matched = self.detections = self.objects = 0
         self._counts = {}  # frame -> (matched, detections, objects)
 
     def add(self, frame, boxes, scores, class_names):
@@ -51,11 +50,7 @@ class BoxAccuracy:
         if frame in self._counts:
             raise ValueError(f"frame {frame} is already counted against {self.path}")
         truth = self.boxes.get(frame, [])
-        self.frames += 1
-        self.objects += len(truth)
-        self.detections += len(boxes)
         self._counts[frame] = (self._match(boxes, scores, class_names, truth), len(boxes), len(truth))
-        self.matched += self._counts[frame][0]
 
     def _match(self, boxes, scores, class_names, truth):
         if not len(boxes) or not truth:

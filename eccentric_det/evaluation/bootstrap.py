@@ -155,34 +155,47 @@ def result_interval(output_dir, dataset, accuracy="AP", n=1000, seed=0):
     return coco_ap_interval(load_coco_gt(dataset), detections, n, seed, image_ids=[r["image_id"] for r in images])[1:]
 
 
-def paired_difference(output_dir, reference_dir, dataset, accuracy="AP", n=1000, seed=0, confidence=CONFIDENCE):
-    """(mean, low, high): ``accuracy`` ("AP" or "top1", as :func:`result_interval` reads them) of one evaluation folder
-    minus a reference folder's, on the images both evaluated, with a paired percentile bootstrap: each resample draws
-    the same images for both, so what the two share (hard images are hard for both) cancels, and the interval is
-    that of the difference, narrower than the two intervals side by side suggest. None for other metrics or folders
-    without those files; a ValueError when the two were evaluated on different images."""
-    runs = [_images_of(d) for d in (output_dir, reference_dir)]
-    if None in runs:
-        return None
-    ids = [sorted(r["image_id"] for r in run) for run in runs]
-    if ids[0] != ids[1]:
-        raise ValueError(f"{output_dir} and {reference_dir} were evaluated on different images ({len(ids[0])} and "
-                         f"{len(ids[1])}): a paired difference needs the same images (the same dataset and "
-                         f"--max-images)")
+def paired_differences(output_dirs, reference_dir, dataset, accuracy="AP", n=1000, seed=0, confidence=CONFIDENCE):
+    """Per evaluation folder of ``output_dirs``, (mean, low, high): its ``accuracy`` ("AP" or "top1", as
+    :func:`result_interval` reads them) minus the reference folder's, on the images both evaluated, with a paired
+    percentile bootstrap: each resample draws the same images for both, so what the two share (hard images are hard
+    for both) cancels, and the interval is that of the difference, narrower than the two intervals side by side
+    suggest. None for other metrics or folders without those files; a ValueError for a folder evaluated on other
+    images than the reference. The reference is read and matched once."""
+    reference = _images_of(reference_dir)
+    if reference is None or accuracy not in ("AP", "top1"):
+        return [None] * len(output_dirs)
+    ids = sorted(r["image_id"] for r in reference)
     if accuracy == "top1":
-        right = [{r["image_id"]: r["pred"] == r["label"] for r in run} for run in runs]
-        return mean_interval([100.0 * (right[0][i] - right[1][i]) for i in ids[0]], n, seed, confidence)
-    detections = [_detections_of(d) for d in (output_dir, reference_dir)] if accuracy == "AP" else [None]
-    if None in detections:
-        return None
-    coco_gt = load_coco_gt(dataset)
-    matches = [per_image_matches(coco_gt, d, ids[0]) for d in detections]
+        right = {r["image_id"]: r["pred"] == r["label"] for r in reference}
+    else:
+        ref_detections = _detections_of(reference_dir)
+        if ref_detections is None:
+            return [None] * len(output_dirs)
+        coco_gt = load_coco_gt(dataset)
+        ref_matches = per_image_matches(coco_gt, ref_detections, ids)
+        ref_ap = (lambda counts: ref_matches.ap(counts)) if ref_matches is not None else (lambda counts: 0.0)
+    out = []
+    for output_dir in output_dirs:
+        run = _images_of(output_dir)
+        if run is not None and sorted(r["image_id"] for r in run) != ids:
+            raise ValueError(f"{output_dir} and {reference_dir} were evaluated on different images ({len(run)} and "
+                             f"{len(ids)}): a paired difference needs the same images (the same dataset and "
+                             f"--max-images)")
+        detections = _detections_of(output_dir) if run is not None and accuracy == "AP" else None
+        if run is None or (accuracy == "AP" and detections is None):
+            out.append(None)
+        elif accuracy == "top1":
+            out.append(mean_interval([100.0 * ((r["pred"] == r["label"]) - right[r["image_id"]]) for r in run], n,
+                                     seed, confidence))
+        else:
+            matches = per_image_matches(coco_gt, detections, ids)
 
-    def difference(counts):
-        a, b = (m.ap(counts) if m is not None else 0.0 for m in matches)
-        return a - b
+            def difference(counts):
+                return (matches.ap(counts) if matches is not None else 0.0) - ref_ap(counts)
 
-    n_img = len(ids[0])
-    rng = np.random.default_rng(seed)
-    samples = [difference(np.bincount(rng.integers(0, n_img, n_img), minlength=n_img)) for _ in range(n)]
-    return (difference(np.ones(n_img, dtype=int)), *percentile_interval(samples, confidence))
+            rng = np.random.default_rng(seed)
+            samples = [difference(np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids)))
+                       for _ in range(n)]
+            out.append((difference(np.ones(len(ids), dtype=int)), *percentile_interval(samples, confidence)))
+    return out

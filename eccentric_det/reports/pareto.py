@@ -21,7 +21,7 @@ from ..baselines import ImageCodecBaseline, load_sc2bench
 from ..checkpoint import load_model
 from ..tasks import get_eccentric_cfg
 from ..data import check_class_count, check_dataset_available
-from ..evaluation.bootstrap import paired_difference, result_interval
+from ..evaluation.bootstrap import paired_differences, result_interval
 from ..evaluation.build import coco_evaluator
 from ..evaluation.costs import FORMAT, finite_json
 from ..evaluation.eccentric_evaluator import AP_KEYS, CLOUD_ONLY_MODEL, EccentricEvaluator
@@ -355,7 +355,7 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
     fronts' accuracy axis (AP, AP50, ...; top1 for classification results); ``bootstrap`` > 0 adds its 95% interval
     over the images from that many resamples (``metrics[accuracy + "_ci95"]``; AP and top1). ``paired_against``: an
     evaluation folder (e.g. the equal-budget cloud's) that each point's accuracy is compared with, paired over the same
-    images (``metrics[accuracy + "_minus_reference"]``: mean, low, high; :func:`paired_difference`, ``bootstrap``
+    images (``metrics[accuracy + "_minus_reference"]``: mean, low, high; :func:`paired_differences`, ``bootstrap``
     resamples or 1000). Returns the pareto.json dict."""
     points = plan(config_file, sweep, cloud_config, cloud_weights, independent_config, opts) if config_file else []
     if not points and not results:
@@ -394,8 +394,9 @@ def run_sweep(config_file, sweep, dataset=None, max_images=None, output_dir="out
             if interval is not None:
                 rec["metrics"][f"{accuracy}_ci95"] = list(interval)
     if paired_against:
-        for rec in records:
-            difference = paired_difference(rec["output_dir"], paired_against, dataset, accuracy, bootstrap or 1000)
+        differences = paired_differences([rec["output_dir"] for rec in records], paired_against, dataset, accuracy,
+                                         bootstrap or 1000)
+        for rec, difference in zip(records, differences):
             if difference is not None:
                 rec["metrics"][f"{accuracy}_minus_reference"] = list(difference)
     result = summarize_points(records, dataset, bd_method, accuracy)
